@@ -1,0 +1,33 @@
+//! The facts a mail network publishes, free of DNS types.
+
+use std::net::IpAddr;
+
+/// One mail server of the network as DNS sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailHost {
+    /// The server's own host name, e.g. `exmail.qq.com`.
+    pub name: String,
+    /// Mail domains it receives mail for, e.g. `mail.sustech.edu.cn`.
+    pub domains: Vec<String>,
+    /// The host name the domains' `MX` records point at, e.g. `mxbiz1.qq.com`.
+    pub mx: String,
+    /// Host name clients submit mail to, e.g. `smtp.exmail.qq.com`.
+    pub smtp_host: String,
+    /// Host name clients read mail from, e.g. `pop.exmail.qq.com`.
+    pub pop3_host: String,
+    /// Addresses published in `A`/`AAAA` records for every host name above.
+    pub addresses: Vec<IpAddr>,
+    /// The port its SMTP server listens on (after port 0 was resolved).
+    pub smtp_port: u16,
+    /// The port its POP3 server listens on (after port 0 was resolved).
+    pub pop3_port: u16,
+}
+
+/// Everything the fake DNS publishes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkFacts {
+    /// The mail servers.
+    pub hosts: Vec<MailHost>,
+    /// Record TTL in seconds; short, because ports change every time a network boots.
+    pub ttl: u32,
+}

@@ -1,0 +1,23 @@
+//! An authoritative, in-memory DNS server for mailnet's simulated mail domains.
+//!
+//! # Layout
+//! - [`facts`]: what a mail network publishes (hosts, their mail domains, ports), with no DNS types.
+//! - [`zone`]: the pure record table built from those facts, and its lookup rules
+//!   (answer, no data, NXDOMAIN inside a zone, REFUSED outside every zone).
+//! - [`server`]: the thin hickory-server layer that answers UDP and TCP queries from a [`ZoneHandle`].
+//!
+//! The zone is also what mailnet's own resolver reads when no DNS server is
+//! running, so the records a `dig` sees and the records a relay uses come from
+//! one code path.
+#![warn(missing_docs)]
+
+pub mod facts;
+pub mod server;
+pub mod zone;
+
+pub use facts::{MailHost, NetworkFacts};
+pub use server::{serve, DnsServerError, ZoneHandle};
+pub use zone::{Answer, Zone};
+
+/// Re-exported so callers can name record types and data without their own hickory pin.
+pub use hickory_proto as proto;

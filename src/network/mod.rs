@@ -1,0 +1,373 @@
+//! The network description: which servers exist, their domains, ports, users and policy.
+//!
+//! A file is parsed ([`file`]) and then checked as a whole ([`Network::from_file`])
+//! before anything binds, so every mistake is reported with its file, line and column.
+
+pub mod duration;
+mod file;
+mod policy;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+pub use policy::Policy;
+
+/// The network `mailnet up` boots when given no file (see `src/network/default.yaml`).
+pub const DEFAULT_NETWORK: &str = include_str!("default.yaml");
+
+/// Where the default network's DNS listens, so docs and demos can name it.
+pub const DEFAULT_DNS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 5300);
+
+/// A user of a server: an address and a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The address as written in the file, e.g. `usr1@gmail.com`.
+    pub address: String,
+    /// The password for SMTP AUTH and POP3 logins.
+    pub password: String,
+}
+
+/// One mail server of the network, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Its host name, e.g. `exmail.qq.com`; also the name `--only` selects.
+    pub name: String,
+    /// Mail domains it hosts, lower-cased.
+    pub domains: Vec<String>,
+    /// The host name its domains' `MX` records point at.
+    pub mx: String,
+    /// The host name clients submit mail to.
+    pub smtp_host: String,
+    /// The host name clients read mail from.
+    pub pop3_host: String,
+    /// SMTP port; 0 picks a free one.
+    pub smtp_port: u16,
+    /// POP3 port; 0 picks a free one.
+    pub pop3_port: u16,
+    /// The address published in `A`/`AAAA` records for this server, if not the network's.
+    pub advertise: Option<IpAddr>,
+    /// Its users.
+    pub users: Vec<User>,
+    /// What it accepts.
+    pub policy: Policy,
+}
+
+impl ServerConfig {
+    /// Whether `domain` is one of this server's mail domains (case-insensitive).
+    pub fn hosts_domain(&self, domain: &str) -> bool {
+        let domain = domain.trim_end_matches('.');
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The user with this address, compared case-insensitively.
+    pub fn user(&self, address: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.address.eq_ignore_ascii_case(address))
+    }
+}
+
+/// A whole network, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    /// Where its file came from, for messages (`<default>` for the built-in one).
+    pub source: String,
+    /// The fake DNS's listen address.
+    pub dns: SocketAddr,
+    /// The address servers bind to.
+    pub bind: IpAddr,
+    /// The address published in `A` records unless a server says otherwise.
+    pub advertise: Option<IpAddr>,
+    /// TTL of every published record, in seconds.
+    pub ttl: u32,
+    /// The servers, in file order.
+    pub servers: Vec<ServerConfig>,
+}
+
+/// A network file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not YAML of the expected shape; the message carries line and column.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// The parser's own words, with line and column.
+        message: String,
+    },
+    /// The file is well-formed but says something impossible.
+    #[error("{file}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: u64,
+        /// 1-based column.
+        column: u64,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Network {
+    /// The built-in network.
+    pub fn default_network() -> Network {
+        Network::parse(DEFAULT_NETWORK, "<default network>")
+            .expect("the built-in network file is valid (tested)")
+    }
+
+    /// Reads and checks a network file.
+    pub fn load(path: &Path) -> Result<Network, NetworkError> {
+        let text = std::fs::read_to_string(path).map_err(|source| NetworkError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Network::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks network YAML; `source` names it in errors.
+    pub fn parse(text: &str, source: &str) -> Result<Network, NetworkError> {
+        let parsed: file::NetworkFile =
+            serde_saphyr::from_str(text).map_err(|e| NetworkError::Syntax {
+                file: source.to_string(),
+                message: one_line_yaml_error(&e),
+            })?;
+        Network::from_file(parsed, source)
+    }
+
+    /// The server named `name`.
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The server hosting mail domain `domain`.
+    pub fn server_for_domain(&self, domain: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.hosts_domain(domain))
+    }
+
+    /// What the fake DNS publishes, given each server's real ports
+    /// (`ports[i]` = (smtp, pop3) of `servers[i]`).
+    pub fn facts(&self, ports: &[(u16, u16)]) -> fake_dns::NetworkFacts {
+        let hosts = self
+            .servers
+            .iter()
+            .zip(ports)
+            .map(|(server, &(smtp_port, pop3_port))| fake_dns::MailHost {
+                name: server.name.clone(),
+                domains: server.domains.clone(),
+                mx: server.mx.clone(),
+                smtp_host: server.smtp_host.clone(),
+                pop3_host: server.pop3_host.clone(),
+                addresses: vec![server
+                    .advertise
+                    .or(self.advertise)
+                    .unwrap_or(self.advertised_bind())],
+                smtp_port,
+                pop3_port,
+            })
+            .collect();
+        fake_dns::NetworkFacts {
+            hosts,
+            ttl: self.ttl,
+        }
+    }
+
+    /// The bind address as clients reach it: an unspecified bind (`0.0.0.0`) is
+    /// published as loopback, since it is not an address anyone can connect to.
+    fn advertised_bind(&self) -> IpAddr {
+        match self.bind {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            other => other,
+        }
+    }
+
+    fn from_file(parsed: file::NetworkFile, source: &str) -> Result<Network, NetworkError> {
+        let invalid = |loc: &serde_saphyr::Location, message: String| NetworkError::Invalid {
+            file: source.to_string(),
+            line: loc.line(),
+            column: loc.column(),
+            message,
+        };
+        let check_name = |name: &serde_saphyr::Spanned<String>, what: &str| {
+            fake_dns::zone::fqdn(&name.value)
+                .map(|_| name.value.trim_end_matches('.').to_ascii_lowercase())
+                .map_err(|e| invalid(&name.referenced, format!("{what}: {e}")))
+        };
+
+        let mut servers = Vec::new();
+        let mut names_seen: HashMap<String, String> = HashMap::new();
+        let mut domains_seen: HashMap<String, String> = HashMap::new();
+        let mut ports_seen: HashMap<u16, String> = HashMap::new();
+        if parsed.servers.is_empty() {
+            return Err(invalid(
+                &serde_saphyr::Location::UNKNOWN,
+                "the network has no servers (add a `servers:` list)".into(),
+            ));
+        }
+
+        for spec in parsed.servers {
+            let name = check_name(&spec.name, "server name")?;
+            if let Some(first) = names_seen.insert(name.clone(), name.clone()) {
+                return Err(invalid(
+                    &spec.name.referenced,
+                    format!("server `{first}` is defined twice"),
+                ));
+            }
+            if spec.domains.is_empty() {
+                return Err(invalid(
+                    &spec.name.referenced,
+                    format!("server `{name}` hosts no mail domains (add `domains: [...]`)"),
+                ));
+            }
+            let mut domains = Vec::new();
+            for domain in &spec.domains {
+                let d = check_name(domain, "mail domain")?;
+                if let Some(other) = domains_seen.insert(d.clone(), name.clone()) {
+                    return Err(invalid(
+                        &domain.referenced,
+                        format!("mail domain `{d}` is hosted twice (also by server `{other}`)"),
+                    ));
+                }
+                domains.push(d);
+            }
+            let mx = match &spec.mx {
+                Some(mx) => check_name(mx, "mx")?,
+                None => name.clone(),
+            };
+            let smtp_host = match &spec.smtp.host {
+                Some(h) => check_name(h, "smtp host")?,
+                None => format!("smtp.{name}"),
+            };
+            let pop3_host = match &spec.pop3.host {
+                Some(h) => check_name(h, "pop3 host")?,
+                None => format!("pop.{name}"),
+            };
+            for (port, proto) in [(&spec.smtp.port, "SMTP"), (&spec.pop3.port, "POP3")] {
+                if port.value == 0 {
+                    continue;
+                }
+                if let Some(other) = ports_seen.insert(port.value, format!("{proto} of `{name}`")) {
+                    return Err(invalid(
+                        &port.referenced,
+                        format!("port {} is used twice ({proto} of `{name}` and {other})", port.value),
+                    ));
+                }
+            }
+            if let Some(dns) = &parsed.dns {
+                for port in [&spec.smtp.port, &spec.pop3.port] {
+                    if port.value != 0 && port.value == dns.value.port() {
+                        return Err(invalid(
+                            &port.referenced,
+                            format!("port {} is also the DNS port", port.value),
+                        ));
+                    }
+                }
+            }
+
+            let mut users: Vec<User> = Vec::new();
+            for user in spec.users {
+                let address = user.address.value.trim().to_string();
+                let Some((local, domain)) = address.rsplit_once('@') else {
+                    return Err(invalid(
+                        &user.address.referenced,
+                        format!("user `{address}` is not an address (expected local@domain)"),
+                    ));
+                };
+                if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+                    return Err(invalid(
+                        &user.address.referenced,
+                        format!("user `{address}` has an invalid local part"),
+                    ));
+                }
+                if !domains.iter().any(|d| d.eq_ignore_ascii_case(domain)) {
+                    return Err(invalid(
+                        &user.address.referenced,
+                        format!(
+                            "user `{address}` is not in a domain server `{name}` hosts ({})",
+                            domains.join(", ")
+                        ),
+                    ));
+                }
+                if users.iter().any(|u| u.address.eq_ignore_ascii_case(&address)) {
+                    return Err(invalid(
+                        &user.address.referenced,
+                        format!("user `{address}` is listed twice"),
+                    ));
+                }
+                users.push(User {
+                    address,
+                    password: user.password,
+                });
+            }
+
+            servers.push(ServerConfig {
+                name,
+                domains,
+                mx,
+                smtp_host,
+                pop3_host,
+                smtp_port: spec.smtp.port.value,
+                pop3_port: spec.pop3.port.value,
+                advertise: spec.advertise,
+                users,
+                policy: spec.policy,
+            });
+        }
+
+        Ok(Network {
+            source: source.to_string(),
+            dns: parsed.dns.map(|d| d.value).unwrap_or(DEFAULT_DNS),
+            bind: parsed.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            advertise: parsed.advertise,
+            ttl: parsed.ttl.unwrap_or(5),
+            servers,
+        })
+    }
+
+    /// Sets every port, the DNS's included, to 0: what tests and parallel runs use.
+    pub fn with_ephemeral_ports(mut self) -> Network {
+        self.dns.set_port(0);
+        for server in &mut self.servers {
+            server.smtp_port = 0;
+            server.pop3_port = 0;
+        }
+        self
+    }
+}
+
+/// serde-saphyr's messages may span several lines (a snippet with a caret);
+/// the first line carries line, column and reason, which is what a user needs.
+fn one_line_yaml_error(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
+    match error.location() {
+        Some(loc) if !first.contains(&format!("line {}", loc.line())) && loc.line() > 0 => {
+            format!("line {} column {}: {first}", loc.line(), loc.column())
+        }
+        _ => first,
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} servers)", self.source, self.servers.len())
+    }
+}
+
+/// Where `mailnet up` keeps a server's data: `<data dir>/<server name>`.
+pub fn server_dir(data_dir: &Path, server: &ServerConfig) -> PathBuf {
+    data_dir.join(&server.name)
+}
+
+#[cfg(test)]
+mod tests;
