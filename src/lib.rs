@@ -2,7 +2,14 @@
 //!
 //! # Layout
 //! - [`network`]: the network file (servers, domains, ports, users, policy) and its checks.
+//! - [`store`]: Maildir mailboxes shared by SMTP delivery, POP3, the grader and `inspect`.
 //! - `fake-dns` (a crate of its own): the zone and the authoritative DNS server.
 #![warn(missing_docs)]
 
+pub mod date;
+pub mod mailhost;
 pub mod network;
+pub mod relay;
+pub mod smtp;
+pub mod store;
+pub mod transcript;

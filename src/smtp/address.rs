@@ -1,0 +1,58 @@
+//! Mailbox address checks shared by the server, the client and the agent.
+
+/// Splits `local@domain` and checks it loosely, as real servers do: a
+/// non-empty local part without spaces or angle brackets, and a domain that is
+/// a dotted name or an address literal. Returns `(local, domain)`.
+pub fn split_address(address: &str) -> Option<(&str, &str)> {
+    let (local, domain) = address.rsplit_once('@')?;
+    if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
+        return None;
+    }
+    if local.bytes().any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
+        || (!local.starts_with('"') && local.contains(' '))
+    {
+        return None;
+    }
+    if !valid_domain(domain) {
+        return None;
+    }
+    Some((local, domain))
+}
+
+/// A dotted domain of letters, digits, `-` and non-ASCII (SMTPUTF8), or an
+/// address literal `[...]`.
+pub fn valid_domain(domain: &str) -> bool {
+    if domain.starts_with('[') && domain.ends_with(']') {
+        return domain.len() > 2;
+    }
+    let domain = domain.strip_suffix('.').unwrap_or(domain);
+    !domain.is_empty()
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// The domain of an address, lower-cased.
+pub fn domain_of(address: &str) -> Option<String> {
+    split_address(address).map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_and_rejects() {
+        assert_eq!(split_address("Usr1@Gmail.com"), Some(("Usr1", "Gmail.com")));
+        assert_eq!(split_address("a@[127.0.0.1]"), Some(("a", "[127.0.0.1]")));
+        assert_eq!(split_address("用户@例子.中国"), Some(("用户", "例子.中国")));
+        for bad in ["bob", "bob@", "@x.y", "a b@x.y", "a@x..y", "a@-x.y", "a@x y"] {
+            assert_eq!(split_address(bad), None, "{bad}");
+        }
+        assert_eq!(domain_of("a@MAIL.Sustech.edu.cn"), Some("mail.sustech.edu.cn".into()));
+    }
+}

@@ -1,0 +1,85 @@
+//! SMTP replies: a code, an enhanced status code (RFC 3463) and text lines.
+
+use std::fmt;
+
+/// One (possibly multi-line) SMTP reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The three-digit code.
+    pub code: u16,
+    /// The enhanced status code, e.g. `"5.1.1"`; omitted on 220 and 354.
+    pub enhanced: Option<&'static str>,
+    /// Text lines; at least one.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// A one-line reply with an enhanced code.
+    pub fn new(code: u16, enhanced: &'static str, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: Some(enhanced),
+            lines: vec![text.into()],
+        }
+    }
+
+    /// A one-line reply without an enhanced code (greeting, 354, AUTH challenges).
+    pub fn plain(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            lines: vec![text.into()],
+        }
+    }
+
+    /// Whether the reply is a success (2xx or 3xx).
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// The reply as it goes on the wire, CRLF-terminated lines.
+    pub fn to_wire(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            match self.enhanced {
+                // Enhanced codes go on the first line of a multi-line reply
+                // only when the lines are not an EHLO keyword list.
+                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
+                    write!(f, "{}{sep}{enh} {line}\r\n", self.code)?
+                }
+                _ => write!(f, "{}{sep}{line}\r\n", self.code)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_forms() {
+        assert_eq!(Reply::new(550, "5.1.1", "No such user").to_string(), "550 5.1.1 No such user\r\n");
+        assert_eq!(Reply::plain(220, "mx ESMTP").to_string(), "220 mx ESMTP\r\n");
+        let ehlo = Reply {
+            code: 250,
+            enhanced: Some("2.0.0"),
+            lines: vec!["mx Hello".into(), "PIPELINING".into()],
+        };
+        assert_eq!(ehlo.to_string(), "250-mx Hello\r\n250 PIPELINING\r\n");
+        let help = Reply {
+            code: 214,
+            enhanced: Some("2.0.0"),
+            lines: vec!["a".into(), "b".into()],
+        };
+        assert_eq!(help.to_string(), "214-2.0.0 a\r\n214 2.0.0 b\r\n");
+    }
+}

@@ -1,0 +1,128 @@
+//! The thin tokio layer: accept connections, move bytes between the socket and
+//! a [`Session`], store what it hands out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::reply::Reply;
+use super::session::{Event, Session, SmtpContext};
+use crate::mailhost::MailHost;
+use crate::transcript::SessionTranscript;
+
+/// Accepts SMTP connections until `shutdown`; each session runs on `tracker`.
+pub async fn serve(listener: TcpListener, host: MailHost, shutdown: CancellationToken, tracker: TaskTracker) {
+    let ctx = Arc::new(SmtpContext {
+        hostname: host.config().name.clone(),
+        server: host.config().clone(),
+    });
+    let limit = Arc::new(Semaphore::new(host.config().policy.max_sessions));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!(server = %host.config().name, %error, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = limit.clone().try_acquire_owned();
+        let (ctx, host, shutdown) = (ctx.clone(), host.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            match permit {
+                Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
+                Err(_) => {
+                    let mut stream = stream;
+                    let busy = Reply::new(421, "4.7.0", format!("{} Too many connections, try again later", ctx.hostname));
+                    let _ = stream.write_all(&busy.to_wire()).await;
+                }
+            }
+        });
+    }
+}
+
+/// Runs one session over any byte stream (TCP now, TLS later, memory in tests).
+pub async fn run_session<S>(mut stream: S, peer: SocketAddr, ctx: Arc<SmtpContext>, host: MailHost, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let log = host.smtp_log();
+    let name = log.session_name("smtp");
+    let mut lines = Vec::new();
+    let mut session = Session::new(ctx.clone());
+    let policy = &ctx.server.policy;
+    let client_ip = peer.ip().to_string();
+    let mut out = session.greeting().to_wire();
+    let mut buf = vec![0u8; 64 * 1024];
+
+    loop {
+        while let Some(event) = session.next_event() {
+            match event {
+                Event::Reply(reply) => {
+                    if reply.code == 535 {
+                        // Slow down password guessing: answer a failed login late.
+                        let _ = stream.write_all(&out).await;
+                        out.clear();
+                        tokio::time::sleep(policy.login_delay).await;
+                    }
+                    out.extend_from_slice(&reply.to_wire());
+                }
+                Event::Deliver(envelope) => {
+                    let host = host.clone();
+                    let ip = client_ip.clone();
+                    let outcome = tokio::task::spawn_blocking(move || host.accept(&envelope, &ip))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("delivery task failed: {e}")));
+                    if let Err(reason) = &outcome {
+                        tracing::error!(server = %ctx.hostname, %reason, "could not store a message");
+                    }
+                    out.extend_from_slice(&session.delivered(outcome).to_wire());
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        lines.extend(log.write(&name, session.take_transcript()));
+        if session.is_closed() {
+            break;
+        }
+        tokio::select! {
+            read = tokio::time::timeout(policy.idle_timeout, stream.read(&mut buf)) => match read {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    // The client vanished; an unfinished message is dropped, never stored.
+                    break;
+                }
+                Ok(Ok(n)) => session.push(&buf[..n]),
+                Err(_) => {
+                    let _ = stream.write_all(&session.timeout().to_wire()).await;
+                    break;
+                }
+            },
+            _ = shutdown.cancelled() => {
+                let _ = stream.write_all(&session.shutdown().to_wire()).await;
+                break;
+            }
+        }
+    }
+    lines.extend(log.write(&name, session.take_transcript()));
+    let _ = stream.shutdown().await;
+    log.finish(SessionTranscript {
+        session: name,
+        peer: peer.to_string(),
+        lines,
+    });
+}

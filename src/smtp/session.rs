@@ -1,0 +1,613 @@
+//! The SMTP server session as a pure state machine.
+//!
+//! Bytes go in with [`Session::push`]; [`Session::next_event`] yields replies to
+//! send and, at the end of `DATA`, an [`Envelope`] to store. The I/O layer
+//! stores it and answers with [`Session::delivered`]; only then does the
+//! session read on, so pipelined commands are answered in order. No sockets,
+//! no clock, no filesystem: every rule here is tested by feeding bytes.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN, MAIL_BODY_8BITMIME};
+
+use super::address::{domain_of, split_address};
+use super::data::{DataReader, Refusal};
+use super::reply::Reply;
+use super::strict::{self, Verdict};
+use crate::network::ServerConfig;
+use crate::transcript::{abbreviate_message, Line};
+
+/// What the session needs to know about its server.
+#[derive(Debug, Clone)]
+pub struct SmtpContext {
+    /// The name in the greeting and in `Received:` headers.
+    pub hostname: String,
+    /// The server's domains, users and policy.
+    pub server: ServerConfig,
+}
+
+/// A message accepted by the protocol, ready to be stored or queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The name the client gave in HELO/EHLO.
+    pub helo: String,
+    /// Whether the client used EHLO.
+    pub esmtp: bool,
+    /// The user who authenticated, if any.
+    pub authenticated: Option<String>,
+    /// The reverse path, as typed; empty for the null sender.
+    pub mail_from: String,
+    /// Recipients in this server's domains.
+    pub local: Vec<String>,
+    /// Recipients elsewhere, to relay.
+    pub remote: Vec<String>,
+    /// The message as received, dot-stuffing undone.
+    pub message: Vec<u8>,
+}
+
+/// What the I/O layer must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Send this reply. After a `221` the session is closed.
+    Reply(Reply),
+    /// Store or queue this message, then call [`Session::delivered`].
+    Deliver(Envelope),
+}
+
+#[derive(Debug)]
+enum State {
+    Command,
+    Data(DataReader),
+    AuthLogin { user: Option<String> },
+    AuthPlain,
+    AwaitingDelivery,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Transaction {
+    mail_from: String,
+    /// The sender is one of ours (or authenticated): remote recipients are relayed.
+    submission: bool,
+    local: Vec<String>,
+    remote: Vec<String>,
+}
+
+/// One client's SMTP session.
+#[derive(Debug)]
+pub struct Session {
+    ctx: Arc<SmtpContext>,
+    state: State,
+    input: Vec<u8>,
+    /// Inside a command line already too long: drop bytes up to its LF.
+    discarding: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    authenticated: Option<String>,
+    tx: Option<Transaction>,
+    transcript: Vec<Line>,
+}
+
+impl Session {
+    /// A new session; send [`Session::greeting`] first.
+    pub fn new(ctx: Arc<SmtpContext>) -> Session {
+        Session {
+            ctx,
+            state: State::Command,
+            input: Vec::new(),
+            discarding: false,
+            helo: None,
+            esmtp: false,
+            authenticated: None,
+            tx: None,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// The `220` greeting.
+    pub fn greeting(&mut self) -> Reply {
+        self.record(Reply::plain(
+            220,
+            format!("{} ESMTP mailnet Simple Mail Transfer Service Ready", self.ctx.hostname),
+        ))
+    }
+
+    /// The `421` sent when the client was idle too long; the session closes.
+    pub fn timeout(&mut self) -> Reply {
+        self.state = State::Closed;
+        self.record(Reply::new(
+            421,
+            "4.4.2",
+            format!("{} Error: timeout exceeded, closing connection", self.ctx.hostname),
+        ))
+    }
+
+    /// The `421` sent when the server shuts down; the session closes.
+    pub fn shutdown(&mut self) -> Reply {
+        self.state = State::Closed;
+        self.record(Reply::new(
+            421,
+            "4.3.2",
+            format!("{} Service shutting down, closing connection", self.ctx.hostname),
+        ))
+    }
+
+    /// Whether the session has ended (after `QUIT` or a `421`).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Whether the client is sending a message (for the transcript and timeouts).
+    pub fn in_data(&self) -> bool {
+        matches!(self.state, State::Data(_))
+    }
+
+    /// Takes the transcript lines recorded since the last call.
+    pub fn take_transcript(&mut self) -> Vec<Line> {
+        std::mem::take(&mut self.transcript)
+    }
+
+    /// Hands received bytes to the session.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The next thing to do, or `None` when more input is needed (or a
+    /// delivery is awaited, or the session is closed).
+    pub fn next_event(&mut self) -> Option<Event> {
+        loop {
+            match &mut self.state {
+                State::Closed | State::AwaitingDelivery => return None,
+                State::Data(reader) => {
+                    let used = reader.feed(&self.input);
+                    match used {
+                        None => {
+                            self.input.clear();
+                            return None;
+                        }
+                        Some(n) => {
+                            self.input.drain(..n);
+                            let State::Data(reader) =
+                                std::mem::replace(&mut self.state, State::Command)
+                            else {
+                                unreachable!("matched above")
+                            };
+                            return Some(self.end_of_data(reader));
+                        }
+                    }
+                }
+                State::Command | State::AuthLogin { .. } | State::AuthPlain => {
+                    let limit = self.ctx.server.policy.max_command_line;
+                    let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+                        if self.input.len() > limit {
+                            self.discarding = true;
+                            self.input.clear();
+                        }
+                        return None;
+                    };
+                    let line: Vec<u8> = self.input.drain(..=lf).collect();
+                    if std::mem::take(&mut self.discarding) || line.len() > limit {
+                        self.transcript.push(Line::client(format!(
+                            "[line longer than {limit} octets]"
+                        )));
+                        self.state = State::Command;
+                        return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
+                    }
+                    if let Some(event) = self.line(&line) {
+                        return Some(event);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers the delivery of the envelope last handed out: `Ok(id)` once it
+    /// is on disk, `Err(reason)` when it could not be stored.
+    pub fn delivered(&mut self, outcome: Result<String, String>) -> Reply {
+        self.state = State::Command;
+        self.tx = None;
+        match outcome {
+            Ok(id) => self.record(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
+            Err(reason) => self.record(Reply::new(
+                451,
+                "4.3.0",
+                format!("Requested action aborted: local error in processing ({reason})"),
+            )),
+        }
+    }
+
+    fn record(&mut self, reply: Reply) -> Reply {
+        for (i, line) in reply.to_string().lines().enumerate() {
+            let _ = i;
+            self.transcript.push(Line::server(line));
+        }
+        reply
+    }
+
+    fn reply(&mut self, reply: Reply) -> Event {
+        Event::Reply(self.record(reply))
+    }
+
+    /// Handles one complete line (with its line end) outside DATA.
+    fn line(&mut self, raw: &[u8]) -> Option<Event> {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.trim_end_matches(['\r', '\n']).to_string();
+        match std::mem::replace(&mut self.state, State::Command) {
+            State::AuthLogin { user } => {
+                self.transcript.push(Line::client(if user.is_some() { "[password]".into() } else { text.clone() }));
+                return Some(self.auth_login_step(user, &text));
+            }
+            State::AuthPlain => {
+                self.transcript.push(Line::client("[credentials]"));
+                return Some(self.auth_plain(&text));
+            }
+            _ => {}
+        }
+        self.transcript.push(Line::client(text.clone()));
+        if text.is_empty() {
+            return Some(self.reply(Reply::new(500, "5.5.2", "Error: bad syntax (empty command)")));
+        }
+
+        if self.ctx.server.policy.strict {
+            match strict::check(&text) {
+                Verdict::Ok => {}
+                Verdict::Unrecognized => return Some(self.unrecognized(&text)),
+                Verdict::BadArgument(what) => {
+                    return Some(self.reply(Reply::new(
+                        501,
+                        "5.5.4",
+                        format!("Syntax error in parameters or arguments: bad <{what}>"),
+                    )))
+                }
+            }
+        }
+
+        let request = match Request::parse(&mut raw.iter()) {
+            Ok(request) => request,
+            Err(error) => return Some(self.parse_error(error, &text)),
+        };
+        let event = match request {
+            Request::Helo { host } => self.hello(&host, false),
+            Request::Ehlo { host } => self.hello(&host, true),
+            Request::Mail { from } => self.mail(&from.address, from.size, from.flags),
+            Request::Rcpt { to } => self.rcpt(&to.address, &text),
+            Request::Data => self.data(),
+            Request::Rset => {
+                self.tx = None;
+                self.reply(Reply::new(250, "2.0.0", "Ok"))
+            }
+            Request::Noop { .. } => self.reply(Reply::new(250, "2.0.0", "Ok")),
+            Request::Quit => {
+                let reply = Reply::new(
+                    221,
+                    "2.0.0",
+                    format!("{} Service closing transmission channel", self.ctx.hostname),
+                );
+                let event = self.reply(reply);
+                self.state = State::Closed;
+                event
+            }
+            Request::Vrfy { .. } => self.reply(Reply::new(
+                252,
+                "2.0.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Request::Help { .. } => self.reply(Reply {
+                code: 214,
+                enhanced: Some("2.0.0"),
+                lines: vec![
+                    "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY AUTH".into(),
+                    "See RFC 5321 and https://www.rfc-editor.org/rfc/rfc4954".into(),
+                ],
+            }),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
+            Request::StartTls => {
+                self.reply(Reply::new(502, "5.5.1", "STARTTLS is not offered by this server"))
+            }
+            other => {
+                let name = other.name();
+                self.reply(Reply::new(502, "5.5.1", format!("{name}: command not implemented")))
+            }
+        };
+        Some(event)
+    }
+
+    fn unrecognized(&mut self, text: &str) -> Event {
+        let shown: String = text.chars().take(40).collect();
+        self.reply(Reply::new(500, "5.5.1", format!("Command unrecognized: \"{shown}\"")))
+    }
+
+    fn parse_error(&mut self, error: ProtoError, text: &str) -> Event {
+        match error {
+            ProtoError::UnknownCommand => self.unrecognized(text),
+            ProtoError::InvalidSenderAddress => {
+                self.reply(Reply::new(501, "5.1.7", "Bad sender address syntax"))
+            }
+            ProtoError::InvalidRecipientAddress => {
+                self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"))
+            }
+            ProtoError::SyntaxError { syntax } => {
+                self.reply(Reply::new(501, "5.5.4", format!("Syntax: {syntax}")))
+            }
+            ProtoError::InvalidParameter { param } => {
+                self.reply(Reply::new(501, "5.5.4", format!("Invalid parameter {param}")))
+            }
+            ProtoError::UnsupportedParameter { param } => self.reply(Reply::new(
+                501,
+                "5.5.4",
+                format!("Syntax error: unrecognized parameter \"{param}\" after the path"),
+            )),
+            _ => self.unrecognized(text),
+        }
+    }
+
+    fn hello(&mut self, host: &str, esmtp: bool) -> Event {
+        if host.trim().is_empty() {
+            return self.reply(Reply::new(501, "5.5.4", "Syntax: HELO domain"));
+        }
+        self.helo = Some(host.to_string());
+        self.esmtp = esmtp;
+        self.tx = None;
+        let me = &self.ctx.hostname;
+        if !esmtp {
+            return self.reply(Reply::new(250, "2.0.0", format!("{me} Hello {host}, pleased to meet you")));
+        }
+        let policy = &self.ctx.server.policy;
+        let lines = vec![
+            format!("{me} Hello {host}, pleased to meet you"),
+            "PIPELINING".into(),
+            format!("SIZE {}", policy.max_message_size),
+            "8BITMIME".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "SMTPUTF8".into(),
+            "AUTH PLAIN LOGIN".into(),
+            "HELP".into(),
+        ];
+        self.reply(Reply {
+            code: 250,
+            enhanced: Some("2.0.0"),
+            lines,
+        })
+    }
+
+    fn mail(&mut self, from: &str, size: usize, flags: u64) -> Event {
+        if self.helo.is_none() {
+            return self.reply(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
+        }
+        if self.tx.is_some() {
+            return self.reply(Reply::new(503, "5.5.1", "Error: nested MAIL command"));
+        }
+        let policy = self.ctx.server.policy.clone();
+        if size > policy.max_message_size {
+            return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+        }
+        let _ = flags & MAIL_BODY_8BITMIME;
+        let submission = if from.is_empty() {
+            // The null sender: a bounce from a peer.
+            self.authenticated.is_some()
+        } else {
+            let Some(domain) = domain_of(from) else {
+                return self.reply(Reply::new(501, "5.1.7", "Bad sender address syntax"));
+            };
+            let local_domain = self.ctx.server.hosts_domain(&domain);
+            if local_domain {
+                if policy.require_auth && self.authenticated.is_none() {
+                    return self.reply(Reply::new(530, "5.7.0", "Authentication required"));
+                }
+                if policy.sender_must_exist && self.ctx.server.user(from).is_none() {
+                    return self.reply(Reply::new(
+                        550,
+                        "5.7.1",
+                        format!("<{from}>: Sender address rejected: not a user of this server"),
+                    ));
+                }
+            }
+            if let Some(user) = &self.authenticated {
+                if policy.require_auth && !user.eq_ignore_ascii_case(from) {
+                    return self.reply(Reply::new(
+                        553,
+                        "5.7.1",
+                        format!("<{from}>: Sender address rejected: not owned by user {user}"),
+                    ));
+                }
+            }
+            local_domain || self.authenticated.is_some()
+        };
+        self.tx = Some(Transaction {
+            mail_from: from.to_string(),
+            submission,
+            local: Vec::new(),
+            remote: Vec::new(),
+        });
+        self.reply(Reply::new(250, "2.1.0", format!("Sender <{from}> OK")))
+    }
+
+    fn rcpt(&mut self, to: &str, text: &str) -> Event {
+        let max = self.ctx.server.policy.max_recipients;
+        let server = &self.ctx.server;
+        let Some(tx) = &self.tx else {
+            return self.reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if to.is_empty() {
+            return if text.to_ascii_lowercase().contains("postmaster") {
+                self.reply(Reply::new(550, "5.1.1", "<postmaster>: Recipient address rejected: no postmaster mailbox here"))
+            } else {
+                self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"))
+            };
+        }
+        let Some((_, domain)) = split_address(to) else {
+            return self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
+        };
+        if tx.local.len() + tx.remote.len() >= max {
+            return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
+        }
+        let reply = if server.hosts_domain(domain) {
+            if server.user(to).is_none() {
+                Reply::new(
+                    550,
+                    "5.1.1",
+                    format!("<{to}>: Recipient address rejected: User unknown in local recipient table"),
+                )
+            } else {
+                let tx = self.tx.as_mut().expect("checked above");
+                if !tx.local.iter().any(|r| r.eq_ignore_ascii_case(to)) {
+                    tx.local.push(to.to_string());
+                }
+                Reply::new(250, "2.1.5", format!("Recipient <{to}> OK"))
+            }
+        } else if tx.submission {
+            let tx = self.tx.as_mut().expect("checked above");
+            if !tx.remote.iter().any(|r| r.eq_ignore_ascii_case(to)) {
+                tx.remote.push(to.to_string());
+            }
+            Reply::new(250, "2.1.5", format!("Recipient <{to}> OK, will relay"))
+        } else {
+            Reply::new(554, "5.7.1", format!("<{to}>: Relay access denied"))
+        };
+        self.reply(reply)
+    }
+
+    fn data(&mut self) -> Event {
+        let Some(tx) = &self.tx else {
+            return self.reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
+        };
+        if tx.local.is_empty() && tx.remote.is_empty() {
+            return self.reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
+        }
+        let policy = &self.ctx.server.policy;
+        self.state = State::Data(DataReader::new(policy.max_message_size, policy.max_text_line));
+        self.reply(Reply::plain(354, "Start mail input; end with <CRLF>.<CRLF>"))
+    }
+
+    fn end_of_data(&mut self, reader: DataReader) -> Event {
+        let tx = self.tx.take().expect("DATA only starts inside a transaction");
+        let message = match reader.finish() {
+            Ok(message) => message,
+            Err(Refusal::TooLarge) => {
+                self.transcript.push(Line::client("[message over the size limit]"));
+                return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+            }
+            Err(Refusal::LineTooLong) => {
+                self.transcript.push(Line::client("[message with an over-long line]"));
+                return self.reply(Reply::new(500, "5.5.2", "Line too long"));
+            }
+        };
+        self.transcript.extend(abbreviate_message(&message));
+        let hops = count_received(&message);
+        if hops > self.ctx.server.policy.max_hops {
+            return self.reply(Reply::new(
+                554,
+                "5.4.6",
+                format!("Too many hops ({hops} Received: headers): mail loop?"),
+            ));
+        }
+        self.state = State::AwaitingDelivery;
+        Event::Deliver(Envelope {
+            helo: self.helo.clone().unwrap_or_default(),
+            esmtp: self.esmtp,
+            authenticated: self.authenticated.clone(),
+            mail_from: tx.mail_from,
+            local: tx.local,
+            remote: tx.remote,
+            message,
+        })
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: &str) -> Event {
+        if !self.esmtp {
+            return self.reply(Reply::new(503, "5.5.1", "Error: send EHLO first"));
+        }
+        if self.authenticated.is_some() {
+            return self.reply(Reply::new(503, "5.5.1", "Error: already authenticated"));
+        }
+        if self.tx.is_some() {
+            return self.reply(Reply::new(503, "5.5.1", "Error: MAIL transaction in progress"));
+        }
+        match mechanism {
+            AUTH_PLAIN if initial.is_empty() => {
+                self.state = State::AuthPlain;
+                self.reply(Reply::plain(334, ""))
+            }
+            AUTH_PLAIN => self.auth_plain(initial),
+            AUTH_LOGIN if initial.is_empty() => {
+                self.state = State::AuthLogin { user: None };
+                self.reply(Reply::plain(334, B64.encode("Username:")))
+            }
+            AUTH_LOGIN => self.auth_login_step(None, initial),
+            _ => self.reply(Reply::new(504, "5.5.4", "Unrecognized authentication type")),
+        }
+    }
+
+    fn auth_login_step(&mut self, user: Option<String>, line: &str) -> Event {
+        if line.trim() == "*" {
+            return self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
+        }
+        let Some(decoded) = decode_b64(line) else {
+            return self.reply(Reply::new(501, "5.5.2", "Cannot decode response"));
+        };
+        match user {
+            None => {
+                self.state = State::AuthLogin { user: Some(decoded) };
+                self.reply(Reply::plain(334, B64.encode("Password:")))
+            }
+            Some(user) => self.check_credentials(&user, &decoded),
+        }
+    }
+
+    fn auth_plain(&mut self, line: &str) -> Event {
+        if line.trim() == "*" {
+            return self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
+        }
+        let Some(decoded) = decode_b64(line) else {
+            return self.reply(Reply::new(501, "5.5.2", "Cannot decode response"));
+        };
+        let mut parts = decoded.split('\0');
+        let (_authzid, user, password) = (parts.next(), parts.next(), parts.next());
+        match (user, password, parts.next()) {
+            (Some(user), Some(password), None) => {
+                let (user, password) = (user.to_string(), password.to_string());
+                self.check_credentials(&user, &password)
+            }
+            _ => self.reply(Reply::new(501, "5.5.2", "Malformed PLAIN response")),
+        }
+    }
+
+    fn check_credentials(&mut self, user: &str, password: &str) -> Event {
+        match self.ctx.server.user(user) {
+            Some(found) if found.password == password => {
+                self.authenticated = Some(found.address.clone());
+                self.reply(Reply::new(235, "2.7.0", "Authentication successful"))
+            }
+            _ => self.reply(Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+        }
+    }
+}
+
+fn decode_b64(line: &str) -> Option<String> {
+    let bytes = B64.decode(line.trim()).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// Counts `Received:` header fields in the header block.
+pub fn count_received(message: &[u8]) -> usize {
+    let mut count = 0;
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:") {
+            count += 1;
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+#[path = "session/tests.rs"]
+mod tests;

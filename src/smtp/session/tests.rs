@@ -1,0 +1,226 @@
+use super::*;
+use crate::network::Network;
+
+fn ctx_with(edit: impl FnOnce(&mut ServerConfig)) -> Arc<SmtpContext> {
+    let net = Network::default_network();
+    let mut server = net.server("gmail.com").unwrap().clone();
+    edit(&mut server);
+    Arc::new(SmtpContext {
+        hostname: "gmail.com".into(),
+        server,
+    })
+}
+
+fn ctx() -> Arc<SmtpContext> {
+    ctx_with(|_| {})
+}
+
+/// Feeds a whole dialogue (chunked) and returns every reply line, answering
+/// deliveries with `Ok("ID")`. Returns the replies and the envelopes.
+fn run(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Envelope>) {
+    let mut session = Session::new(ctx);
+    let mut replies = vec![session.greeting().to_string()];
+    let mut envelopes = Vec::new();
+    for piece in input.chunks(chunk) {
+        session.push(piece);
+        while let Some(event) = session.next_event() {
+            match event {
+                Event::Reply(r) => replies.push(r.to_string()),
+                Event::Deliver(env) => {
+                    envelopes.push(env);
+                    replies.push(session.delivered(Ok("ID".into())).to_string());
+                }
+            }
+        }
+    }
+    (replies, envelopes)
+}
+
+fn codes(replies: &[String]) -> Vec<u16> {
+    replies.iter().map(|r| r[..3].parse().unwrap()).collect()
+}
+
+#[test]
+fn a_whole_transaction_replayed_in_every_chunk_size() {
+    let input = b"EHLO client.test\r\nMAIL FROM:<bob@cs.unc.edu>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n";
+    let mut chunk = 1;
+    while chunk <= 512 {
+        let (replies, envs) = run(ctx(), input, chunk);
+        assert_eq!(codes(&replies), vec![220, 250, 250, 250, 354, 250, 221], "chunk {chunk}");
+        assert_eq!(envs.len(), 1);
+        assert_eq!(envs[0].message, b"Subject: hi\r\n\r\n.dot\r\n");
+        assert_eq!(envs[0].local, vec!["usr1@gmail.com"]);
+        assert_eq!(envs[0].mail_from, "bob@cs.unc.edu");
+        chunk *= 2;
+    }
+}
+
+#[test]
+fn ehlo_lists_the_extensions() {
+    let (replies, _) = run(ctx(), b"EHLO x\r\n", 512);
+    let ehlo = &replies[1];
+    for ext in ["PIPELINING", "SIZE ", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "AUTH PLAIN LOGIN", "250 HELP"] {
+        assert!(ehlo.contains(ext), "{ext} missing from {ehlo}");
+    }
+}
+
+#[test]
+fn sequence_errors_are_503_and_the_session_goes_on() {
+    let input = b"MAIL FROM:<usr1@gmail.com>\r\nHELO x\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nx\r\n.\r\n";
+    let (replies, envs) = run(ctx(), input, 512);
+    assert_eq!(codes(&replies), vec![220, 503, 250, 503, 503, 250, 503, 503, 250, 354, 250]);
+    assert_eq!(envs.len(), 1);
+}
+
+#[test]
+fn syntax_errors_are_500_or_501() {
+    let input = b"HELO x\r\nd\r\nquit now please\r\nMAIL FROM:bob@gmail.com\r\nMAIL FROM:<bob>\r\nMAIL FROM:<usr1@gmail.com> junk\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<zhanhu@cse.ust.jk\r\nRCPT TO:<a@b@>\r\nHELO\r\n";
+    let (replies, _) = run(ctx(), input, 7);
+    assert_eq!(codes(&replies), vec![220, 250, 500, 221]);
+    let input = b"HELO x\r\nd\r\nMAIL FROM:bob@gmail.com\r\nMAIL FROM:<bob>\r\nMAIL FROM:<usr1@gmail.com> junk\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<zhanhu@cse.ust.jk\r\nHELO\r\nNOOP\r\n";
+    let (replies, _) = run(ctx(), input, 7);
+    assert_eq!(codes(&replies), vec![220, 250, 500, 501, 501, 501, 250, 501, 501, 250]);
+    assert!(replies[2].starts_with("500 5.5.1 Command unrecognized: \"d\""), "{}", replies[2]);
+}
+
+#[test]
+fn verbs_are_case_insensitive_and_addresses_kept_as_typed() {
+    let (replies, envs) = run(ctx(), b"helo X\r\nmail from:<Bob@CS.unc.edu>\r\nrcpt to:<USR1@gmail.com>\r\ndata\r\nx\r\n.\r\n", 512);
+    assert_eq!(codes(&replies), vec![220, 250, 250, 250, 354, 250]);
+    assert_eq!(envs[0].mail_from, "Bob@CS.unc.edu");
+    assert_eq!(envs[0].local, vec!["USR1@gmail.com"]);
+}
+
+#[test]
+fn unknown_local_recipient_is_550_5_1_1() {
+    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<error@gmail.com>\r\n", 512);
+    assert!(replies[3].starts_with("550 5.1.1 "), "{}", replies[3]);
+}
+
+#[test]
+fn local_sender_must_exist_and_open_relay_is_refused() {
+    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<error@gmail.com>\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<b@qq.com>\r\n", 512);
+    assert!(replies[2].starts_with("550 5.7.1 "), "{}", replies[2]);
+    assert!(replies[4].starts_with("554 5.7.1 "), "{}", replies[4]);
+    // A local sender may relay.
+    let (replies, envs) = run(ctx(), b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<b@qq.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nx\r\n.\r\n", 512);
+    assert_eq!(codes(&replies), vec![220, 250, 250, 250, 250, 354, 250]);
+    assert_eq!(envs[0].remote, vec!["b@qq.com"]);
+    assert_eq!(envs[0].local, vec!["bob@gmail.com"]);
+}
+
+#[test]
+fn null_sender_is_accepted_for_local_recipients() {
+    let (replies, _) = run(ctx(), b"EHLO peer\r\nMAIL FROM:<>\r\nRCPT TO:<usr1@gmail.com>\r\nRCPT TO:<x@qq.com>\r\n", 512);
+    assert_eq!(codes(&replies), vec![220, 250, 250, 250, 554]);
+}
+
+#[test]
+fn auth_login_as_in_the_163_lab() {
+    let user = B64.encode("usr1@gmail.com");
+    let pass = B64.encode("password1");
+    let input = format!("HELO Sodascrew\r\nAUTH LOGIN\r\nEHLO Sodascrew\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\nAUTH LOGIN\r\n");
+    let (replies, _) = run(ctx(), input.as_bytes(), 3);
+    assert_eq!(replies[2], "503 5.5.1 Error: send EHLO first\r\n");
+    assert_eq!(replies[4], "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(replies[5], "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(replies[6], "235 2.7.0 Authentication successful\r\n");
+    assert_eq!(replies[7][..3].to_string(), "503");
+}
+
+#[test]
+fn auth_plain_and_wrong_password() {
+    let good = B64.encode("\0usr1@gmail.com\0password1");
+    let bad = B64.encode("\0usr1@gmail.com\0nope");
+    let input = format!("EHLO x\r\nAUTH PLAIN {bad}\r\nAUTH PLAIN\r\n{good}\r\nAUTH CRAM-MD5\r\n");
+    let (replies, _) = run(ctx(), input.as_bytes(), 512);
+    assert_eq!(codes(&replies), vec![220, 250, 535, 334, 235, 503]);
+}
+
+#[test]
+fn require_auth_and_sender_ownership() {
+    let ctx = ctx_with(|s| s.policy.require_auth = true);
+    let auth = B64.encode("\0usr1@gmail.com\0password1");
+    let input = format!("EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<bob@gmail.com>\r\nMAIL FROM:<usr1@gmail.com>\r\n");
+    let (replies, _) = run(ctx, input.as_bytes(), 512);
+    assert_eq!(codes(&replies), vec![220, 250, 530, 235, 553, 250]);
+}
+
+#[test]
+fn long_lines_and_garbage_keep_the_session() {
+    let mut input = b"HELO x\r\n".to_vec();
+    input.extend(std::iter::repeat_n(b'a', 10_000));
+    input.extend_from_slice(b"\r\n\0\0\0\r\nNOOP\r\n");
+    let (replies, _) = run(ctx(), &input, 1000);
+    assert_eq!(codes(&replies), vec![220, 250, 500, 500, 250]);
+    assert_eq!(replies[2], "500 5.5.2 Line too long\r\n");
+}
+
+#[test]
+fn size_limits() {
+    let ctx = ctx_with(|s| s.policy.max_message_size = 16);
+    let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com> SIZE=100\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\n01234567890123456789\r\n.\r\nNOOP\r\n";
+    let (replies, envs) = run(ctx, input, 5);
+    assert_eq!(codes(&replies), vec![220, 250, 552, 250, 250, 354, 552, 250]);
+    assert!(envs.is_empty());
+}
+
+#[test]
+fn too_many_recipients() {
+    let ctx = ctx_with(|s| s.policy.max_recipients = 1);
+    let (replies, _) = run(ctx, b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<hcy@gmail.com>\r\n", 512);
+    assert_eq!(codes(&replies), vec![220, 250, 250, 250, 452]);
+}
+
+#[test]
+fn mail_loops_are_refused() {
+    let ctx = ctx_with(|s| s.policy.max_hops = 2);
+    let input = b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nReceived: a\r\nReceived: b\r\nReceived: c\r\n\r\nx\r\n.\r\n";
+    let (replies, _) = run(ctx, input, 512);
+    assert!(replies.last().unwrap().starts_with("554 5.4.6"));
+}
+
+#[test]
+fn strict_grammar_of_hw1() {
+    let ctx = ctx_with(|s| s.policy.strict = true);
+    let input = b"HELO snapper.cs.unc.edu\r\nMAIL FROM:<a.b@cs.unc.edu>\r\nMAILFROM:<a@cs.unc.edu>\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA now\r\nDATA\r\n";
+    let (replies, _) = run(ctx, input, 512);
+    assert_eq!(codes(&replies), vec![220, 250, 501, 500, 250, 250, 500, 354]);
+}
+
+#[test]
+fn delivery_failure_is_451_and_the_session_goes_on() {
+    let mut session = Session::new(ctx());
+    session.greeting();
+    session.push(b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nx\r\n.\r\nNOOP\r\n");
+    let mut seen = Vec::new();
+    while let Some(event) = session.next_event() {
+        match event {
+            Event::Reply(r) => seen.push(r.code),
+            Event::Deliver(_) => {
+                assert_eq!(session.next_event(), None, "nothing is answered before the delivery");
+                seen.push(session.delivered(Err("disk full".into())).code);
+            }
+        }
+    }
+    assert_eq!(seen, vec![250, 250, 250, 354, 451, 250]);
+}
+
+#[test]
+fn transcript_records_both_sides_and_abbreviates_bodies() {
+    let mut session = Session::new(ctx());
+    session.greeting();
+    let body: String = (0..50).map(|i| format!("line {i}\r\n")).collect();
+    session.push(format!("HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\n{body}.\r\n").as_bytes());
+    while let Some(event) = session.next_event() {
+        if let Event::Deliver(_) = event {
+            session.delivered(Ok("Q1".into()));
+        }
+    }
+    let lines: Vec<String> = session.take_transcript().iter().map(|l| l.to_string()).collect();
+    assert_eq!(lines[0], "S: 220 gmail.com ESMTP mailnet Simple Mail Transfer Service Ready");
+    assert_eq!(lines[1], "C: HELO x");
+    assert!(lines.iter().any(|l| l.starts_with("C: [... 46 more lines")));
+    assert_eq!(lines.last().unwrap(), "S: 250 2.0.0 Ok: queued as Q1");
+    assert!(lines.len() < 20);
+}

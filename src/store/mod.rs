@@ -1,0 +1,12 @@
+//! The mailbox store: one Maildir per user under a server's data directory.
+//!
+//! SMTP delivery writes here, POP3 reads and deletes here, and the grader and
+//! `mailnet inspect` look here. One module owns the layout, so the rules (names
+//! that cannot escape their folder, write-then-rename, stable unique ids) hold
+//! for every reader and writer.
+
+mod maildir;
+mod name;
+
+pub use maildir::{Delivered, MailboxLock, Mailstore, StoredMessage, StoreError};
+pub use name::mailbox_folder;

@@ -1,0 +1,178 @@
+//! Session transcripts: the `C:` / `S:` lines of a dialogue, like a packet capture.
+//!
+//! Protocol cores record lines as they parse and answer them (no clock there);
+//! the I/O layer stamps the time when it drains them.
+
+use std::fmt;
+use std::time::SystemTime;
+
+/// Who sent a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// The client.
+    Client,
+    /// The server.
+    Server,
+}
+
+/// One transcript line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// Who sent it.
+    pub dir: Dir,
+    /// The text, without CRLF; message bodies are abbreviated.
+    pub text: String,
+}
+
+impl Line {
+    /// A client line.
+    pub fn client(text: impl Into<String>) -> Line {
+        Line {
+            dir: Dir::Client,
+            text: text.into(),
+        }
+    }
+
+    /// A server line.
+    pub fn server(text: impl Into<String>) -> Line {
+        Line {
+            dir: Dir::Server,
+            text: text.into(),
+        }
+    }
+}
+
+impl fmt::Display for Line {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = match self.dir {
+            Dir::Client => "C",
+            Dir::Server => "S",
+        };
+        write!(f, "{who}: {}", self.text)
+    }
+}
+
+/// A transcript line with the time it was seen.
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    /// When the I/O layer handled it.
+    pub at: SystemTime,
+    /// The line.
+    pub line: Line,
+}
+
+impl fmt::Display for Stamped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", crate::date::clock_time(self.at), self.line)
+    }
+}
+
+/// Shortens a message body for a transcript: its size and first header lines.
+pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
+    let text = String::from_utf8_lossy(message);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out: Vec<Line> = lines.iter().take(4).map(|l| Line::client(*l)).collect();
+    if lines.len() > 4 {
+        out.push(Line::client(format!(
+            "[... {} more lines, {} octets in all]",
+            lines.len() - 4,
+            message.len()
+        )));
+    }
+    out.push(Line::client("."));
+    out
+}
+
+/// Where a server's finished and ongoing transcripts go: a log file per
+/// protocol in the data directory, the terminal when `--transcripts` asked for
+/// it, and a short in-memory history the grader reads.
+pub struct TranscriptLog {
+    server: String,
+    live: bool,
+    file: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    recent: std::sync::Mutex<std::collections::VecDeque<SessionTranscript>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A finished session's lines.
+#[derive(Debug, Clone)]
+pub struct SessionTranscript {
+    /// `smtp#12`, `pop3#3`.
+    pub session: String,
+    /// The client's address.
+    pub peer: String,
+    /// Every line, stamped.
+    pub lines: Vec<Stamped>,
+}
+
+/// How many finished sessions the in-memory history keeps.
+const RECENT: usize = 256;
+
+impl TranscriptLog {
+    /// A log writing to `path` (created or appended), echoing to stdout when `live`.
+    pub fn open(server: &str, path: Option<&std::path::Path>, live: bool) -> std::io::Result<TranscriptLog> {
+        let file = match path {
+            Some(p) => {
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+                Some(std::io::BufWriter::new(f))
+            }
+            None => None,
+        };
+        Ok(TranscriptLog {
+            server: server.to_string(),
+            live,
+            file: std::sync::Mutex::new(file),
+            recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    /// A name for a new session of `protocol`.
+    pub fn session_name(&self, protocol: &str) -> String {
+        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{protocol}#{n}")
+    }
+
+    /// Stamps and writes lines of an ongoing session; returns them stamped.
+    pub fn write(&self, session: &str, lines: Vec<Line>) -> Vec<Stamped> {
+        if lines.is_empty() {
+            return Vec::new();
+        }
+        let now = SystemTime::now();
+        let stamped: Vec<Stamped> = lines.into_iter().map(|line| Stamped { at: now, line }).collect();
+        let mut text = String::new();
+        for s in &stamped {
+            text.push_str(&format!("[{} {session}] {s}\n", self.server));
+        }
+        if self.live {
+            use std::io::Write;
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+        }
+        if let Some(file) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            use std::io::Write;
+            let _ = file.write_all(text.as_bytes());
+        }
+        stamped
+    }
+
+    /// Records a finished session and flushes the log file.
+    pub fn finish(&self, transcript: SessionTranscript) {
+        if let Some(file) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            use std::io::Write;
+            let _ = file.flush();
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(transcript);
+    }
+
+    /// The most recent finished sessions, oldest first.
+    pub fn recent(&self) -> Vec<SessionTranscript> {
+        self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
