@@ -6,10 +6,14 @@
 //! - `fake-dns` (a crate of its own): the zone and the authoritative DNS server.
 #![warn(missing_docs)]
 
+pub mod cli;
 pub mod date;
 pub mod mailhost;
 pub mod network;
+pub mod orchestrator;
+pub mod pop3;
 pub mod relay;
+pub mod resolve;
 pub mod smtp;
 pub mod store;
 pub mod transcript;

@@ -1,1 +1,54 @@
-fn main(){}
+//! The `mailnet` binary: parse the command line, set up logging, dispatch.
+
+use clap::Parser;
+use mailnet::cli::{self, Cli, Command, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(cli: &Cli) {
+    let default = if cli.quiet {
+        "warn"
+    } else if cli.verbose {
+        "debug"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailnet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<std::process::ExitCode> = runtime.block_on(async {
+        match &cli.command {
+            Command::Up(args) => cli::up::up(args).await.map(|_| std::process::ExitCode::SUCCESS),
+            Command::Dns(args) => cli::up::dns(args).await.map(|_| std::process::ExitCode::SUCCESS),
+            Command::Check(args) => Ok(match cli::check::run(args) {
+                0 => std::process::ExitCode::SUCCESS,
+                _ => std::process::ExitCode::FAILURE,
+            }),
+            Command::Inspect(args) => cli::inspect::run(args).map(|_| std::process::ExitCode::SUCCESS),
+            Command::Bench(args) => cli::bench::run(args).await.map(|_| std::process::ExitCode::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // One line for the user; the chain of causes joined, not a backtrace.
+            let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
+            eprintln!("mailnet: {}", chain.join(": "));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

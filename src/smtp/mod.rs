@@ -7,6 +7,7 @@
 //! - [`server`]: the listener and per-connection I/O.
 
 pub mod address;
+pub mod client;
 pub mod data;
 pub mod reply;
 pub mod server;

@@ -1,0 +1,18 @@
+//! `mailnet check`: validate files without running anything.
+
+use crate::network::Network;
+
+/// Checks each file; returns the number that failed. Errors go to stderr, one line each.
+pub fn run(args: &super::CheckArgs) -> usize {
+    let mut failed = 0;
+    for file in &args.files {
+        match Network::load(file) {
+            Ok(net) => println!("{}: ok, network of {} servers", file.display(), net.servers.len()),
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    failed
+}

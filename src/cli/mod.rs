@@ -1,0 +1,118 @@
+//! The `mailnet` command line: one module per subcommand.
+
+pub mod bench;
+pub mod check;
+pub mod inspect;
+pub mod up;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A whole mail network on one machine: SMTP, POP3 and DNS for several virtual domains.
+#[derive(Debug, Parser)]
+#[command(name = "mailnet", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Only warnings and errors on stderr.
+    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Debug logging on stderr (RUST_LOG overrides either).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// Log format: human text, or one JSON object a line for CI.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log line formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    Text,
+    /// For machines.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Boot a network: fake DNS plus every server's SMTP and POP3, until Ctrl-C.
+    Up(UpArgs),
+    /// Serve only the fake DNS of a network file.
+    Dns(DnsArgs),
+    /// Check network files without running them.
+    Check(CheckArgs),
+    /// Show a stored message or mailbox: headers, MIME parts; extract attachments.
+    Inspect(InspectArgs),
+    /// Measure boot time, SMTP or POP3 throughput.
+    Bench(bench::BenchArgs),
+}
+
+/// `mailnet up`.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The network file; the built-in default network when omitted.
+    pub file: Option<PathBuf>,
+    /// Run only this server's SMTP and POP3 (no DNS): one network over several processes.
+    #[arg(long, value_name = "SERVER")]
+    pub only: Option<String>,
+    /// Resolve other servers through this DNS (another `mailnet up` or `mailnet dns`).
+    #[arg(long, value_name = "ADDR")]
+    pub dns: Option<SocketAddr>,
+    /// Where the fake DNS listens, overriding the file (default 127.0.0.1:5300).
+    #[arg(long, value_name = "ADDR")]
+    pub dns_listen: Option<SocketAddr>,
+    /// Bind address for every listener (default 127.0.0.1).
+    #[arg(long, value_name = "IP")]
+    pub bind: Option<IpAddr>,
+    /// Address published in A records, for demos across machines.
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+    /// Keep mail here (reused across restarts) instead of a temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print every SMTP and POP3 dialogue live, like a packet capture.
+    #[arg(long)]
+    pub transcripts: bool,
+    /// Pick free ports for everything (the real ones are printed and published).
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// fsync every accepted message before its 250 (survives power loss, not just a crash).
+    #[arg(long)]
+    pub fsync: bool,
+}
+
+/// `mailnet dns`.
+#[derive(Debug, clap::Args)]
+pub struct DnsArgs {
+    /// The network file; the built-in default network when omitted.
+    pub file: Option<PathBuf>,
+    /// Listen address, overriding the file's `dns:`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Address published in A records.
+    #[arg(long, value_name = "IP")]
+    pub advertise: Option<IpAddr>,
+}
+
+/// `mailnet check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Files to check.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+/// `mailnet inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// A message file, or a mailbox (Maildir) folder.
+    pub path: PathBuf,
+    /// Write every attachment into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub extract: Option<PathBuf>,
+}

@@ -1,0 +1,118 @@
+//! `mailnet up` and `mailnet dns`.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+
+use crate::network::Network;
+use crate::orchestrator::{RunningNetwork, UpOptions};
+
+/// Loads the file named, or the built-in network.
+pub fn load_network(file: Option<&std::path::Path>) -> anyhow::Result<Network> {
+    Ok(match file {
+        Some(path) => Network::load(path)?,
+        None => Network::default_network(),
+    })
+}
+
+/// The table `up` prints: one row a server.
+pub fn table(running: &RunningNetwork) -> String {
+    let mut out = String::new();
+    let dns = match running.dns {
+        Some(addr) => format!("fake DNS on {addr} (try: dig @{} -p {} {} MX)", addr.ip(), addr.port(), running.network.servers[0].domains[0]),
+        None => "no DNS in this process (--only)".to_string(),
+    };
+    let _ = writeln!(out, "mailnet: network {} with {} servers; {dns}", running.network.source, running.servers.len());
+    let _ = writeln!(out, "{:<16} {:<28} {:>6} {:>6}  USERS", "SERVER", "MAIL DOMAINS", "SMTP", "POP3");
+    for server in &running.servers {
+        let config = server.host.config();
+        let users: Vec<&str> = config.users.iter().map(|u| u.address.as_str()).collect();
+        let _ = writeln!(
+            out,
+            "{:<16} {:<28} {:>6} {:>6}  {}",
+            config.name,
+            config.domains.join(","),
+            server.smtp.port(),
+            server.pop3.port(),
+            users.join(" ")
+        );
+    }
+    let _ = writeln!(out, "mail data: {}", running.data_dir.display());
+    out
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs `mailnet up` until a stop signal.
+pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
+    let mut network = load_network(args.file.as_deref())?;
+    if args.ephemeral {
+        network = network.with_ephemeral_ports();
+    }
+    if let Some(listen) = args.dns_listen {
+        network.dns = listen;
+    }
+    let options = UpOptions {
+        only: args.only.clone(),
+        dns: args.dns,
+        bind: args.bind,
+        advertise: args.advertise,
+        data_dir: args.data_dir.clone(),
+        live_transcripts: args.transcripts,
+        fsync: args.fsync,
+    };
+    let running = RunningNetwork::start(network, options).await?;
+    print!("{}", table(&running));
+    println!("ready; Ctrl-C stops");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    stop_signal().await;
+    eprintln!("mailnet: stopping");
+    running.stop().await;
+    Ok(())
+}
+
+/// Runs `mailnet dns` until a stop signal.
+pub async fn dns(args: &super::DnsArgs) -> anyhow::Result<()> {
+    let mut network = load_network(args.file.as_deref())?;
+    if let Some(advertise) = args.advertise {
+        network.advertise = Some(advertise);
+    }
+    let listen = args.listen.unwrap_or(network.dns);
+    let ports: Vec<(u16, u16)> = network.servers.iter().map(|s| (s.smtp_port, s.pop3_port)).collect();
+    let zone = fake_dns::Zone::build(&network.facts(&ports))?;
+    let udp = UdpSocket::bind(listen).await.with_context(|| format!("fake DNS: cannot listen on {listen} (UDP)"))?;
+    let real = udp.local_addr()?;
+    let tcp = TcpListener::bind(real).await.with_context(|| format!("fake DNS: cannot listen on {real} (TCP)"))?;
+    println!("mailnet: fake DNS for {} on {real}; ready", network.source);
+    let token = CancellationToken::new();
+    let stopper = token.clone();
+    tokio::spawn(async move {
+        stop_signal().await;
+        stopper.cancel();
+    });
+    fake_dns::serve(fake_dns::ZoneHandle::new(zone), udp, tcp, token).await?;
+    Ok(())
+}

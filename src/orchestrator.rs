@@ -1,0 +1,265 @@
+//! Booting a network: bind every listener first (so a port in use is one
+//! clear error before anything runs), publish the real ports in the zone,
+//! then serve until told to stop.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use fake_dns::{Zone, ZoneHandle};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::mailhost::MailHost;
+use crate::network::{Network, ServerConfig};
+use crate::resolve::MailResolver;
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Run only this server's listeners (and no DNS).
+    pub only: Option<String>,
+    /// Resolve through this DNS instead of the network's own zone.
+    pub dns: Option<SocketAddr>,
+    /// Bind address for every listener, overriding the file's.
+    pub bind: Option<IpAddr>,
+    /// Address published in `A` records, overriding the file's.
+    pub advertise: Option<IpAddr>,
+    /// Where mail lives; a fresh temporary directory when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Print every session's transcript as it happens.
+    pub live_transcripts: bool,
+    /// Flush every accepted message to the disk before acknowledging it.
+    pub fsync: bool,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            only: None,
+            dns: None,
+            bind: None,
+            advertise: None,
+            data_dir: None,
+            live_transcripts: false,
+            fsync: false,
+        }
+    }
+}
+
+/// Why a network could not boot. Each is one line a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    /// A listener's port is taken.
+    #[error("{what}: {addr} is already in use (another mailnet, or another program, holds it)")]
+    PortInUse {
+        /// Which listener, e.g. "server gmail.com: SMTP".
+        what: String,
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// Any other bind failure.
+    #[error("{what}: cannot listen on {addr}: {source}")]
+    Bind {
+        /// Which listener.
+        what: String,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// `--only` named a server the network does not have.
+    #[error("--only {0}: the network has no such server (servers: {1})")]
+    UnknownServer(String, String),
+    /// The data directory could not be prepared.
+    #[error("data directory {0}: {1}")]
+    DataDir(PathBuf, io::Error),
+    /// A name could not be published.
+    #[error("{0}")]
+    Zone(#[from] fake_dns::zone::ZoneError),
+}
+
+/// One server as it runs.
+#[derive(Clone)]
+pub struct RunningServer {
+    /// Its state (config, mailboxes, queue, transcripts).
+    pub host: MailHost,
+    /// Where its SMTP server listens.
+    pub smtp: SocketAddr,
+    /// Where its POP3 server listens.
+    pub pop3: SocketAddr,
+}
+
+/// A booted network.
+pub struct RunningNetwork {
+    /// The network as booted (bind and advertise applied).
+    pub network: Network,
+    /// Where the fake DNS listens, when this process runs it.
+    pub dns: Option<SocketAddr>,
+    /// The servers this process runs.
+    pub servers: Vec<RunningServer>,
+    /// The zone in force (real ports).
+    pub zone: ZoneHandle,
+    /// How this process resolves names.
+    pub resolver: MailResolver,
+    /// Where mail lives.
+    pub data_dir: PathBuf,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    _temp: Option<tempfile::TempDir>,
+}
+
+fn bind_error(what: String, addr: SocketAddr, source: io::Error) -> UpError {
+    if source.kind() == io::ErrorKind::AddrInUse {
+        UpError::PortInUse { what, addr }
+    } else {
+        UpError::Bind { what, addr, source }
+    }
+}
+
+async fn bind_tcp(what: String, addr: SocketAddr) -> Result<TcpListener, UpError> {
+    TcpListener::bind(addr).await.map_err(|e| bind_error(what, addr, e))
+}
+
+/// Binds UDP and TCP on one port; with port 0, finds a port free for both.
+async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError> {
+    let what = "fake DNS".to_string();
+    for _ in 0..20 {
+        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_error(what.clone(), addr, e))?;
+        let real = udp.local_addr().map_err(|e| bind_error(what.clone(), addr, e))?;
+        match TcpListener::bind(real).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            // Port 0 gave a UDP port whose TCP twin is taken: try another.
+            Err(e) if addr.port() == 0 && e.kind() == io::ErrorKind::AddrInUse => continue,
+            Err(e) => return Err(bind_error(what, real, e)),
+        }
+    }
+    Err(UpError::PortInUse { what, addr })
+}
+
+impl RunningNetwork {
+    /// Boots `network` as `options` say.
+    pub async fn start(mut network: Network, options: UpOptions) -> Result<RunningNetwork, UpError> {
+        if let Some(bind) = options.bind {
+            network.bind = bind;
+            network.dns.set_ip(bind);
+        }
+        if let Some(advertise) = options.advertise {
+            network.advertise = Some(advertise);
+        }
+        let selected: Vec<usize> = match &options.only {
+            Some(name) => match network.servers.iter().position(|s| s.name.eq_ignore_ascii_case(name)) {
+                Some(i) => vec![i],
+                None => {
+                    let names: Vec<&str> = network.servers.iter().map(|s| s.name.as_str()).collect();
+                    return Err(UpError::UnknownServer(name.clone(), names.join(", ")));
+                }
+            },
+            None => (0..network.servers.len()).collect(),
+        };
+
+        // Bind everything before starting anything.
+        let mut listeners = Vec::new();
+        for &i in &selected {
+            let server = &network.servers[i];
+            let smtp_addr = SocketAddr::new(network.bind, server.smtp_port);
+            let pop3_addr = SocketAddr::new(network.bind, server.pop3_port);
+            let smtp = bind_tcp(format!("server {}: SMTP", server.name), smtp_addr).await?;
+            let pop3 = bind_tcp(format!("server {}: POP3", server.name), pop3_addr).await?;
+            listeners.push((i, smtp, pop3));
+        }
+        let dns_sockets = if options.only.is_none() { Some(bind_dns(network.dns).await?) } else { None };
+
+        // Publish real ports: ours as bound, others' as the file says.
+        let mut ports: Vec<(u16, u16)> = network.servers.iter().map(|s| (s.smtp_port, s.pop3_port)).collect();
+        for (i, smtp, pop3) in &listeners {
+            ports[*i] = (
+                smtp.local_addr().map(|a| a.port()).unwrap_or(0),
+                pop3.local_addr().map(|a| a.port()).unwrap_or(0),
+            );
+        }
+        let zone = ZoneHandle::new(Zone::build(&network.facts(&ports))?);
+
+        let (data_dir, temp) = match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| UpError::DataDir(dir.clone(), e))?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("mailnet-")
+                    .tempdir()
+                    .map_err(|e| UpError::DataDir(std::env::temp_dir(), e))?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let mut dns = None;
+        if let Some((udp, tcp)) = dns_sockets {
+            dns = Some(udp.local_addr().map_err(|e| bind_error("fake DNS".into(), network.dns, e))?);
+            let (zone, token) = (zone.clone(), shutdown.clone());
+            tracker.spawn(async move {
+                if let Err(error) = fake_dns::serve(zone, udp, tcp, token).await {
+                    tracing::error!(%error, "fake DNS stopped");
+                }
+            });
+        }
+        let resolver = match options.dns {
+            Some(addr) => MailResolver::from_dns(addr),
+            None => MailResolver::from_zone(zone.clone()),
+        };
+
+        let mut servers = Vec::new();
+        for (i, smtp, pop3) in listeners {
+            let config: ServerConfig = network.servers[i].clone();
+            let dir = crate::network::server_dir(&data_dir, &config);
+            let host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
+                .map_err(|e| UpError::DataDir(dir.clone(), e))?;
+            let running = RunningServer {
+                host: host.clone(),
+                smtp: smtp.local_addr().map_err(|e| UpError::DataDir(dir.clone(), e))?,
+                pop3: pop3.local_addr().map_err(|e| UpError::DataDir(dir.clone(), e))?,
+            };
+            tracker.spawn(crate::smtp::server::serve(smtp, host.clone(), shutdown.clone(), tracker.clone()));
+            tracker.spawn(crate::pop3::server::serve(pop3, host, shutdown.clone(), tracker.clone()));
+            servers.push(running);
+        }
+
+        Ok(RunningNetwork {
+            network,
+            dns,
+            servers,
+            zone,
+            resolver,
+            data_dir,
+            shutdown,
+            tracker,
+            _temp: temp,
+        })
+    }
+
+    /// The running server named `name`.
+    pub fn server(&self, name: &str) -> Option<&RunningServer> {
+        self.servers.iter().find(|s| s.host.config().name.eq_ignore_ascii_case(name))
+    }
+
+    /// The running server hosting mail domain `domain`.
+    pub fn server_for_domain(&self, domain: &str) -> Option<&RunningServer> {
+        self.servers.iter().find(|s| s.host.config().hosts_domain(domain))
+    }
+
+    /// A token that stops the network when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every listener and session (sessions get `421`) and waits for them.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}

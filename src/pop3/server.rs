@@ -1,0 +1,171 @@
+//! The thin tokio layer for POP3: sockets, the maildrop lock, file reads, deletions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::content;
+use super::session::{Event, Listing, OpenError, Pop3Context, Session};
+use crate::mailhost::MailHost;
+use crate::store::{MailboxLock, StoredMessage};
+use crate::transcript::SessionTranscript;
+
+/// Accepts POP3 connections until `shutdown`; each session runs on `tracker`.
+pub async fn serve(listener: TcpListener, host: MailHost, shutdown: CancellationToken, tracker: TaskTracker) {
+    let ctx = Arc::new(Pop3Context {
+        hostname: host.config().name.clone(),
+        server: host.config().clone(),
+    });
+    let limit = Arc::new(Semaphore::new(host.config().policy.max_sessions));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(server = %host.config().name, %error, "accept failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let permit = limit.clone().try_acquire_owned();
+        let (ctx, host, shutdown) = (ctx.clone(), host.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            match permit {
+                Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
+                Err(_) => {
+                    let mut stream = stream;
+                    let _ = stream.write_all(b"-ERR [SYS/TEMP] too many connections, try again later\r\n").await;
+                }
+            }
+        });
+    }
+}
+
+/// Runs one POP3 session over any byte stream.
+pub async fn run_session<S>(mut stream: S, peer: SocketAddr, ctx: Arc<Pop3Context>, host: MailHost, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let log = host.pop3_log();
+    let name = log.session_name("pop3");
+    let policy = &ctx.server.policy;
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let challenge = format!("<{}.{nanos}@{}>", std::process::id(), ctx.hostname);
+    let mut session = Session::new(ctx.clone(), challenge);
+    let mut out = session.greeting();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut lines = Vec::new();
+    // Held while the maildrop is open; dropped however the session ends.
+    let mut lock: Option<MailboxLock> = None;
+    let mut messages: Vec<StoredMessage> = Vec::new();
+
+    'session: loop {
+        while let Some(event) = session.next_event() {
+            match event {
+                Event::Reply(bytes) => out.extend_from_slice(&bytes),
+                Event::LoginFailed(bytes) => {
+                    let _ = stream.write_all(&out).await;
+                    out.clear();
+                    tokio::time::sleep(policy.login_delay).await;
+                    out.extend_from_slice(&bytes);
+                }
+                Event::OpenMailbox { user } => {
+                    let result = match host.store().lock(&user) {
+                        None => Err(OpenError::InUse),
+                        Some(held) => {
+                            let store = host.store().clone();
+                            let listed = tokio::task::spawn_blocking(move || store.open_mailbox(&user))
+                                .await
+                                .map_err(|e| OpenError::System(e.to_string()))
+                                .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
+                            if listed.is_ok() {
+                                lock = Some(held);
+                            }
+                            listed
+                        }
+                    };
+                    let listing = result.map(|found| {
+                        messages = found;
+                        messages.iter().map(|m| Listing { uid: m.uid.clone(), size: m.size }).collect()
+                    });
+                    out.extend_from_slice(&session.opened(listing));
+                }
+                Event::Send { status, index, top } => {
+                    let path = messages[index].path.clone();
+                    match tokio::fs::read(&path).await {
+                        Ok(body) => {
+                            out.extend_from_slice(&status);
+                            let part = match top {
+                                Some(n) => content::top(&body, n),
+                                None => &body,
+                            };
+                            content::stuffed(part, &mut out);
+                        }
+                        Err(e) => out.extend_from_slice(format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes()),
+                    }
+                    // Large messages go out now rather than piling up behind pipelined commands.
+                    if out.len() > 256 * 1024 {
+                        if stream.write_all(&out).await.is_err() {
+                            break 'session;
+                        }
+                        out.clear();
+                    }
+                }
+                Event::Commit { delete } => {
+                    let doomed: Vec<StoredMessage> = delete.iter().map(|&i| messages[i].clone()).collect();
+                    let store = host.store().clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        let refs: Vec<&StoredMessage> = doomed.iter().collect();
+                        store.delete(&refs)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                    out.extend_from_slice(&session.committed(result));
+                }
+            }
+        }
+        if !out.is_empty() {
+            if stream.write_all(&out).await.is_err() {
+                break;
+            }
+            out.clear();
+        }
+        lines.extend(log.write(&name, session.take_transcript()));
+        if session.is_closed() {
+            break;
+        }
+        tokio::select! {
+            read = tokio::time::timeout(policy.idle_timeout, stream.read(&mut buf)) => match read {
+                // A dropped connection deletes nothing (RFC 1939: no UPDATE state).
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(n)) => session.push(&buf[..n]),
+                Err(_) => {
+                    let _ = stream.write_all(&session.timeout()).await;
+                    break;
+                }
+            },
+            _ = shutdown.cancelled() => {
+                let _ = stream.write_all(&session.shutdown()).await;
+                break;
+            }
+        }
+    }
+    drop(lock);
+    lines.extend(log.write(&name, session.take_transcript()));
+    let _ = stream.shutdown().await;
+    log.finish(SessionTranscript {
+        session: name,
+        peer: peer.to_string(),
+        lines,
+    });
+}

@@ -1,0 +1,441 @@
+//! The POP3 server session (RFC 1939, RFC 2449, RFC 5034) as a pure state machine.
+//!
+//! Bytes go in with [`Session::push`]; [`Session::next_event`] yields what to
+//! do. Opening the maildrop, reading a message and deleting at `QUIT` are the
+//! I/O layer's: the session asks for them with an event and waits for the
+//! answer ([`Session::opened`], [`Session::committed`]).
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use md5::{Digest, Md5};
+
+use crate::network::ServerConfig;
+use crate::transcript::Line;
+
+/// Longest command line, CRLF included (RFC 2449 §4).
+pub const MAX_LINE: usize = 255;
+
+/// What the session needs to know about its server.
+#[derive(Debug, Clone)]
+pub struct Pop3Context {
+    /// The name in the greeting.
+    pub hostname: String,
+    /// The server's users.
+    pub server: ServerConfig,
+}
+
+/// One message as the session sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Unique id for UIDL.
+    pub uid: String,
+    /// Exact size in octets.
+    pub size: u64,
+}
+
+/// Why a maildrop could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Another session holds it.
+    InUse,
+    /// The store failed.
+    System(String),
+}
+
+/// What the I/O layer must do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Send these bytes. After the `QUIT` answer the session is closed.
+    Reply(Vec<u8>),
+    /// Send these bytes after the login back-off (a failed login).
+    LoginFailed(Vec<u8>),
+    /// Lock and list `user`'s maildrop, then call [`Session::opened`].
+    OpenMailbox {
+        /// The authenticated address.
+        user: String,
+    },
+    /// Send `status`, then message `index` (0-based), whole or its first
+    /// `top` body lines, byte-stuffed and terminated.
+    Send {
+        /// The `+OK` line, CRLF included.
+        status: Vec<u8>,
+        /// 0-based message index.
+        index: usize,
+        /// `Some(n)` for TOP.
+        top: Option<usize>,
+    },
+    /// Delete these (0-based) messages, then call [`Session::committed`].
+    Commit {
+        /// Indexes marked deleted.
+        delete: Vec<usize>,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    Authorization { user: Option<String> },
+    AuthPlain,
+    Opening,
+    Transaction,
+    Committing,
+    Closed,
+}
+
+/// One client's POP3 session.
+#[derive(Debug)]
+pub struct Session {
+    ctx: Arc<Pop3Context>,
+    state: State,
+    /// The APOP challenge from the greeting.
+    challenge: String,
+    input: Vec<u8>,
+    discarding: bool,
+    messages: Vec<Listing>,
+    deleted: Vec<bool>,
+    transcript: Vec<Line>,
+}
+
+fn ok(text: impl AsRef<str>) -> Vec<u8> {
+    match text.as_ref() {
+        "" => b"+OK\r\n".to_vec(),
+        text => format!("+OK {text}\r\n").into_bytes(),
+    }
+}
+
+fn err(text: impl AsRef<str>) -> Vec<u8> {
+    format!("-ERR {}\r\n", text.as_ref()).into_bytes()
+}
+
+impl Session {
+    /// A new session; `challenge` is the unique `<pid.clock@host>` for APOP.
+    pub fn new(ctx: Arc<Pop3Context>, challenge: String) -> Session {
+        Session {
+            ctx,
+            state: State::Authorization { user: None },
+            challenge,
+            input: Vec::new(),
+            discarding: false,
+            messages: Vec::new(),
+            deleted: Vec::new(),
+            transcript: Vec::new(),
+        }
+    }
+
+    /// The `+OK` greeting with the APOP challenge.
+    pub fn greeting(&mut self) -> Vec<u8> {
+        let text = ok(format!("{} POP3 server ready {}", self.ctx.hostname, self.challenge));
+        self.record(text)
+    }
+
+    /// The answer when the client was idle too long; the session closes.
+    pub fn timeout(&mut self) -> Vec<u8> {
+        self.state = State::Closed;
+        self.record(err("autologout: idle for too long"))
+    }
+
+    /// The answer when the server shuts down; the session closes without deleting.
+    pub fn shutdown(&mut self) -> Vec<u8> {
+        self.state = State::Closed;
+        self.record(err("[SYS/TEMP] server shutting down"))
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Takes the transcript lines recorded since the last call.
+    pub fn take_transcript(&mut self) -> Vec<Line> {
+        std::mem::take(&mut self.transcript)
+    }
+
+    /// Hands received bytes to the session.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+    }
+
+    fn record(&mut self, bytes: Vec<u8>) -> Vec<u8> {
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines = text.lines();
+        if let Some(first) = lines.next() {
+            self.transcript.push(Line::server(first));
+        }
+        let rest = lines.count();
+        if rest > 0 {
+            self.transcript.push(Line::server(format!("[{rest} more lines]")));
+        }
+        bytes
+    }
+
+    fn reply(&mut self, bytes: Vec<u8>) -> Event {
+        Event::Reply(self.record(bytes))
+    }
+
+    /// The next thing to do, or `None` when more input is needed, an answer
+    /// from the I/O layer is awaited, or the session is closed.
+    pub fn next_event(&mut self) -> Option<Event> {
+        if matches!(self.state, State::Opening | State::Committing | State::Closed) {
+            return None;
+        }
+        loop {
+            let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
+                if self.input.len() > MAX_LINE {
+                    self.discarding = true;
+                    self.input.clear();
+                }
+                return None;
+            };
+            let line: Vec<u8> = self.input.drain(..=lf).collect();
+            if std::mem::take(&mut self.discarding) || line.len() > MAX_LINE {
+                self.transcript.push(Line::client(format!("[line longer than {MAX_LINE} octets]")));
+                return Some(self.reply(err("line too long")));
+            }
+            let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+            if let Some(event) = self.command(&text) {
+                return Some(event);
+            }
+        }
+    }
+
+    /// The maildrop is open (or not).
+    pub fn opened(&mut self, result: Result<Vec<Listing>, OpenError>) -> Vec<u8> {
+        match result {
+            Ok(messages) => {
+                let total: u64 = messages.iter().map(|m| m.size).sum();
+                let count = messages.len();
+                self.deleted = vec![false; count];
+                self.messages = messages;
+                self.state = State::Transaction;
+                self.record(ok(format!("maildrop has {count} messages ({total} octets)")))
+            }
+            Err(OpenError::InUse) => {
+                self.state = State::Authorization { user: None };
+                self.record(err("[IN-USE] maildrop already locked by another session"))
+            }
+            Err(OpenError::System(reason)) => {
+                self.state = State::Authorization { user: None };
+                self.record(err(format!("[SYS/TEMP] cannot open maildrop: {reason}")))
+            }
+        }
+    }
+
+    /// The deletions of `QUIT` were applied (or failed); the session closes.
+    pub fn committed(&mut self, result: Result<(), String>) -> Vec<u8> {
+        self.state = State::Closed;
+        let left = self.deleted.iter().filter(|d| !**d).count();
+        match result {
+            Ok(()) => self.record(ok(format!(
+                "{} POP3 server signing off ({left} messages left)",
+                self.ctx.hostname
+            ))),
+            Err(reason) => self.record(err(format!("[SYS/TEMP] some deleted messages not removed: {reason}"))),
+        }
+    }
+
+    fn command(&mut self, text: &str) -> Option<Event> {
+        if matches!(self.state, State::AuthPlain) {
+            self.transcript.push(Line::client("[credentials]"));
+            self.state = State::Authorization { user: None };
+            return Some(self.auth_plain(text));
+        }
+        let (verb, arg) = match text.split_once(' ') {
+            Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
+            None => (text.trim().to_ascii_uppercase(), ""),
+        };
+        self.transcript.push(Line::client(if verb == "PASS" { "PASS [password]".to_string() } else { text.to_string() }));
+        let event = match (&self.state, verb.as_str()) {
+            (_, "CAPA") => self.reply(self.capabilities()),
+            (_, "NOOP") if matches!(self.state, State::Transaction) => self.reply(ok("")),
+            (State::Authorization { .. }, "QUIT") => {
+                self.state = State::Closed;
+                let bye = ok(format!("{} POP3 server signing off", self.ctx.hostname));
+                self.reply(bye)
+            }
+            (State::Authorization { .. }, "USER") => {
+                if arg.is_empty() {
+                    self.reply(err("USER needs a name"))
+                } else {
+                    self.state = State::Authorization { user: Some(arg.to_string()) };
+                    self.reply(ok(format!("send PASS for {arg}")))
+                }
+            }
+            (State::Authorization { user }, "PASS") => match user.clone() {
+                None => self.reply(err("send USER first")),
+                Some(user) => {
+                    // The password is the rest of the line, spaces included (RFC 1939).
+                    let password = text.split_once(' ').map(|(_, p)| p).unwrap_or("");
+                    return Some(self.login(&user, |expected| expected == password));
+                }
+            },
+            (State::Authorization { .. }, "APOP") => {
+                let mut parts = arg.split_whitespace();
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(user), Some(digest), None) => {
+                        let challenge = self.challenge.clone();
+                        let user = user.to_string();
+                        let digest = digest.to_ascii_lowercase();
+                        return Some(self.login(&user, |expected| {
+                            let sum = Md5::digest(format!("{challenge}{expected}").as_bytes());
+                            let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+                            hex == digest
+                        }));
+                    }
+                    _ => self.reply(err("usage: APOP name digest")),
+                }
+            }
+            (State::Authorization { .. }, "AUTH") => {
+                let mut parts = arg.split_whitespace();
+                match (parts.next().map(|m| m.to_ascii_uppercase()), parts.next()) {
+                    (None, _) => self.reply(b"+OK\r\nPLAIN\r\n.\r\n".to_vec()),
+                    (Some(m), None) if m == "PLAIN" => {
+                        self.state = State::AuthPlain;
+                        self.reply(b"+ \r\n".to_vec())
+                    }
+                    (Some(m), Some(initial)) if m == "PLAIN" => {
+                        let initial = initial.to_string();
+                        return Some(self.auth_plain(&initial));
+                    }
+                    (Some(m), _) => self.reply(err(format!("unsupported SASL mechanism {m}"))),
+                }
+            }
+            (State::Transaction, "STAT") => {
+                let (count, size) = self.live().fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
+                self.reply(ok(format!("{count} {size}")))
+            }
+            (State::Transaction, "LIST") => self.list(arg, |i, m| format!("{} {}", i + 1, m.size)),
+            (State::Transaction, "UIDL") => self.list(arg, |i, m| format!("{} {}", i + 1, m.uid)),
+            (State::Transaction, "RETR") => match self.message_arg(arg) {
+                Ok(index) => {
+                    let status = ok(format!("{} octets", self.messages[index].size));
+                    let status = self.record(status);
+                    self.transcript.push(Line::server(format!("[message {}]", index + 1)));
+                    Event::Send { status, index, top: None }
+                }
+                Err(e) => self.reply(e),
+            },
+            (State::Transaction, "TOP") => {
+                let mut parts = arg.split_whitespace();
+                let (msg, lines) = (parts.next().unwrap_or(""), parts.next());
+                match (self.message_arg(msg), lines.map(|l| l.parse::<usize>())) {
+                    (Ok(index), Some(Ok(lines))) if parts.next().is_none() => {
+                        let status = self.record(ok("top of message follows"));
+                        self.transcript.push(Line::server(format!("[top {lines} lines of message {}]", index + 1)));
+                        Event::Send { status, index, top: Some(lines) }
+                    }
+                    (Err(e), _) => self.reply(e),
+                    _ => self.reply(err("usage: TOP msg n")),
+                }
+            }
+            (State::Transaction, "DELE") => match self.message_arg(arg) {
+                Ok(index) => {
+                    self.deleted[index] = true;
+                    self.reply(ok(format!("message {} deleted", index + 1)))
+                }
+                Err(e) => self.reply(e),
+            },
+            (State::Transaction, "RSET") => {
+                self.deleted.iter_mut().for_each(|d| *d = false);
+                let count = self.messages.len();
+                let total: u64 = self.messages.iter().map(|m| m.size).sum();
+                self.reply(ok(format!("maildrop has {count} messages ({total} octets)")))
+            }
+            (State::Transaction, "QUIT") => {
+                self.state = State::Committing;
+                let delete = self.deleted.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+                Event::Commit { delete }
+            }
+            (State::Transaction, "USER" | "PASS" | "APOP" | "AUTH") => self.reply(err("already authenticated")),
+            (State::Authorization { .. }, "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" | "NOOP") => {
+                self.reply(err("not authenticated: log in with USER and PASS first"))
+            }
+            (_, "") => self.reply(err("empty command")),
+            (_, "STLS") => self.reply(err("STLS is not offered by this server")),
+            _ => {
+                let shown: String = verb.chars().take(20).collect();
+                self.reply(err(format!("unknown command {shown}")))
+            }
+        };
+        Some(event)
+    }
+
+    fn capabilities(&self) -> Vec<u8> {
+        let mut caps = String::from("+OK capability list follows\r\n");
+        for cap in ["USER", "TOP", "UIDL", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "IMPLEMENTATION mailnet"] {
+            caps.push_str(cap);
+            caps.push_str("\r\n");
+        }
+        caps.push_str(".\r\n");
+        caps.into_bytes()
+    }
+
+    fn login(&mut self, user: &str, password_ok: impl Fn(&str) -> bool) -> Event {
+        match self.ctx.server.user(user) {
+            Some(found) if password_ok(&found.password) => {
+                self.state = State::Opening;
+                Event::OpenMailbox { user: found.address.clone() }
+            }
+            _ => {
+                self.state = State::Authorization { user: None };
+                Event::LoginFailed(self.record(err("[AUTH] invalid user name or password")))
+            }
+        }
+    }
+
+    fn auth_plain(&mut self, response: &str) -> Event {
+        if response.trim() == "*" {
+            return self.reply(err("authentication cancelled"));
+        }
+        let decoded = B64.decode(response.trim()).ok().and_then(|b| String::from_utf8(b).ok());
+        let Some(decoded) = decoded else { return self.reply(err("cannot decode response")) };
+        let mut parts = decoded.split('\0');
+        match (parts.next(), parts.next(), parts.next(), parts.next()) {
+            (Some(_), Some(user), Some(password), None) => {
+                let password = password.to_string();
+                self.login(user, |expected| expected == password)
+            }
+            _ => self.reply(err("malformed PLAIN response")),
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = (usize, &Listing)> {
+        self.messages.iter().enumerate().filter(|(i, _)| !self.deleted[*i])
+    }
+
+    /// Parses a message number; the message must exist and not be deleted.
+    fn message_arg(&self, arg: &str) -> Result<usize, Vec<u8>> {
+        let n: usize = arg.trim().parse().map_err(|_| err(format!("invalid message number \"{arg}\"")))?;
+        if n == 0 || n > self.messages.len() {
+            return Err(err(format!("no such message, only {} messages in maildrop", self.messages.len())));
+        }
+        if self.deleted[n - 1] {
+            return Err(err(format!("message {n} already deleted")));
+        }
+        Ok(n - 1)
+    }
+
+    fn list(&mut self, arg: &str, line: impl Fn(usize, &Listing) -> String) -> Event {
+        if !arg.is_empty() {
+            return match self.message_arg(arg) {
+                Ok(i) => {
+                    let text = line(i, &self.messages[i]);
+                    self.reply(ok(text))
+                }
+                Err(e) => self.reply(e),
+            };
+        }
+        let (count, size) = self.live().fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
+        let mut out = ok(format!("{count} messages ({size} octets)"));
+        for (i, m) in self.live() {
+            out.extend_from_slice(line(i, m).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b".\r\n");
+        self.reply(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "session/tests.rs"]
+mod tests;

@@ -1,0 +1,136 @@
+use super::*;
+use crate::network::Network;
+
+fn ctx() -> Arc<Pop3Context> {
+    let net = Network::default_network();
+    Arc::new(Pop3Context {
+        hostname: "gmail.com".into(),
+        server: net.server("gmail.com").unwrap().clone(),
+    })
+}
+
+fn listing() -> Vec<Listing> {
+    vec![
+        Listing { uid: "u1".into(), size: 100 },
+        Listing { uid: "u2".into(), size: 50 },
+    ]
+}
+
+/// Runs a dialogue in chunks; the maildrop opens with two messages and every
+/// commit succeeds. Returns the text of everything sent, one entry per event.
+fn run(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
+    let mut session = Session::new(ctx(), "<1.2@gmail.com>".into());
+    let mut out = vec![String::from_utf8(session.greeting()).unwrap()];
+    let mut commits = Vec::new();
+    for piece in input.chunks(chunk) {
+        session.push(piece);
+        while let Some(event) = session.next_event() {
+            let bytes = match event {
+                Event::Reply(b) | Event::LoginFailed(b) => b,
+                Event::OpenMailbox { user } => {
+                    assert_eq!(user, "usr1@gmail.com");
+                    session.opened(Ok(listing()))
+                }
+                Event::Send { status, index, top } => {
+                    let mut b = status;
+                    b.extend_from_slice(format!("[{index} {top:?}]").as_bytes());
+                    b
+                }
+                Event::Commit { delete } => {
+                    commits.push(delete);
+                    session.committed(Ok(()))
+                }
+            };
+            out.push(String::from_utf8(bytes).unwrap());
+        }
+    }
+    (out, commits)
+}
+
+#[test]
+fn rfc1939_dialogue_in_every_chunk_size() {
+    let input = b"user usr1@gmail.com\r\nPASS password1\r\nSTAT\r\nLIST\r\nUIDL 2\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nLIST 1\r\nRETR 1\r\nSTAT\r\nRSET\r\nDELE 2\r\nNOOP\r\nQUIT\r\n";
+    let mut chunk = 1;
+    while chunk <= 512 {
+        let (out, commits) = run(input, chunk);
+        assert!(out[0].starts_with("+OK gmail.com POP3 server ready <1.2@gmail.com>"));
+        assert_eq!(out[2], "+OK maildrop has 2 messages (150 octets)\r\n");
+        assert_eq!(out[3], "+OK 2 150\r\n");
+        assert_eq!(out[4], "+OK 2 messages (150 octets)\r\n1 100\r\n2 50\r\n.\r\n");
+        assert_eq!(out[5], "+OK 2 u2\r\n");
+        assert_eq!(out[6], "+OK 100 octets\r\n[0 None]");
+        assert_eq!(out[7], "+OK top of message follows\r\n[1 Some(0)]");
+        assert!(out[8].starts_with("+OK"));
+        assert!(out[9].starts_with("-ERR message 1 already deleted"));
+        assert!(out[10].starts_with("-ERR message 1 already deleted"));
+        assert_eq!(out[11], "+OK 1 50\r\n");
+        assert!(out[12].starts_with("+OK"));
+        assert_eq!(out[14], "+OK\r\n");
+        assert!(out[15].starts_with("+OK gmail.com POP3 server signing off (1 messages left)"));
+        assert_eq!(commits, vec![vec![1]], "chunk {chunk}");
+        chunk *= 2;
+    }
+}
+
+#[test]
+fn wrong_password_and_commands_before_login() {
+    let (out, _) = run(b"STAT\r\nPASS x\r\nUSER usr1@gmail.com\r\nPASS nope\r\nUSER nobody@gmail.com\r\nPASS password1\r\nBOGUS\r\nQUIT\r\n", 512);
+    assert!(out[1].starts_with("-ERR not authenticated"));
+    assert!(out[2].starts_with("-ERR send USER first"));
+    assert_eq!(out[4], "-ERR [AUTH] invalid user name or password\r\n");
+    assert_eq!(out[6], "-ERR [AUTH] invalid user name or password\r\n");
+    assert!(out[7].starts_with("-ERR unknown command BOGUS"));
+    assert!(out[8].starts_with("+OK"));
+}
+
+#[test]
+fn bad_message_numbers() {
+    let (out, _) = run(b"USER usr1@gmail.com\r\nPASS password1\r\nRETR 0\r\nRETR 3\r\nRETR x\r\nTOP 1\r\nTOP 1 x\r\nDELE\r\n", 512);
+    for reply in &out[3..] {
+        assert!(reply.starts_with("-ERR"), "{reply}");
+    }
+}
+
+#[test]
+fn apop_and_auth_plain() {
+    let digest: String = Md5::digest(b"<1.2@gmail.com>password1").iter().map(|b| format!("{b:02x}")).collect();
+    let (out, _) = run(format!("APOP usr1@gmail.com {digest}\r\n").as_bytes(), 512);
+    assert!(out[1].starts_with("+OK maildrop has 2"), "{out:?}");
+    let plain = B64.encode("\0usr1@gmail.com\0password1");
+    let (out, _) = run(format!("AUTH PLAIN\r\n{plain}\r\n").as_bytes(), 512);
+    assert_eq!(out[1], "+ \r\n");
+    assert!(out[2].starts_with("+OK maildrop"));
+    let (out, _) = run(format!("AUTH PLAIN {plain}\r\n").as_bytes(), 3);
+    assert!(out[1].starts_with("+OK maildrop"));
+}
+
+#[test]
+fn in_use_maildrop_and_quit_without_login() {
+    let mut session = Session::new(ctx(), "<c>".into());
+    session.greeting();
+    session.push(b"USER usr1@gmail.com\r\nPASS password1\r\n");
+    let _ = session.next_event();
+    assert_eq!(session.next_event(), Some(Event::OpenMailbox { user: "usr1@gmail.com".into() }));
+    assert_eq!(session.opened(Err(OpenError::InUse)), b"-ERR [IN-USE] maildrop already locked by another session\r\n");
+    session.push(b"QUIT\r\n");
+    assert!(matches!(session.next_event(), Some(Event::Reply(r)) if r.starts_with(b"+OK")));
+    assert!(session.is_closed());
+}
+
+#[test]
+fn capa_lists_what_is_supported() {
+    let (out, _) = run(b"CAPA\r\n", 512);
+    for cap in ["USER", "TOP", "UIDL", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION"] {
+        assert!(out[1].contains(&format!("\r\n{cap}")), "{cap}");
+    }
+    assert!(out[1].ends_with("\r\n.\r\n"));
+}
+
+#[test]
+fn overlong_lines_are_refused_and_the_session_goes_on() {
+    let mut input = vec![b'x'; 5000];
+    input.extend_from_slice(b"\r\nCAPA\r\n");
+    let (out, _) = run(&input, 100);
+    assert_eq!(out[1], "-ERR line too long\r\n");
+    assert!(out[2].starts_with("+OK capability"));
+}

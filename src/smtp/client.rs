@@ -1,0 +1,115 @@
+//! The project's one SMTP client: the load generator uses it now; relay,
+//! agent and grader build on it. Plain line I/O over any stream.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::reply::Reply;
+
+/// An SMTP client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed or broke.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The server did not answer in time.
+    #[error("timed out waiting for the server")]
+    Timeout,
+    /// The server's reply was not SMTP.
+    #[error("malformed reply: {0:?}")]
+    Malformed(String),
+}
+
+/// A connected SMTP client.
+pub struct SmtpClient<S> {
+    stream: BufReader<S>,
+    timeout: Duration,
+}
+
+impl SmtpClient<TcpStream> {
+    /// Connects and reads the greeting.
+    pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<(Self, Reply), ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        let mut client = SmtpClient::new(stream, timeout);
+        let greeting = client.read_reply().await?;
+        Ok((client, greeting))
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
+    /// Wraps a connected stream (the greeting not yet read).
+    pub fn new(stream: S, timeout: Duration) -> Self {
+        SmtpClient {
+            stream: BufReader::new(stream),
+            timeout,
+        }
+    }
+
+    /// Reads one (possibly multi-line) reply.
+    pub async fn read_reply(&mut self) -> Result<Reply, ClientError> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(self.timeout, self.stream.read_line(&mut line))
+                .await
+                .map_err(|_| ClientError::Timeout)??;
+            if n == 0 {
+                return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| ClientError::Malformed(line.to_string()))?;
+            let more = line.as_bytes().get(3) == Some(&b'-');
+            lines.push((code, line.get(4..).unwrap_or("").to_string()));
+            if !more {
+                return Ok(Reply {
+                    code,
+                    enhanced: None,
+                    lines: lines.into_iter().map(|(_, t)| t).collect(),
+                });
+            }
+        }
+    }
+
+    /// Sends raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.get_mut().write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Sends one command line and reads its reply.
+    pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply().await
+    }
+
+    /// Sends several commands in one write (PIPELINING) and reads a reply for each.
+    pub async fn pipeline(&mut self, lines: &[String]) -> Result<Vec<Reply>, ClientError> {
+        let mut batch = String::new();
+        for line in lines {
+            batch.push_str(line);
+            batch.push_str("\r\n");
+        }
+        self.write(batch.as_bytes()).await?;
+        let mut replies = Vec::with_capacity(lines.len());
+        for _ in lines {
+            replies.push(self.read_reply().await?);
+        }
+        Ok(replies)
+    }
+
+    /// Sends a message after a `354`: dot-stuffed, CRLF-terminated, then `.`; reads the reply.
+    pub async fn send_message(&mut self, message: &[u8]) -> Result<Reply, ClientError> {
+        let mut wire = Vec::with_capacity(message.len() + 64);
+        crate::pop3::content::stuffed(message, &mut wire);
+        self.write(&wire).await?;
+        self.read_reply().await
+    }
+}
