@@ -46,8 +46,16 @@ pub fn rfc5322(time: SystemTime) -> String {
 /// `08:24:17.123`, for transcripts.
 pub fn clock_time(time: SystemTime) -> String {
     let (_, secs) = split(time);
-    let millis = time.duration_since(UNIX_EPOCH).map(|d| d.subsec_millis()).unwrap_or(0);
-    format!("{:02}:{:02}:{:02}.{millis:03}", secs / 3600, secs / 60 % 60, secs % 60)
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    format!(
+        "{:02}:{:02}:{:02}.{millis:03}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[cfg(test)]

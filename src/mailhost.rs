@@ -31,11 +31,24 @@ struct Inner {
 
 impl MailHost {
     /// Opens a server's state under `dir` (`mail/`, `queue/`, `transcripts/`).
-    pub fn open(config: ServerConfig, dir: &Path, live_transcripts: bool, fsync: bool) -> std::io::Result<MailHost> {
+    pub fn open(
+        config: ServerConfig,
+        dir: &Path,
+        live_transcripts: bool,
+        fsync: bool,
+    ) -> std::io::Result<MailHost> {
         let store = Mailstore::open(dir.join("mail"), fsync)?;
         let queue = Queue::open(dir.join("queue"), fsync)?;
-        let smtp_log = TranscriptLog::open(&config.name, Some(&dir.join("transcripts/smtp.log")), live_transcripts)?;
-        let pop3_log = TranscriptLog::open(&config.name, Some(&dir.join("transcripts/pop3.log")), live_transcripts)?;
+        let smtp_log = TranscriptLog::open(
+            &config.name,
+            Some(&dir.join("transcripts/smtp.log")),
+            live_transcripts,
+        )?;
+        let pop3_log = TranscriptLog::open(
+            &config.name,
+            Some(&dir.join("transcripts/pop3.log")),
+            live_transcripts,
+        )?;
         Ok(MailHost {
             inner: Arc::new(Inner {
                 config,
@@ -97,13 +110,20 @@ impl MailHost {
         for rcpt in &envelope.local {
             let received = trace::received(envelope, me, client_ip, &id, Some(rcpt), &date);
             let stored = trace::for_mailbox(envelope, &received);
-            self.inner.store.deliver(rcpt, &stored).map_err(|e| e.to_string())?;
+            self.inner
+                .store
+                .deliver(rcpt, &stored)
+                .map_err(|e| e.to_string())?;
         }
         if !envelope.remote.is_empty() {
             let received = trace::received(envelope, me, client_ip, &id, None, &date);
             self.inner
                 .queue
-                .enqueue(&envelope.mail_from, &envelope.remote, &trace::for_relay(envelope, &received))
+                .enqueue(
+                    &envelope.mail_from,
+                    &envelope.remote,
+                    &trace::for_relay(envelope, &received),
+                )
                 .map_err(|e| format!("queue: {e}"))?;
         }
         Ok(id)

@@ -13,7 +13,9 @@ fn init_logging(cli: &Cli) {
         "info"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -32,14 +34,22 @@ fn main() -> std::process::ExitCode {
     };
     let result: anyhow::Result<std::process::ExitCode> = runtime.block_on(async {
         match &cli.command {
-            Command::Up(args) => cli::up::up(args).await.map(|_| std::process::ExitCode::SUCCESS),
-            Command::Dns(args) => cli::up::dns(args).await.map(|_| std::process::ExitCode::SUCCESS),
+            Command::Up(args) => cli::up::up(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
+            Command::Dns(args) => cli::up::dns(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
             Command::Check(args) => Ok(match cli::check::run(args) {
                 0 => std::process::ExitCode::SUCCESS,
                 _ => std::process::ExitCode::FAILURE,
             }),
-            Command::Inspect(args) => cli::inspect::run(args).map(|_| std::process::ExitCode::SUCCESS),
-            Command::Bench(args) => cli::bench::run(args).await.map(|_| std::process::ExitCode::SUCCESS),
+            Command::Inspect(args) => {
+                cli::inspect::run(args).map(|_| std::process::ExitCode::SUCCESS)
+            }
+            Command::Bench(args) => cli::bench::run(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
         }
     });
     match result {

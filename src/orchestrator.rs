@@ -16,7 +16,7 @@ use crate::network::{Network, ServerConfig};
 use crate::resolve::MailResolver;
 
 /// How to boot.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct UpOptions {
     /// Run only this server's listeners (and no DNS).
     pub only: Option<String>,
@@ -32,20 +32,6 @@ pub struct UpOptions {
     pub live_transcripts: bool,
     /// Flush every accepted message to the disk before acknowledging it.
     pub fsync: bool,
-}
-
-impl Default for UpOptions {
-    fn default() -> Self {
-        UpOptions {
-            only: None,
-            dns: None,
-            bind: None,
-            advertise: None,
-            data_dir: None,
-            live_transcripts: false,
-            fsync: false,
-        }
-    }
 }
 
 /// Why a network could not boot. Each is one line a user can act on.
@@ -119,15 +105,21 @@ fn bind_error(what: String, addr: SocketAddr, source: io::Error) -> UpError {
 }
 
 async fn bind_tcp(what: String, addr: SocketAddr) -> Result<TcpListener, UpError> {
-    TcpListener::bind(addr).await.map_err(|e| bind_error(what, addr, e))
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| bind_error(what, addr, e))
 }
 
 /// Binds UDP and TCP on one port; with port 0, finds a port free for both.
 async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError> {
     let what = "fake DNS".to_string();
     for _ in 0..20 {
-        let udp = UdpSocket::bind(addr).await.map_err(|e| bind_error(what.clone(), addr, e))?;
-        let real = udp.local_addr().map_err(|e| bind_error(what.clone(), addr, e))?;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| bind_error(what.clone(), addr, e))?;
+        let real = udp
+            .local_addr()
+            .map_err(|e| bind_error(what.clone(), addr, e))?;
         match TcpListener::bind(real).await {
             Ok(tcp) => return Ok((udp, tcp)),
             // Port 0 gave a UDP port whose TCP twin is taken: try another.
@@ -140,7 +132,10 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError>
 
 impl RunningNetwork {
     /// Boots `network` as `options` say.
-    pub async fn start(mut network: Network, options: UpOptions) -> Result<RunningNetwork, UpError> {
+    pub async fn start(
+        mut network: Network,
+        options: UpOptions,
+    ) -> Result<RunningNetwork, UpError> {
         if let Some(bind) = options.bind {
             network.bind = bind;
             network.dns.set_ip(bind);
@@ -149,10 +144,15 @@ impl RunningNetwork {
             network.advertise = Some(advertise);
         }
         let selected: Vec<usize> = match &options.only {
-            Some(name) => match network.servers.iter().position(|s| s.name.eq_ignore_ascii_case(name)) {
+            Some(name) => match network
+                .servers
+                .iter()
+                .position(|s| s.name.eq_ignore_ascii_case(name))
+            {
                 Some(i) => vec![i],
                 None => {
-                    let names: Vec<&str> = network.servers.iter().map(|s| s.name.as_str()).collect();
+                    let names: Vec<&str> =
+                        network.servers.iter().map(|s| s.name.as_str()).collect();
                     return Err(UpError::UnknownServer(name.clone(), names.join(", ")));
                 }
             },
@@ -169,10 +169,18 @@ impl RunningNetwork {
             let pop3 = bind_tcp(format!("server {}: POP3", server.name), pop3_addr).await?;
             listeners.push((i, smtp, pop3));
         }
-        let dns_sockets = if options.only.is_none() { Some(bind_dns(network.dns).await?) } else { None };
+        let dns_sockets = if options.only.is_none() {
+            Some(bind_dns(network.dns).await?)
+        } else {
+            None
+        };
 
         // Publish real ports: ours as bound, others' as the file says.
-        let mut ports: Vec<(u16, u16)> = network.servers.iter().map(|s| (s.smtp_port, s.pop3_port)).collect();
+        let mut ports: Vec<(u16, u16)> = network
+            .servers
+            .iter()
+            .map(|s| (s.smtp_port, s.pop3_port))
+            .collect();
         for (i, smtp, pop3) in &listeners {
             ports[*i] = (
                 smtp.local_addr().map(|a| a.port()).unwrap_or(0),
@@ -199,7 +207,10 @@ impl RunningNetwork {
         let tracker = TaskTracker::new();
         let mut dns = None;
         if let Some((udp, tcp)) = dns_sockets {
-            dns = Some(udp.local_addr().map_err(|e| bind_error("fake DNS".into(), network.dns, e))?);
+            dns = Some(
+                udp.local_addr()
+                    .map_err(|e| bind_error("fake DNS".into(), network.dns, e))?,
+            );
             let (zone, token) = (zone.clone(), shutdown.clone());
             tracker.spawn(async move {
                 if let Err(error) = fake_dns::serve(zone, udp, tcp, token).await {
@@ -220,11 +231,25 @@ impl RunningNetwork {
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?;
             let running = RunningServer {
                 host: host.clone(),
-                smtp: smtp.local_addr().map_err(|e| UpError::DataDir(dir.clone(), e))?,
-                pop3: pop3.local_addr().map_err(|e| UpError::DataDir(dir.clone(), e))?,
+                smtp: smtp
+                    .local_addr()
+                    .map_err(|e| UpError::DataDir(dir.clone(), e))?,
+                pop3: pop3
+                    .local_addr()
+                    .map_err(|e| UpError::DataDir(dir.clone(), e))?,
             };
-            tracker.spawn(crate::smtp::server::serve(smtp, host.clone(), shutdown.clone(), tracker.clone()));
-            tracker.spawn(crate::pop3::server::serve(pop3, host, shutdown.clone(), tracker.clone()));
+            tracker.spawn(crate::smtp::server::serve(
+                smtp,
+                host.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ));
+            tracker.spawn(crate::pop3::server::serve(
+                pop3,
+                host,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
             servers.push(running);
         }
 
@@ -243,12 +268,16 @@ impl RunningNetwork {
 
     /// The running server named `name`.
     pub fn server(&self, name: &str) -> Option<&RunningServer> {
-        self.servers.iter().find(|s| s.host.config().name.eq_ignore_ascii_case(name))
+        self.servers
+            .iter()
+            .find(|s| s.host.config().name.eq_ignore_ascii_case(name))
     }
 
     /// The running server hosting mail domain `domain`.
     pub fn server_for_domain(&self, domain: &str) -> Option<&RunningServer> {
-        self.servers.iter().find(|s| s.host.config().hosts_domain(domain))
+        self.servers
+            .iter()
+            .find(|s| s.host.config().hosts_domain(domain))
     }
 
     /// A token that stops the network when cancelled.

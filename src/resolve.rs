@@ -57,7 +57,7 @@ pub struct MailResolver {
 #[derive(Clone)]
 enum Backend {
     Zone(ZoneHandle),
-    Dns(TokioResolver),
+    Dns(Box<TokioResolver>),
 }
 
 impl MailResolver {
@@ -90,7 +90,7 @@ impl MailResolver {
         .build()
         .expect("a resolver with one name server always builds");
         MailResolver {
-            backend: Backend::Dns(resolver),
+            backend: Backend::Dns(Box::new(resolver)),
         }
     }
 
@@ -101,9 +101,13 @@ impl MailResolver {
             Backend::Zone(zone) => {
                 let zone = zone.current();
                 match zone.lookup_str(&fqdn, rtype) {
-                    Answer::Records(records) => Ok(records.into_iter().map(|r| r.data.clone()).collect()),
+                    Answer::Records(records) => {
+                        Ok(records.into_iter().map(|r| r.data.clone()).collect())
+                    }
                     Answer::NoData(_) => Err(no_records(name, rtype)),
-                    Answer::NxDomain(_) | Answer::Refused => Err(ResolveError::NoSuchDomain { name: name.to_string() }),
+                    Answer::NxDomain(_) | Answer::Refused => Err(ResolveError::NoSuchDomain {
+                        name: name.to_string(),
+                    }),
                 }
             }
             Backend::Dns(resolver) => match resolver.lookup(fqdn.as_str(), rtype).await {
@@ -120,11 +124,13 @@ impl MailResolver {
                         Ok(found)
                     }
                 }
-                Err(e) if e.is_nx_domain() => Err(ResolveError::NoSuchDomain { name: name.to_string() }),
+                Err(e) if e.is_nx_domain() => Err(ResolveError::NoSuchDomain {
+                    name: name.to_string(),
+                }),
                 Err(e) if e.is_no_records_found() => Err(no_records(name, rtype)),
-                Err(e) if e.to_string().contains("Refused") => {
-                    Err(ResolveError::NoSuchDomain { name: name.to_string() })
-                }
+                Err(e) if e.to_string().contains("Refused") => Err(ResolveError::NoSuchDomain {
+                    name: name.to_string(),
+                }),
                 Err(e) => Err(ResolveError::Temporary {
                     name: name.to_string(),
                     reason: e.to_string(),
@@ -155,7 +161,9 @@ impl MailResolver {
             .await?
             .into_iter()
             .filter_map(|d| match d {
-                RData::SRV(srv) => Some((srv.priority, host_text(&srv.target.to_string()), srv.port)),
+                RData::SRV(srv) => {
+                    Some((srv.priority, host_text(&srv.target.to_string()), srv.port))
+                }
                 _ => None,
             })
             .collect();
@@ -189,7 +197,10 @@ impl MailResolver {
 
     /// Where to relay mail for `domain`: each MX by preference, its port from
     /// `SRV _smtp._tcp.<mx>` (25 when there is none), its addresses.
-    pub async fn relay_targets(&self, domain: &str) -> Result<Vec<(String, SocketAddr)>, ResolveError> {
+    pub async fn relay_targets(
+        &self,
+        domain: &str,
+    ) -> Result<Vec<(String, SocketAddr)>, ResolveError> {
         let mut targets = Vec::new();
         let mut last_error = None;
         for mx in self.mx(domain).await? {
@@ -202,7 +213,11 @@ impl MailResolver {
                 Err(_) => 25,
             };
             match self.addresses(&mx).await {
-                Ok(addrs) => targets.extend(addrs.into_iter().map(|ip| (mx.clone(), SocketAddr::new(ip, port)))),
+                Ok(addrs) => targets.extend(
+                    addrs
+                        .into_iter()
+                        .map(|ip| (mx.clone(), SocketAddr::new(ip, port))),
+                ),
                 Err(e) => last_error = Some(e),
             }
         }
@@ -213,9 +228,18 @@ impl MailResolver {
     }
 
     /// The address of an RFC 6186 service (`_submission` or `_pop3`) of a mail domain.
-    pub async fn service(&self, service: &str, domain: &str) -> Result<(String, SocketAddr), ResolveError> {
+    pub async fn service(
+        &self,
+        service: &str,
+        domain: &str,
+    ) -> Result<(String, SocketAddr), ResolveError> {
         let (host, port) = self.srv(&format!("{service}._tcp.{domain}")).await?;
-        let ip = self.addresses(&host).await?.into_iter().next().ok_or_else(|| no_records(&host, RecordType::A))?;
+        let ip = self
+            .addresses(&host)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| no_records(&host, RecordType::A))?;
         Ok((host, SocketAddr::new(ip, port)))
     }
 }

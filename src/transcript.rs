@@ -110,13 +110,20 @@ const RECENT: usize = 256;
 
 impl TranscriptLog {
     /// A log writing to `path` (created or appended), echoing to stdout when `live`.
-    pub fn open(server: &str, path: Option<&std::path::Path>, live: bool) -> std::io::Result<TranscriptLog> {
+    pub fn open(
+        server: &str,
+        path: Option<&std::path::Path>,
+        live: bool,
+    ) -> std::io::Result<TranscriptLog> {
         let file = match path {
             Some(p) => {
                 if let Some(parent) = p.parent() {
                     std::fs::create_dir_all(parent)?;
                 }
-                let f = std::fs::OpenOptions::new().create(true).append(true).open(p)?;
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?;
                 Some(std::io::BufWriter::new(f))
             }
             None => None,
@@ -132,7 +139,9 @@ impl TranscriptLog {
 
     /// A name for a new session of `protocol`.
     pub fn session_name(&self, protocol: &str) -> String {
-        let n = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         format!("{protocol}#{n}")
     }
 
@@ -142,7 +151,10 @@ impl TranscriptLog {
             return Vec::new();
         }
         let now = SystemTime::now();
-        let stamped: Vec<Stamped> = lines.into_iter().map(|line| Stamped { at: now, line }).collect();
+        let stamped: Vec<Stamped> = lines
+            .into_iter()
+            .map(|line| Stamped { at: now, line })
+            .collect();
         let mut text = String::new();
         for s in &stamped {
             text.push_str(&format!("[{} {session}] {s}\n", self.server));
@@ -173,6 +185,11 @@ impl TranscriptLog {
 
     /// The most recent finished sessions, oldest first.
     pub fn recent(&self) -> Vec<SessionTranscript> {
-        self.recent.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+        self.recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 }

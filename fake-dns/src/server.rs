@@ -64,10 +64,14 @@ impl RequestHandler for Handler {
         let queries = request.queries.queries();
         let result = if request.metadata.op_code != OpCode::Query {
             meta.response_code = ResponseCode::NotImp;
-            response_handle.send_response(builder.build_no_records(meta)).await
+            response_handle
+                .send_response(builder.build_no_records(meta))
+                .await
         } else if queries.len() != 1 {
             meta.response_code = ResponseCode::FormErr;
-            response_handle.send_response(builder.build_no_records(meta)).await
+            response_handle
+                .send_response(builder.build_no_records(meta))
+                .await
         } else {
             let query = &queries[0];
             match zone.lookup(query.name(), query.query_type()) {
@@ -89,7 +93,9 @@ impl RequestHandler for Handler {
                 }
                 Answer::Refused => {
                     meta.response_code = ResponseCode::Refused;
-                    response_handle.send_response(builder.build_no_records(meta)).await
+                    response_handle
+                        .send_response(builder.build_no_records(meta))
+                        .await
                 }
             }
         };

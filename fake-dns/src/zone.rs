@@ -79,8 +79,10 @@ impl Zone {
                 host.name, host.smtp_port, host.pop3_port
             );
 
-            let host_names: BTreeSet<Name> =
-                [&server, &mx, &smtp_host, &pop3_host].into_iter().cloned().collect();
+            let host_names: BTreeSet<Name> = [&server, &mx, &smtp_host, &pop3_host]
+                .into_iter()
+                .cloned()
+                .collect();
             for name in &host_names {
                 for addr in &host.addresses {
                     let data = match addr {
@@ -157,7 +159,11 @@ impl Zone {
             for other in [&host.mx, &host.smtp_host, &host.pop3_host] {
                 let name = fqdn(other)?;
                 if !candidates.iter().any(|apex| apex.zone_of(&name)) {
-                    let parent = if name.num_labels() > 2 { name.base_name() } else { name };
+                    let parent = if name.num_labels() > 2 {
+                        name.base_name()
+                    } else {
+                        name
+                    };
                     candidates.push(parent);
                 }
             }
@@ -176,7 +182,8 @@ impl Zone {
                 facts.ttl,
                 RData::SOA(SOA::new(
                     apex.prepend_label("ns").unwrap_or_else(|_| apex.clone()),
-                    apex.prepend_label("hostmaster").unwrap_or_else(|_| apex.clone()),
+                    apex.prepend_label("hostmaster")
+                        .unwrap_or_else(|_| apex.clone()),
                     1,
                     3600,
                     600,
@@ -193,7 +200,9 @@ impl Zone {
         // Every owner name and each ancestor up to its apex exists.
         let owners: Vec<LowerName> = self.records.keys().map(|(n, _)| n.clone()).collect();
         for owner in owners {
-            let Some((apex, _)) = self.apex_of(&owner) else { continue };
+            let Some((apex, _)) = self.apex_of(&owner) else {
+                continue;
+            };
             let apex_labels = apex.num_labels();
             let mut name: Name = (&owner).into();
             loop {
@@ -305,24 +314,56 @@ mod tests {
     fn mx_points_at_the_servers_mx_host() {
         let zone = Zone::build(&facts()).unwrap();
         let mx = records(zone.lookup_str("Mail.SUSTech.edu.cn", RecordType::MX));
-        assert_eq!(mx, vec![RData::MX(MX::new(10, fqdn("mxbiz1.qq.com").unwrap()))]);
+        assert_eq!(
+            mx,
+            vec![RData::MX(MX::new(10, fqdn("mxbiz1.qq.com").unwrap()))]
+        );
     }
 
     #[test]
     fn srv_carries_the_ports() {
         let zone = Zone::build(&facts()).unwrap();
         let smtp = records(zone.lookup_str("_smtp._tcp.mxbiz1.qq.com", RecordType::SRV));
-        assert_eq!(smtp, vec![RData::SRV(SRV::new(0, 0, 1125, fqdn("mxbiz1.qq.com").unwrap()))]);
+        assert_eq!(
+            smtp,
+            vec![RData::SRV(SRV::new(
+                0,
+                0,
+                1125,
+                fqdn("mxbiz1.qq.com").unwrap()
+            ))]
+        );
         let pop = records(zone.lookup_str("_pop3._tcp.gmail.com", RecordType::SRV));
-        assert_eq!(pop, vec![RData::SRV(SRV::new(0, 0, 2210, fqdn("pop.gmail.com").unwrap()))]);
+        assert_eq!(
+            pop,
+            vec![RData::SRV(SRV::new(
+                0,
+                0,
+                2210,
+                fqdn("pop.gmail.com").unwrap()
+            ))]
+        );
         let sub = records(zone.lookup_str("_submission._tcp.gmail.com", RecordType::SRV));
-        assert_eq!(sub, vec![RData::SRV(SRV::new(0, 0, 2125, fqdn("smtp.gmail.com").unwrap()))]);
+        assert_eq!(
+            sub,
+            vec![RData::SRV(SRV::new(
+                0,
+                0,
+                2125,
+                fqdn("smtp.gmail.com").unwrap()
+            ))]
+        );
     }
 
     #[test]
     fn addresses_for_every_host_name() {
         let zone = Zone::build(&facts()).unwrap();
-        for name in ["mxbiz1.qq.com", "smtp.exmail.qq.com", "pop.exmail.qq.com", "exmail.qq.com"] {
+        for name in [
+            "mxbiz1.qq.com",
+            "smtp.exmail.qq.com",
+            "pop.exmail.qq.com",
+            "exmail.qq.com",
+        ] {
             let a = records(zone.lookup_str(name, RecordType::A));
             assert_eq!(a, vec![RData::A(A("127.0.0.1".parse().unwrap()))], "{name}");
         }
@@ -337,12 +378,24 @@ mod tests {
     #[test]
     fn unknown_names_inside_are_nxdomain_outside_refused() {
         let zone = Zone::build(&facts()).unwrap();
-        assert!(matches!(zone.lookup_str("nobody.gmail.com", RecordType::A), Answer::NxDomain(_)));
-        assert!(matches!(zone.lookup_str("other.qq.com", RecordType::MX), Answer::NxDomain(_)));
-        assert_eq!(zone.lookup_str("example.org", RecordType::A), Answer::Refused);
+        assert!(matches!(
+            zone.lookup_str("nobody.gmail.com", RecordType::A),
+            Answer::NxDomain(_)
+        ));
+        assert!(matches!(
+            zone.lookup_str("other.qq.com", RecordType::MX),
+            Answer::NxDomain(_)
+        ));
+        assert_eq!(
+            zone.lookup_str("example.org", RecordType::A),
+            Answer::Refused
+        );
         assert_eq!(zone.lookup_str("com", RecordType::A), Answer::Refused);
         // An empty non-terminal exists but holds nothing.
-        assert!(matches!(zone.lookup_str("_tcp.gmail.com", RecordType::A), Answer::NoData(_)));
+        assert!(matches!(
+            zone.lookup_str("_tcp.gmail.com", RecordType::A),
+            Answer::NoData(_)
+        ));
     }
 
     #[test]
@@ -351,7 +404,9 @@ mod tests {
         let txt = records(zone.lookup_str("mail.sustech.edu.cn", RecordType::TXT));
         assert_eq!(
             txt,
-            vec![RData::TXT(TXT::new(vec!["mailnet mx=mxbiz1.qq.com smtp=1125 pop3=1210".into()]))]
+            vec![RData::TXT(TXT::new(vec![
+                "mailnet mx=mxbiz1.qq.com smtp=1125 pop3=1210".into()
+            ]))]
         );
     }
 
@@ -359,11 +414,15 @@ mod tests {
     fn apexes_fold_nested_names() {
         let zone = Zone::build(&facts()).unwrap();
         let apexes: BTreeSet<String> = zone.apexes().collect();
-        let expected: BTreeSet<String> =
-            ["qq.com.", "gmail.com.", "l.google.com.", "mail.sustech.edu.cn."]
-                .into_iter()
-                .map(String::from)
-                .collect();
+        let expected: BTreeSet<String> = [
+            "qq.com.",
+            "gmail.com.",
+            "l.google.com.",
+            "mail.sustech.edu.cn.",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
         assert_eq!(apexes, expected);
     }
 }

@@ -77,11 +77,25 @@ pub enum BenchWhat {
 /// Runs a benchmark.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
     match &args.what {
-        BenchWhat::Boot { servers, users, runs } => boot(*servers, *users, *runs).await,
-        BenchWhat::Smtp { server, messages, concurrency, size, reuse, from, to } => {
-            smtp(*server, *messages, *concurrency, *size, *reuse, from, to).await
-        }
-        BenchWhat::Pop3 { messages, size, login_messages } => pop3(*messages, *size, *login_messages).await,
+        BenchWhat::Boot {
+            servers,
+            users,
+            runs,
+        } => boot(*servers, *users, *runs).await,
+        BenchWhat::Smtp {
+            server,
+            messages,
+            concurrency,
+            size,
+            reuse,
+            from,
+            to,
+        } => smtp(*server, *messages, *concurrency, *size, *reuse, from, to).await,
+        BenchWhat::Pop3 {
+            messages,
+            size,
+            login_messages,
+        } => pop3(*messages, *size, *login_messages).await,
     }
 }
 
@@ -93,7 +107,9 @@ pub fn generated_network(servers: usize, users: usize) -> String {
             "  - name: mx{s}.bench.test\n    domains: [d{s}.bench.test]\n    smtp: {{ port: 0 }}\n    pop3: {{ port: 0 }}\n    users:\n"
         ));
         for u in 0..users {
-            yaml.push_str(&format!("      - {{ address: u{u}@d{s}.bench.test, password: p{u} }}\n"));
+            yaml.push_str(&format!(
+                "      - {{ address: u{u}@d{s}.bench.test, password: p{u} }}\n"
+            ));
         }
     }
     yaml
@@ -111,13 +127,24 @@ async fn boot(servers: usize, users: usize, runs: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let generated = dir.path().join("generated.yaml");
     std::fs::write(&generated, generated_network(servers, users))?;
-    for (label, file) in [("default network (6 servers)", None), (&*format!("generated network ({servers} servers x {users} users)"), Some(&generated))] {
+    for (label, file) in [
+        ("default network (6 servers)", None),
+        (
+            &*format!("generated network ({servers} servers x {users} users)"),
+            Some(&generated),
+        ),
+    ] {
         let mut times = Vec::new();
         for _ in 0..runs {
             times.push(boot_once(&exe, file.map(|p| p.as_path())).await?);
         }
         times.sort();
-        println!("boot {label}: median {:.1} ms (min {:.1}, max {:.1}, {runs} runs)", ms(times[runs / 2]), ms(times[0]), ms(times[runs - 1]));
+        println!(
+            "boot {label}: median {:.1} ms (min {:.1}, max {:.1}, {runs} runs)",
+            ms(times[runs / 2]),
+            ms(times[0]),
+            ms(times[runs - 1])
+        );
     }
     Ok(())
 }
@@ -128,7 +155,10 @@ fn ms(d: Duration) -> f64 {
 
 /// Starts `mailnet up --ephemeral`, waits for its table, then until every port
 /// accepts and the DNS answers an MX query; returns the time from spawn.
-async fn boot_once(exe: &std::path::Path, file: Option<&std::path::Path>) -> anyhow::Result<Duration> {
+async fn boot_once(
+    exe: &std::path::Path,
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Duration> {
     let mut cmd = tokio::process::Command::new(exe);
     cmd.arg("--quiet").arg("up").arg("--ephemeral");
     if let Some(f) = file {
@@ -160,23 +190,38 @@ async fn boot_once(exe: &std::path::Path, file: Option<&std::path::Path>) -> any
     }
     let dns = dns.context("mailnet up printed no DNS address")?;
     for port in &ports {
-        tokio::net::TcpStream::connect(("127.0.0.1", *port)).await.with_context(|| format!("port {port} does not accept"))?;
+        tokio::net::TcpStream::connect(("127.0.0.1", *port))
+            .await
+            .with_context(|| format!("port {port} does not accept"))?;
     }
     let resolver = MailResolver::from_dns(dns);
-    resolver.mx(first_domain.as_deref().unwrap_or("gmail.com")).await?;
+    resolver
+        .mx(first_domain.as_deref().unwrap_or("gmail.com"))
+        .await?;
     let elapsed = start.elapsed();
     let _ = child.kill().await;
     Ok(elapsed)
 }
 
-async fn smtp(server: Option<SocketAddr>, messages: usize, concurrency: usize, size: usize, reuse: bool, from: &str, to: &str) -> anyhow::Result<()> {
+async fn smtp(
+    server: Option<SocketAddr>,
+    messages: usize,
+    concurrency: usize,
+    size: usize,
+    reuse: bool,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
     let mut local = None;
     let target = match server {
         Some(addr) => addr,
         None => {
             let net = Network::default_network().with_ephemeral_ports();
             let running = RunningNetwork::start(net, UpOptions::default()).await?;
-            let addr = running.server_for_domain("gmail.com").context("no gmail.com")?.smtp;
+            let addr = running
+                .server_for_domain("gmail.com")
+                .context("no gmail.com")?
+                .smtp;
             local = Some(running);
             addr
         }
@@ -205,9 +250,23 @@ async fn smtp(server: Option<SocketAddr>, messages: usize, concurrency: usize, s
                     client = Some(c);
                 }
                 let c = client.as_mut().expect("connected above");
-                let replies = c.pipeline(&[format!("MAIL FROM:<{from}>"), format!("RCPT TO:<{to}>"), "DATA".into()]).await?;
+                let replies = c
+                    .pipeline(&[
+                        format!("MAIL FROM:<{from}>"),
+                        format!("RCPT TO:<{to}>"),
+                        "DATA".into(),
+                    ])
+                    .await?;
                 if replies[2].code != 354 {
-                    bail!("server refused: {} {}", replies[2].code, replies.iter().map(|r| r.lines.join(" ")).collect::<Vec<_>>().join(" / "));
+                    bail!(
+                        "server refused: {} {}",
+                        replies[2].code,
+                        replies
+                            .iter()
+                            .map(|r| r.lines.join(" "))
+                            .collect::<Vec<_>>()
+                            .join(" / ")
+                    );
                 }
                 let done = c.send_message(&body).await?;
                 if done.code != 250 {
@@ -240,7 +299,10 @@ async fn smtp(server: Option<SocketAddr>, messages: usize, concurrency: usize, s
         ms(percentile(&all, 0.99)),
     );
     if let Some(running) = local {
-        let stored = running.server_for_domain("gmail.com").map(|s| s.host.store().count(to)).unwrap_or(0);
+        let stored = running
+            .server_for_domain("gmail.com")
+            .map(|s| s.host.store().count(to))
+            .unwrap_or(0);
         println!("  stored in the mailbox: {stored}");
         running.stop().await;
     }
@@ -250,7 +312,10 @@ async fn smtp(server: Option<SocketAddr>, messages: usize, concurrency: usize, s
 async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Result<()> {
     let net = Network::default_network().with_ephemeral_ports();
     let running = RunningNetwork::start(net, UpOptions::default()).await?;
-    let gmail = running.server_for_domain("gmail.com").context("no gmail.com")?.clone();
+    let gmail = running
+        .server_for_domain("gmail.com")
+        .context("no gmail.com")?
+        .clone();
     let store = gmail.host.store().clone();
     let line = "The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFGHIJ\r\n";
     let make = |size: usize| {
@@ -262,13 +327,22 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
         m.extend_from_slice(b"\r\n");
         m
     };
-    let cases = [("usr1@gmail.com", messages, size), ("hcy@gmail.com", 100, 10 * 1024 * 1024)];
+    let cases = [
+        ("usr1@gmail.com", messages, size),
+        ("hcy@gmail.com", 100, 10 * 1024 * 1024),
+    ];
     for (user, count, size) in cases {
         let message = make(size);
         for _ in 0..count {
             store.deliver(user, &message)?;
         }
-        let password = gmail.host.config().user(user).context("user")?.password.clone();
+        let password = gmail
+            .host
+            .config()
+            .user(user)
+            .context("user")?
+            .password
+            .clone();
         let (mut client, _) = Pop3Client::connect(gmail.pop3, Duration::from_secs(60)).await?;
         client.command(&format!("USER {user}")).await?;
         client.command(&format!("PASS {password}")).await?;

@@ -7,7 +7,11 @@ pub fn run(args: &super::CheckArgs) -> usize {
     let mut failed = 0;
     for file in &args.files {
         match Network::load(file) {
-            Ok(net) => println!("{}: ok, network of {} servers", file.display(), net.servers.len()),
+            Ok(net) => println!(
+                "{}: ok, network of {} servers",
+                file.display(),
+                net.servers.len()
+            ),
             Err(e) => {
                 eprintln!("{e}");
                 failed += 1;

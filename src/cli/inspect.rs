@@ -46,7 +46,10 @@ pub fn describe(raw: &[u8], extract: Option<&Path>) -> anyhow::Result<(String, V
             PartType::Message(m) => ("message", m.raw_message().len()),
             PartType::Multipart(_) => ("multipart", 0),
         };
-        let name = part.attachment_name().map(|n| format!(" name=\"{n}\"")).unwrap_or_default();
+        let name = part
+            .attachment_name()
+            .map(|n| format!(" name=\"{n}\""))
+            .unwrap_or_default();
         let _ = writeln!(out, "  [{i}] {ctype} ({kind}, {len} octets){name}");
     }
     let mut written = Vec::new();
@@ -57,8 +60,14 @@ pub fn describe(raw: &[u8], extract: Option<&Path>) -> anyhow::Result<(String, V
         for (i, part) in attachments.iter().enumerate() {
             let name = safe_file_name(part.attachment_name().unwrap_or(""), i);
             let path = unique_path(dir, &name);
-            std::fs::write(&path, part.contents()).with_context(|| format!("cannot write {}", path.display()))?;
-            let _ = writeln!(out, "  extracted {} ({} octets)", path.display(), part.contents().len());
+            std::fs::write(&path, part.contents())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            let _ = writeln!(
+                out,
+                "  extracted {} ({} octets)",
+                path.display(),
+                part.contents().len()
+            );
             written.push(path);
         }
     }
@@ -98,13 +107,20 @@ pub fn run(args: &super::InspectArgs) -> anyhow::Result<()> {
             }
         }
         if files.is_empty() {
-            anyhow::bail!("{}: no messages (expected a Maildir with cur/ or new/)", path.display());
+            anyhow::bail!(
+                "{}: no messages (expected a Maildir with cur/ or new/)",
+                path.display()
+            );
         }
         files.sort();
         for (i, file) in files.iter().enumerate() {
             println!("== message {} ({})", i + 1, file.display());
-            let raw = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-            let extract = args.extract.as_ref().map(|d| d.join(format!("message-{}", i + 1)));
+            let raw =
+                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+            let extract = args
+                .extract
+                .as_ref()
+                .map(|d| d.join(format!("message-{}", i + 1)));
             print!("{}", describe(&raw, extract.as_deref())?.0);
         }
     } else {

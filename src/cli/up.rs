@@ -21,11 +21,25 @@ pub fn load_network(file: Option<&std::path::Path>) -> anyhow::Result<Network> {
 pub fn table(running: &RunningNetwork) -> String {
     let mut out = String::new();
     let dns = match running.dns {
-        Some(addr) => format!("fake DNS on {addr} (try: dig @{} -p {} {} MX)", addr.ip(), addr.port(), running.network.servers[0].domains[0]),
+        Some(addr) => format!(
+            "fake DNS on {addr} (try: dig @{} -p {} {} MX)",
+            addr.ip(),
+            addr.port(),
+            running.network.servers[0].domains[0]
+        ),
         None => "no DNS in this process (--only)".to_string(),
     };
-    let _ = writeln!(out, "mailnet: network {} with {} servers; {dns}", running.network.source, running.servers.len());
-    let _ = writeln!(out, "{:<16} {:<28} {:>6} {:>6}  USERS", "SERVER", "MAIL DOMAINS", "SMTP", "POP3");
+    let _ = writeln!(
+        out,
+        "mailnet: network {} with {} servers; {dns}",
+        running.network.source,
+        running.servers.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<16} {:<28} {:>6} {:>6}  USERS",
+        "SERVER", "MAIL DOMAINS", "SMTP", "POP3"
+    );
     for server in &running.servers {
         let config = server.host.config();
         let users: Vec<&str> = config.users.iter().map(|u| u.address.as_str()).collect();
@@ -43,25 +57,33 @@ pub fn table(running: &RunningNetwork) -> String {
     out
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn stop_signal() {
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when first polled, so a signal sent right after `ready` is seen.
+pub fn stop_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
@@ -83,12 +105,13 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         live_transcripts: args.transcripts,
         fsync: args.fsync,
     };
+    let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
     print!("{}", table(&running));
     println!("ready; Ctrl-C stops");
     use std::io::Write;
     let _ = std::io::stdout().flush();
-    stop_signal().await;
+    stop.await;
     eprintln!("mailnet: stopping");
     running.stop().await;
     Ok(())
@@ -101,16 +124,25 @@ pub async fn dns(args: &super::DnsArgs) -> anyhow::Result<()> {
         network.advertise = Some(advertise);
     }
     let listen = args.listen.unwrap_or(network.dns);
-    let ports: Vec<(u16, u16)> = network.servers.iter().map(|s| (s.smtp_port, s.pop3_port)).collect();
+    let ports: Vec<(u16, u16)> = network
+        .servers
+        .iter()
+        .map(|s| (s.smtp_port, s.pop3_port))
+        .collect();
     let zone = fake_dns::Zone::build(&network.facts(&ports))?;
-    let udp = UdpSocket::bind(listen).await.with_context(|| format!("fake DNS: cannot listen on {listen} (UDP)"))?;
+    let udp = UdpSocket::bind(listen)
+        .await
+        .with_context(|| format!("fake DNS: cannot listen on {listen} (UDP)"))?;
     let real = udp.local_addr()?;
-    let tcp = TcpListener::bind(real).await.with_context(|| format!("fake DNS: cannot listen on {real} (TCP)"))?;
+    let tcp = TcpListener::bind(real)
+        .await
+        .with_context(|| format!("fake DNS: cannot listen on {real} (TCP)"))?;
+    let stop = stop_signal();
     println!("mailnet: fake DNS for {} on {real}; ready", network.source);
     let token = CancellationToken::new();
     let stopper = token.clone();
     tokio::spawn(async move {
-        stop_signal().await;
+        stop.await;
         stopper.cancel();
     });
     fake_dns::serve(fake_dns::ZoneHandle::new(zone), udp, tcp, token).await?;

@@ -23,7 +23,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .parse()
         .map_err(|_| format!("`{text}` is not a duration (try `250ms`, `5s`, `2m` or `1h`)"))?;
     if !value.is_finite() || value < 0.0 {
-        return Err(format!("`{text}` is not a duration: it must be zero or more"));
+        return Err(format!(
+            "`{text}` is not a duration: it must be zero or more"
+        ));
     }
     Ok(Duration::from_secs_f64(value * scale))
 }

@@ -63,7 +63,9 @@ impl ServerConfig {
 
     /// The user with this address, compared case-insensitively.
     pub fn user(&self, address: &str) -> Option<&User> {
-        self.users.iter().find(|u| u.address.eq_ignore_ascii_case(address))
+        self.users
+            .iter()
+            .find(|u| u.address.eq_ignore_ascii_case(address))
     }
 }
 
@@ -145,7 +147,9 @@ impl Network {
 
     /// The server named `name`.
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
-        self.servers.iter().find(|s| s.name.eq_ignore_ascii_case(name))
+        self.servers
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
     }
 
     /// The server hosting mail domain `domain`.
@@ -258,7 +262,10 @@ impl Network {
                 if let Some(other) = ports_seen.insert(port.value, format!("{proto} of `{name}`")) {
                     return Err(invalid(
                         &port.referenced,
-                        format!("port {} is used twice ({proto} of `{name}` and {other})", port.value),
+                        format!(
+                            "port {} is used twice ({proto} of `{name}` and {other})",
+                            port.value
+                        ),
                     ));
                 }
             }
@@ -282,7 +289,11 @@ impl Network {
                         format!("user `{address}` is not an address (expected local@domain)"),
                     ));
                 };
-                if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c == '<' || c == '>') {
+                if local.is_empty()
+                    || local
+                        .chars()
+                        .any(|c| c.is_whitespace() || c == '<' || c == '>')
+                {
                     return Err(invalid(
                         &user.address.referenced,
                         format!("user `{address}` has an invalid local part"),
@@ -297,7 +308,10 @@ impl Network {
                         ),
                     ));
                 }
-                if users.iter().any(|u| u.address.eq_ignore_ascii_case(&address)) {
+                if users
+                    .iter()
+                    .any(|u| u.address.eq_ignore_ascii_case(&address))
+                {
                     return Err(invalid(
                         &user.address.referenced,
                         format!("user `{address}` is listed twice"),
@@ -348,7 +362,11 @@ impl Network {
 /// the first line carries line, column and reason, which is what a user needs.
 fn one_line_yaml_error(error: &serde_saphyr::Error) -> String {
     let text = error.to_string();
-    let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let first = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
     match error.location() {
         Some(loc) if !first.contains(&format!("line {}", loc.line())) && loc.line() > 0 => {

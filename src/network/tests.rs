@@ -26,7 +26,10 @@ fn default_network_is_valid_and_has_the_cs305_topology() {
     assert_eq!((qq.smtp_port, qq.pop3_port), (1125, 1210));
     assert_eq!(qq.mx, "mxbiz1.qq.com");
     assert_eq!(qq.domains, vec!["mail.sustech.edu.cn"]);
-    assert_eq!(qq.user("usr2@mail.sustech.edu.cn").unwrap().password, "password2");
+    assert_eq!(
+        qq.user("usr2@mail.sustech.edu.cn").unwrap().password,
+        "password2"
+    );
     let gmail = net.server_for_domain("GMAIL.com").unwrap();
     assert_eq!((gmail.smtp_port, gmail.pop3_port), (2125, 2210));
     assert_eq!(gmail.mx, "gmail-smtp-in.l.google.com");
@@ -45,7 +48,10 @@ fn defaults_fill_host_names() {
 
 #[test]
 fn unknown_key_names_file_line_and_key() {
-    let text = TWO.replace("    smtp: { port: 0 }\n    pop3: { port: 0 }\n    users:", "    smtp: { port: 0 }\n    pop3: { port: 0 }\n    userz:");
+    let text = TWO.replace(
+        "    smtp: { port: 0 }\n    pop3: { port: 0 }\n    users:",
+        "    smtp: { port: 0 }\n    pop3: { port: 0 }\n    userz:",
+    );
     let e = error_of(&text);
     assert!(e.starts_with("net.yaml: "), "{e}");
     assert!(e.contains("line 6"), "{e}");
@@ -56,7 +62,10 @@ fn unknown_key_names_file_line_and_key() {
 fn bad_indentation_names_the_line() {
     let text = "servers:\n  - name: a.test\n    domains: [a.test]\n      smtp: { port: 0 }\n";
     let e = error_of(text);
-    assert_eq!(e, "net.yaml: line 4 column 7: while parsing a block mapping, did not find expected key");
+    assert_eq!(
+        e,
+        "net.yaml: line 4 column 7: while parsing a block mapping, did not find expected key"
+    );
 }
 
 #[test]
@@ -65,7 +74,10 @@ fn duplicate_user_is_reported_at_the_second() {
         "      - { address: u@a.test, password: p }\n",
         "      - { address: u@a.test, password: p }\n      - { address: U@a.test, password: q }\n",
     );
-    assert_eq!(error_of(&text), "net.yaml:8:20: user `U@a.test` is listed twice");
+    assert_eq!(
+        error_of(&text),
+        "net.yaml:8:20: user `U@a.test` is listed twice"
+    );
 }
 
 #[test]
@@ -82,7 +94,10 @@ fn port_used_twice() {
     let text = TWO
         .replacen("smtp: { port: 0 }", "smtp: { port: 2525 }", 1)
         .replacen("pop3: { port: 0 }\n\n", "", 0)
-        .replace("  - name: b.test\n    domains: [b.test]\n    smtp: { port: 0 }", "  - name: b.test\n    domains: [b.test]\n    smtp: { port: 2525 }");
+        .replace(
+            "  - name: b.test\n    domains: [b.test]\n    smtp: { port: 0 }",
+            "  - name: b.test\n    domains: [b.test]\n    smtp: { port: 2525 }",
+        );
     assert_eq!(
         error_of(&text),
         "net.yaml:10:19: port 2525 is used twice (SMTP of `b.test` and SMTP of `a.test`)"
@@ -118,5 +133,8 @@ fn facts_publish_real_ports_and_advertised_address() {
     net.advertise = Some("10.1.2.3".parse().unwrap());
     let facts = net.facts(&[(1, 2), (3, 4)]);
     assert_eq!(facts.hosts[1].smtp_port, 3);
-    assert_eq!(facts.hosts[0].addresses, vec!["10.1.2.3".parse::<IpAddr>().unwrap()]);
+    assert_eq!(
+        facts.hosts[0].addresses,
+        vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
+    );
 }

@@ -24,7 +24,10 @@ pub struct Status {
 
 impl Pop3Client<TcpStream> {
     /// Connects and reads the greeting.
-    pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<(Self, Status), ClientError> {
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<(Self, Status), ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;
@@ -53,16 +56,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
     /// Reads a status line.
     pub async fn status(&mut self) -> Result<Status, ClientError> {
         let line = self.line().await?;
-        let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
         if !(text.starts_with("+OK") || text.starts_with("-ERR") || text.starts_with('+')) {
             return Err(ClientError::Malformed(text));
         }
-        Ok(Status { ok: !text.starts_with("-ERR"), line: text })
+        Ok(Status {
+            ok: !text.starts_with("-ERR"),
+            line: text,
+        })
     }
 
     /// Sends a command and reads its status line.
     pub async fn command(&mut self, line: &str) -> Result<Status, ClientError> {
-        self.stream.get_mut().write_all(format!("{line}\r\n").as_bytes()).await?;
+        self.stream
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await?;
         self.status().await
     }
 
@@ -79,7 +90,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
             if line == b".\r\n" || line == b".\n" {
                 return Ok((status, body));
             }
-            let line = if line.starts_with(b"..") { &line[1..] } else { &line[..] };
+            let line = if line.starts_with(b"..") {
+                &line[1..]
+            } else {
+                &line[..]
+            };
             body.extend_from_slice(line);
         }
     }

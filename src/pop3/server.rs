@@ -17,7 +17,12 @@ use crate::store::{MailboxLock, StoredMessage};
 use crate::transcript::SessionTranscript;
 
 /// Accepts POP3 connections until `shutdown`; each session runs on `tracker`.
-pub async fn serve(listener: TcpListener, host: MailHost, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    host: MailHost,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let ctx = Arc::new(Pop3Context {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
@@ -43,7 +48,9 @@ pub async fn serve(listener: TcpListener, host: MailHost, shutdown: Cancellation
                 Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
                 Err(_) => {
                     let mut stream = stream;
-                    let _ = stream.write_all(b"-ERR [SYS/TEMP] too many connections, try again later\r\n").await;
+                    let _ = stream
+                        .write_all(b"-ERR [SYS/TEMP] too many connections, try again later\r\n")
+                        .await;
                 }
             }
         });
@@ -51,14 +58,22 @@ pub async fn serve(listener: TcpListener, host: MailHost, shutdown: Cancellation
 }
 
 /// Runs one POP3 session over any byte stream.
-pub async fn run_session<S>(mut stream: S, peer: SocketAddr, ctx: Arc<Pop3Context>, host: MailHost, shutdown: CancellationToken)
-where
+pub async fn run_session<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: Arc<Pop3Context>,
+    host: MailHost,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let log = host.pop3_log();
     let name = log.session_name("pop3");
     let policy = &ctx.server.policy;
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     let challenge = format!("<{}.{nanos}@{}>", std::process::id(), ctx.hostname);
     let mut session = Session::new(ctx.clone(), challenge);
     let mut out = session.greeting();
@@ -83,10 +98,11 @@ where
                         None => Err(OpenError::InUse),
                         Some(held) => {
                             let store = host.store().clone();
-                            let listed = tokio::task::spawn_blocking(move || store.open_mailbox(&user))
-                                .await
-                                .map_err(|e| OpenError::System(e.to_string()))
-                                .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
+                            let listed =
+                                tokio::task::spawn_blocking(move || store.open_mailbox(&user))
+                                    .await
+                                    .map_err(|e| OpenError::System(e.to_string()))
+                                    .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
                             if listed.is_ok() {
                                 lock = Some(held);
                             }
@@ -95,7 +111,13 @@ where
                     };
                     let listing = result.map(|found| {
                         messages = found;
-                        messages.iter().map(|m| Listing { uid: m.uid.clone(), size: m.size }).collect()
+                        messages
+                            .iter()
+                            .map(|m| Listing {
+                                uid: m.uid.clone(),
+                                size: m.size,
+                            })
+                            .collect()
                     });
                     out.extend_from_slice(&session.opened(listing));
                 }
@@ -110,7 +132,9 @@ where
                             };
                             content::stuffed(part, &mut out);
                         }
-                        Err(e) => out.extend_from_slice(format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes()),
+                        Err(e) => out.extend_from_slice(
+                            format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes(),
+                        ),
                     }
                     // Large messages go out now rather than piling up behind pipelined commands.
                     if out.len() > 256 * 1024 {
@@ -121,7 +145,8 @@ where
                     }
                 }
                 Event::Commit { delete } => {
-                    let doomed: Vec<StoredMessage> = delete.iter().map(|&i| messages[i].clone()).collect();
+                    let doomed: Vec<StoredMessage> =
+                        delete.iter().map(|&i| messages[i].clone()).collect();
                     let store = host.store().clone();
                     let result = tokio::task::spawn_blocking(move || {
                         let refs: Vec<&StoredMessage> = doomed.iter().collect();

@@ -125,7 +125,10 @@ impl Session {
 
     /// The `+OK` greeting with the APOP challenge.
     pub fn greeting(&mut self) -> Vec<u8> {
-        let text = ok(format!("{} POP3 server ready {}", self.ctx.hostname, self.challenge));
+        let text = ok(format!(
+            "{} POP3 server ready {}",
+            self.ctx.hostname, self.challenge
+        ));
         self.record(text)
     }
 
@@ -164,7 +167,8 @@ impl Session {
         }
         let rest = lines.count();
         if rest > 0 {
-            self.transcript.push(Line::server(format!("[{rest} more lines]")));
+            self.transcript
+                .push(Line::server(format!("[{rest} more lines]")));
         }
         bytes
     }
@@ -176,7 +180,10 @@ impl Session {
     /// The next thing to do, or `None` when more input is needed, an answer
     /// from the I/O layer is awaited, or the session is closed.
     pub fn next_event(&mut self) -> Option<Event> {
-        if matches!(self.state, State::Opening | State::Committing | State::Closed) {
+        if matches!(
+            self.state,
+            State::Opening | State::Committing | State::Closed
+        ) {
             return None;
         }
         loop {
@@ -189,10 +196,14 @@ impl Session {
             };
             let line: Vec<u8> = self.input.drain(..=lf).collect();
             if std::mem::take(&mut self.discarding) || line.len() > MAX_LINE {
-                self.transcript.push(Line::client(format!("[line longer than {MAX_LINE} octets]")));
+                self.transcript.push(Line::client(format!(
+                    "[line longer than {MAX_LINE} octets]"
+                )));
                 return Some(self.reply(err("line too long")));
             }
-            let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             if let Some(event) = self.command(&text) {
                 return Some(event);
             }
@@ -208,7 +219,9 @@ impl Session {
                 self.deleted = vec![false; count];
                 self.messages = messages;
                 self.state = State::Transaction;
-                self.record(ok(format!("maildrop has {count} messages ({total} octets)")))
+                self.record(ok(format!(
+                    "maildrop has {count} messages ({total} octets)"
+                )))
             }
             Err(OpenError::InUse) => {
                 self.state = State::Authorization { user: None };
@@ -230,7 +243,9 @@ impl Session {
                 "{} POP3 server signing off ({left} messages left)",
                 self.ctx.hostname
             ))),
-            Err(reason) => self.record(err(format!("[SYS/TEMP] some deleted messages not removed: {reason}"))),
+            Err(reason) => self.record(err(format!(
+                "[SYS/TEMP] some deleted messages not removed: {reason}"
+            ))),
         }
     }
 
@@ -244,7 +259,11 @@ impl Session {
             Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
             None => (text.trim().to_ascii_uppercase(), ""),
         };
-        self.transcript.push(Line::client(if verb == "PASS" { "PASS [password]".to_string() } else { text.to_string() }));
+        self.transcript.push(Line::client(if verb == "PASS" {
+            "PASS [password]".to_string()
+        } else {
+            text.to_string()
+        }));
         let event = match (&self.state, verb.as_str()) {
             (_, "CAPA") => self.reply(self.capabilities()),
             (_, "NOOP") if matches!(self.state, State::Transaction) => self.reply(ok("")),
@@ -257,7 +276,9 @@ impl Session {
                 if arg.is_empty() {
                     self.reply(err("USER needs a name"))
                 } else {
-                    self.state = State::Authorization { user: Some(arg.to_string()) };
+                    self.state = State::Authorization {
+                        user: Some(arg.to_string()),
+                    };
                     self.reply(ok(format!("send PASS for {arg}")))
                 }
             }
@@ -301,7 +322,9 @@ impl Session {
                 }
             }
             (State::Transaction, "STAT") => {
-                let (count, size) = self.live().fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
+                let (count, size) = self
+                    .live()
+                    .fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
                 self.reply(ok(format!("{count} {size}")))
             }
             (State::Transaction, "LIST") => self.list(arg, |i, m| format!("{} {}", i + 1, m.size)),
@@ -310,8 +333,13 @@ impl Session {
                 Ok(index) => {
                     let status = ok(format!("{} octets", self.messages[index].size));
                     let status = self.record(status);
-                    self.transcript.push(Line::server(format!("[message {}]", index + 1)));
-                    Event::Send { status, index, top: None }
+                    self.transcript
+                        .push(Line::server(format!("[message {}]", index + 1)));
+                    Event::Send {
+                        status,
+                        index,
+                        top: None,
+                    }
                 }
                 Err(e) => self.reply(e),
             },
@@ -321,8 +349,15 @@ impl Session {
                 match (self.message_arg(msg), lines.map(|l| l.parse::<usize>())) {
                     (Ok(index), Some(Ok(lines))) if parts.next().is_none() => {
                         let status = self.record(ok("top of message follows"));
-                        self.transcript.push(Line::server(format!("[top {lines} lines of message {}]", index + 1)));
-                        Event::Send { status, index, top: Some(lines) }
+                        self.transcript.push(Line::server(format!(
+                            "[top {lines} lines of message {}]",
+                            index + 1
+                        )));
+                        Event::Send {
+                            status,
+                            index,
+                            top: Some(lines),
+                        }
                     }
                     (Err(e), _) => self.reply(e),
                     _ => self.reply(err("usage: TOP msg n")),
@@ -339,17 +374,28 @@ impl Session {
                 self.deleted.iter_mut().for_each(|d| *d = false);
                 let count = self.messages.len();
                 let total: u64 = self.messages.iter().map(|m| m.size).sum();
-                self.reply(ok(format!("maildrop has {count} messages ({total} octets)")))
+                self.reply(ok(format!(
+                    "maildrop has {count} messages ({total} octets)"
+                )))
             }
             (State::Transaction, "QUIT") => {
                 self.state = State::Committing;
-                let delete = self.deleted.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i).collect();
+                let delete = self
+                    .deleted
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| **d)
+                    .map(|(i, _)| i)
+                    .collect();
                 Event::Commit { delete }
             }
-            (State::Transaction, "USER" | "PASS" | "APOP" | "AUTH") => self.reply(err("already authenticated")),
-            (State::Authorization { .. }, "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" | "NOOP") => {
-                self.reply(err("not authenticated: log in with USER and PASS first"))
+            (State::Transaction, "USER" | "PASS" | "APOP" | "AUTH") => {
+                self.reply(err("already authenticated"))
             }
+            (
+                State::Authorization { .. },
+                "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" | "NOOP",
+            ) => self.reply(err("not authenticated: log in with USER and PASS first")),
             (_, "") => self.reply(err("empty command")),
             (_, "STLS") => self.reply(err("STLS is not offered by this server")),
             _ => {
@@ -362,7 +408,17 @@ impl Session {
 
     fn capabilities(&self) -> Vec<u8> {
         let mut caps = String::from("+OK capability list follows\r\n");
-        for cap in ["USER", "TOP", "UIDL", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE NEVER", "IMPLEMENTATION mailnet"] {
+        for cap in [
+            "USER",
+            "TOP",
+            "UIDL",
+            "SASL PLAIN",
+            "RESP-CODES",
+            "AUTH-RESP-CODE",
+            "PIPELINING",
+            "EXPIRE NEVER",
+            "IMPLEMENTATION mailnet",
+        ] {
             caps.push_str(cap);
             caps.push_str("\r\n");
         }
@@ -374,7 +430,9 @@ impl Session {
         match self.ctx.server.user(user) {
             Some(found) if password_ok(&found.password) => {
                 self.state = State::Opening;
-                Event::OpenMailbox { user: found.address.clone() }
+                Event::OpenMailbox {
+                    user: found.address.clone(),
+                }
             }
             _ => {
                 self.state = State::Authorization { user: None };
@@ -387,8 +445,13 @@ impl Session {
         if response.trim() == "*" {
             return self.reply(err("authentication cancelled"));
         }
-        let decoded = B64.decode(response.trim()).ok().and_then(|b| String::from_utf8(b).ok());
-        let Some(decoded) = decoded else { return self.reply(err("cannot decode response")) };
+        let decoded = B64
+            .decode(response.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let Some(decoded) = decoded else {
+            return self.reply(err("cannot decode response"));
+        };
         let mut parts = decoded.split('\0');
         match (parts.next(), parts.next(), parts.next(), parts.next()) {
             (Some(_), Some(user), Some(password), None) => {
@@ -400,14 +463,23 @@ impl Session {
     }
 
     fn live(&self) -> impl Iterator<Item = (usize, &Listing)> {
-        self.messages.iter().enumerate().filter(|(i, _)| !self.deleted[*i])
+        self.messages
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.deleted[*i])
     }
 
     /// Parses a message number; the message must exist and not be deleted.
     fn message_arg(&self, arg: &str) -> Result<usize, Vec<u8>> {
-        let n: usize = arg.trim().parse().map_err(|_| err(format!("invalid message number \"{arg}\"")))?;
+        let n: usize = arg
+            .trim()
+            .parse()
+            .map_err(|_| err(format!("invalid message number \"{arg}\"")))?;
         if n == 0 || n > self.messages.len() {
-            return Err(err(format!("no such message, only {} messages in maildrop", self.messages.len())));
+            return Err(err(format!(
+                "no such message, only {} messages in maildrop",
+                self.messages.len()
+            )));
         }
         if self.deleted[n - 1] {
             return Err(err(format!("message {n} already deleted")));
@@ -425,7 +497,9 @@ impl Session {
                 Err(e) => self.reply(e),
             };
         }
-        let (count, size) = self.live().fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
+        let (count, size) = self
+            .live()
+            .fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
         let mut out = ok(format!("{count} messages ({size} octets)"));
         for (i, m) in self.live() {
             out.extend_from_slice(line(i, m).as_bytes());

@@ -58,7 +58,12 @@ impl Queue {
     }
 
     /// Writes a message and its envelope; returns the new entry's id.
-    pub fn enqueue(&self, mail_from: &str, recipients: &[String], message: &[u8]) -> io::Result<String> {
+    pub fn enqueue(
+        &self,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> io::Result<String> {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
@@ -97,7 +102,9 @@ impl Queue {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.inner.dir)? {
             let name = entry?.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".env")) else { continue };
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+                continue;
+            };
             if id.starts_with('.') {
                 continue;
             }
@@ -179,9 +186,18 @@ mod tests {
         let id = queue.enqueue("s@z.test", &rcpts, b"msg\r\n").unwrap();
         let reopened = Queue::open(dir.path(), false).unwrap();
         let entries = reopened.entries().unwrap();
-        assert_eq!(entries, vec![QueuedMessage { id: id.clone(), mail_from: "s@z.test".into(), recipients: rcpts }]);
+        assert_eq!(
+            entries,
+            vec![QueuedMessage {
+                id: id.clone(),
+                mail_from: "s@z.test".into(),
+                recipients: rcpts
+            }]
+        );
         assert_eq!(reopened.message(&id).unwrap(), b"msg\r\n");
-        reopened.update(&id, "s@z.test", &["b@y.test".to_string()]).unwrap();
+        reopened
+            .update(&id, "s@z.test", &["b@y.test".to_string()])
+            .unwrap();
         assert_eq!(reopened.entries().unwrap()[0].recipients, vec!["b@y.test"]);
         reopened.update(&id, "s@z.test", &[]).unwrap();
         assert!(reopened.is_empty());

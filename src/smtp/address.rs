@@ -8,7 +8,9 @@ pub fn split_address(address: &str) -> Option<(&str, &str)> {
     if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
         return None;
     }
-    if local.bytes().any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
+    if local
+        .bytes()
+        .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
         || (!local.starts_with('"') && local.contains(' '))
     {
         return None;
@@ -32,7 +34,9 @@ pub fn valid_domain(domain: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
         })
 }
 
@@ -50,9 +54,14 @@ mod tests {
         assert_eq!(split_address("Usr1@Gmail.com"), Some(("Usr1", "Gmail.com")));
         assert_eq!(split_address("a@[127.0.0.1]"), Some(("a", "[127.0.0.1]")));
         assert_eq!(split_address("用户@例子.中国"), Some(("用户", "例子.中国")));
-        for bad in ["bob", "bob@", "@x.y", "a b@x.y", "a@x..y", "a@-x.y", "a@x y"] {
+        for bad in [
+            "bob", "bob@", "@x.y", "a b@x.y", "a@x..y", "a@-x.y", "a@x y",
+        ] {
             assert_eq!(split_address(bad), None, "{bad}");
         }
-        assert_eq!(domain_of("a@MAIL.Sustech.edu.cn"), Some("mail.sustech.edu.cn".into()));
+        assert_eq!(
+            domain_of("a@MAIL.Sustech.edu.cn"),
+            Some("mail.sustech.edu.cn".into())
+        );
     }
 }

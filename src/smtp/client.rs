@@ -30,7 +30,10 @@ pub struct SmtpClient<S> {
 
 impl SmtpClient<TcpStream> {
     /// Connects and reads the greeting.
-    pub async fn connect(addr: std::net::SocketAddr, timeout: Duration) -> Result<(Self, Reply), ClientError> {
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<(Self, Reply), ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;

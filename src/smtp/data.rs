@@ -138,8 +138,16 @@ mod tests {
         let wire = b"Subject: x\r\n\r\n..hidden dot\r\n.\r\n..\r\nlast\r\n.\r\nQUIT\r\n";
         for chunk in [1, 2, 3, 4, 7, 16, 512] {
             let (body, used) = read_in_chunks(wire, chunk);
-            assert_eq!(body.unwrap(), b"Subject: x\r\n\r\n.hidden dot\r\n", "chunk {chunk}");
-            assert_eq!(&wire[used..], b"..\r\nlast\r\n.\r\nQUIT\r\n", "chunk {chunk}");
+            assert_eq!(
+                body.unwrap(),
+                b"Subject: x\r\n\r\n.hidden dot\r\n",
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                &wire[used..],
+                b"..\r\nlast\r\n.\r\nQUIT\r\n",
+                "chunk {chunk}"
+            );
         }
     }
 

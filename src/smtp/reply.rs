@@ -67,8 +67,14 @@ mod tests {
 
     #[test]
     fn wire_forms() {
-        assert_eq!(Reply::new(550, "5.1.1", "No such user").to_string(), "550 5.1.1 No such user\r\n");
-        assert_eq!(Reply::plain(220, "mx ESMTP").to_string(), "220 mx ESMTP\r\n");
+        assert_eq!(
+            Reply::new(550, "5.1.1", "No such user").to_string(),
+            "550 5.1.1 No such user\r\n"
+        );
+        assert_eq!(
+            Reply::plain(220, "mx ESMTP").to_string(),
+            "220 mx ESMTP\r\n"
+        );
         let ehlo = Reply {
             code: 250,
             enhanced: Some("2.0.0"),

@@ -16,7 +16,12 @@ use crate::mailhost::MailHost;
 use crate::transcript::SessionTranscript;
 
 /// Accepts SMTP connections until `shutdown`; each session runs on `tracker`.
-pub async fn serve(listener: TcpListener, host: MailHost, shutdown: CancellationToken, tracker: TaskTracker) {
+pub async fn serve(
+    listener: TcpListener,
+    host: MailHost,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
     let ctx = Arc::new(SmtpContext {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
@@ -43,7 +48,11 @@ pub async fn serve(listener: TcpListener, host: MailHost, shutdown: Cancellation
                 Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
                 Err(_) => {
                     let mut stream = stream;
-                    let busy = Reply::new(421, "4.7.0", format!("{} Too many connections, try again later", ctx.hostname));
+                    let busy = Reply::new(
+                        421,
+                        "4.7.0",
+                        format!("{} Too many connections, try again later", ctx.hostname),
+                    );
                     let _ = stream.write_all(&busy.to_wire()).await;
                 }
             }
@@ -52,8 +61,13 @@ pub async fn serve(listener: TcpListener, host: MailHost, shutdown: Cancellation
 }
 
 /// Runs one session over any byte stream (TCP now, TLS later, memory in tests).
-pub async fn run_session<S>(mut stream: S, peer: SocketAddr, ctx: Arc<SmtpContext>, host: MailHost, shutdown: CancellationToken)
-where
+pub async fn run_session<S>(
+    mut stream: S,
+    peer: SocketAddr,
+    ctx: Arc<SmtpContext>,
+    host: MailHost,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let log = host.smtp_log();

@@ -110,7 +110,10 @@ impl Session {
     pub fn greeting(&mut self) -> Reply {
         self.record(Reply::plain(
             220,
-            format!("{} ESMTP mailnet Simple Mail Transfer Service Ready", self.ctx.hostname),
+            format!(
+                "{} ESMTP mailnet Simple Mail Transfer Service Ready",
+                self.ctx.hostname
+            ),
         ))
     }
 
@@ -120,7 +123,10 @@ impl Session {
         self.record(Reply::new(
             421,
             "4.4.2",
-            format!("{} Error: timeout exceeded, closing connection", self.ctx.hostname),
+            format!(
+                "{} Error: timeout exceeded, closing connection",
+                self.ctx.hostname
+            ),
         ))
     }
 
@@ -130,7 +136,10 @@ impl Session {
         self.record(Reply::new(
             421,
             "4.3.2",
-            format!("{} Service shutting down, closing connection", self.ctx.hostname),
+            format!(
+                "{} Service shutting down, closing connection",
+                self.ctx.hostname
+            ),
         ))
     }
 
@@ -189,9 +198,8 @@ impl Session {
                     };
                     let line: Vec<u8> = self.input.drain(..=lf).collect();
                     if std::mem::take(&mut self.discarding) || line.len() > limit {
-                        self.transcript.push(Line::client(format!(
-                            "[line longer than {limit} octets]"
-                        )));
+                        self.transcript
+                            .push(Line::client(format!("[line longer than {limit} octets]")));
                         self.state = State::Command;
                         return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
                     }
@@ -236,7 +244,11 @@ impl Session {
         let text = text.trim_end_matches(['\r', '\n']).to_string();
         match std::mem::replace(&mut self.state, State::Command) {
             State::AuthLogin { user } => {
-                self.transcript.push(Line::client(if user.is_some() { "[password]".into() } else { text.clone() }));
+                self.transcript.push(Line::client(if user.is_some() {
+                    "[password]".into()
+                } else {
+                    text.clone()
+                }));
                 return Some(self.auth_login_step(user, &text));
             }
             State::AuthPlain => {
@@ -247,7 +259,11 @@ impl Session {
         }
         self.transcript.push(Line::client(text.clone()));
         if text.is_empty() {
-            return Some(self.reply(Reply::new(500, "5.5.2", "Error: bad syntax (empty command)")));
+            return Some(self.reply(Reply::new(
+                500,
+                "5.5.2",
+                "Error: bad syntax (empty command)",
+            )));
         }
 
         if self.ctx.server.policy.strict {
@@ -306,12 +322,18 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response),
-            Request::StartTls => {
-                self.reply(Reply::new(502, "5.5.1", "STARTTLS is not offered by this server"))
-            }
+            Request::StartTls => self.reply(Reply::new(
+                502,
+                "5.5.1",
+                "STARTTLS is not offered by this server",
+            )),
             other => {
                 let name = other.name();
-                self.reply(Reply::new(502, "5.5.1", format!("{name}: command not implemented")))
+                self.reply(Reply::new(
+                    502,
+                    "5.5.1",
+                    format!("{name}: command not implemented"),
+                ))
             }
         };
         Some(event)
@@ -319,7 +341,11 @@ impl Session {
 
     fn unrecognized(&mut self, text: &str) -> Event {
         let shown: String = text.chars().take(40).collect();
-        self.reply(Reply::new(500, "5.5.1", format!("Command unrecognized: \"{shown}\"")))
+        self.reply(Reply::new(
+            500,
+            "5.5.1",
+            format!("Command unrecognized: \"{shown}\""),
+        ))
     }
 
     fn parse_error(&mut self, error: ProtoError, text: &str) -> Event {
@@ -334,9 +360,11 @@ impl Session {
             ProtoError::SyntaxError { syntax } => {
                 self.reply(Reply::new(501, "5.5.4", format!("Syntax: {syntax}")))
             }
-            ProtoError::InvalidParameter { param } => {
-                self.reply(Reply::new(501, "5.5.4", format!("Invalid parameter {param}")))
-            }
+            ProtoError::InvalidParameter { param } => self.reply(Reply::new(
+                501,
+                "5.5.4",
+                format!("Invalid parameter {param}"),
+            )),
             ProtoError::UnsupportedParameter { param } => self.reply(Reply::new(
                 501,
                 "5.5.4",
@@ -355,7 +383,11 @@ impl Session {
         self.tx = None;
         let me = &self.ctx.hostname;
         if !esmtp {
-            return self.reply(Reply::new(250, "2.0.0", format!("{me} Hello {host}, pleased to meet you")));
+            return self.reply(Reply::new(
+                250,
+                "2.0.0",
+                format!("{me} Hello {host}, pleased to meet you"),
+            ));
         }
         let policy = &self.ctx.server.policy;
         let lines = vec![
@@ -384,7 +416,11 @@ impl Session {
         }
         let policy = self.ctx.server.policy.clone();
         if size > policy.max_message_size {
-            return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+            return self.reply(Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            ));
         }
         let _ = flags & MAIL_BODY_8BITMIME;
         let submission = if from.is_empty() {
@@ -435,7 +471,11 @@ impl Session {
         };
         if to.is_empty() {
             return if text.to_ascii_lowercase().contains("postmaster") {
-                self.reply(Reply::new(550, "5.1.1", "<postmaster>: Recipient address rejected: no postmaster mailbox here"))
+                self.reply(Reply::new(
+                    550,
+                    "5.1.1",
+                    "<postmaster>: Recipient address rejected: no postmaster mailbox here",
+                ))
             } else {
                 self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"))
             };
@@ -451,7 +491,9 @@ impl Session {
                 Reply::new(
                     550,
                     "5.1.1",
-                    format!("<{to}>: Recipient address rejected: User unknown in local recipient table"),
+                    format!(
+                        "<{to}>: Recipient address rejected: User unknown in local recipient table"
+                    ),
                 )
             } else {
                 let tx = self.tx.as_mut().expect("checked above");
@@ -480,20 +522,35 @@ impl Session {
             return self.reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
         }
         let policy = &self.ctx.server.policy;
-        self.state = State::Data(DataReader::new(policy.max_message_size, policy.max_text_line));
-        self.reply(Reply::plain(354, "Start mail input; end with <CRLF>.<CRLF>"))
+        self.state = State::Data(DataReader::new(
+            policy.max_message_size,
+            policy.max_text_line,
+        ));
+        self.reply(Reply::plain(
+            354,
+            "Start mail input; end with <CRLF>.<CRLF>",
+        ))
     }
 
     fn end_of_data(&mut self, reader: DataReader) -> Event {
-        let tx = self.tx.take().expect("DATA only starts inside a transaction");
+        let tx = self
+            .tx
+            .take()
+            .expect("DATA only starts inside a transaction");
         let message = match reader.finish() {
             Ok(message) => message,
             Err(Refusal::TooLarge) => {
-                self.transcript.push(Line::client("[message over the size limit]"));
-                return self.reply(Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size"));
+                self.transcript
+                    .push(Line::client("[message over the size limit]"));
+                return self.reply(Reply::new(
+                    552,
+                    "5.3.4",
+                    "Message size exceeds fixed maximum message size",
+                ));
             }
             Err(Refusal::LineTooLong) => {
-                self.transcript.push(Line::client("[message with an over-long line]"));
+                self.transcript
+                    .push(Line::client("[message with an over-long line]"));
                 return self.reply(Reply::new(500, "5.5.2", "Line too long"));
             }
         };
@@ -526,7 +583,11 @@ impl Session {
             return self.reply(Reply::new(503, "5.5.1", "Error: already authenticated"));
         }
         if self.tx.is_some() {
-            return self.reply(Reply::new(503, "5.5.1", "Error: MAIL transaction in progress"));
+            return self.reply(Reply::new(
+                503,
+                "5.5.1",
+                "Error: MAIL transaction in progress",
+            ));
         }
         match mechanism {
             AUTH_PLAIN if initial.is_empty() => {
@@ -552,7 +613,9 @@ impl Session {
         };
         match user {
             None => {
-                self.state = State::AuthLogin { user: Some(decoded) };
+                self.state = State::AuthLogin {
+                    user: Some(decoded),
+                };
                 self.reply(Reply::plain(334, B64.encode("Password:")))
             }
             Some(user) => self.check_credentials(&user, &decoded),
@@ -583,7 +646,11 @@ impl Session {
                 self.authenticated = Some(found.address.clone());
                 self.reply(Reply::new(235, "2.7.0", "Authentication successful"))
             }
-            _ => self.reply(Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+            _ => self.reply(Reply::new(
+                535,
+                "5.7.8",
+                "Authentication credentials invalid",
+            )),
         }
     }
 }

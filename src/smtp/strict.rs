@@ -36,7 +36,9 @@ pub fn check(line: &str) -> Verdict {
     match verb {
         "HELO" => {
             let rest = &line[4..];
-            let Some(arg) = strip_whitespace(rest) else { return Verdict::Unrecognized };
+            let Some(arg) = strip_whitespace(rest) else {
+                return Verdict::Unrecognized;
+            };
             let arg = arg.trim_end_matches([' ', '\t']);
             if domain(arg) {
                 Verdict::Ok
@@ -55,7 +57,9 @@ pub fn check(line: &str) -> Verdict {
 }
 
 fn path_command(line: &str, keyword: &str, what: &'static str) -> Verdict {
-    let Some(rest) = strip_whitespace(&line[4..]) else { return Verdict::Unrecognized };
+    let Some(rest) = strip_whitespace(&line[4..]) else {
+        return Verdict::Unrecognized;
+    };
     if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
         return Verdict::Unrecognized;
     }
@@ -63,7 +67,9 @@ fn path_command(line: &str, keyword: &str, what: &'static str) -> Verdict {
     let Some(inner) = arg.strip_prefix('<').and_then(|a| a.strip_suffix('>')) else {
         return Verdict::BadArgument(what);
     };
-    let Some((local, dom)) = inner.rsplit_once('@') else { return Verdict::BadArgument("mailbox") };
+    let Some((local, dom)) = inner.rsplit_once('@') else {
+        return Verdict::BadArgument("mailbox");
+    };
     if local.is_empty() || !local.chars().all(plain_char) {
         return Verdict::BadArgument("local-part");
     }
@@ -107,9 +113,15 @@ mod tests {
         assert_eq!(check("MAILFROM:<a@b>"), Verdict::Unrecognized);
         assert_eq!(check("MAIL FRM:<a@b>"), Verdict::Unrecognized);
         assert_eq!(check("MAIL FROM:a@b"), Verdict::BadArgument("reverse-path"));
-        assert_eq!(check("MAIL FROM:<a.b@c>"), Verdict::BadArgument("local-part"));
+        assert_eq!(
+            check("MAIL FROM:<a.b@c>"),
+            Verdict::BadArgument("local-part")
+        );
         assert_eq!(check("MAIL FROM:<ab@c.1d>"), Verdict::BadArgument("domain"));
-        assert_eq!(check("MAIL FROM:<ab@cd> x"), Verdict::BadArgument("reverse-path"));
+        assert_eq!(
+            check("MAIL FROM:<ab@cd> x"),
+            Verdict::BadArgument("reverse-path")
+        );
         assert_eq!(check("RCPT TO:<smithfd@cs.unc.edu>"), Verdict::Ok);
         assert_eq!(check("RCPT TO <a@b>"), Verdict::Unrecognized);
         assert_eq!(check("DATA"), Verdict::Ok);

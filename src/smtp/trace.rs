@@ -4,7 +4,14 @@
 use super::session::Envelope;
 
 /// The `Received:` field this server adds, folded over three lines.
-pub fn received(envelope: &Envelope, by: &str, client_ip: &str, id: &str, for_rcpt: Option<&str>, date: &str) -> String {
+pub fn received(
+    envelope: &Envelope,
+    by: &str,
+    client_ip: &str,
+    id: &str,
+    for_rcpt: Option<&str>,
+    date: &str,
+) -> String {
     let with = match (envelope.esmtp, envelope.authenticated.is_some()) {
         (true, true) => "ESMTPA",
         (true, false) => "ESMTP",
@@ -15,7 +22,10 @@ pub fn received(envelope: &Envelope, by: &str, client_ip: &str, id: &str, for_rc
         Some(rcpt) => format!("{by_line}\r\n\tfor <{rcpt}>; {date}"),
         None => format!("{by_line}; {date}"),
     };
-    format!("Received: from {} ([{client_ip}])\r\n{tail}\r\n", envelope.helo)
+    format!(
+        "Received: from {} ([{client_ip}])\r\n{tail}\r\n",
+        envelope.helo
+    )
 }
 
 /// The message as stored in a local mailbox: `Return-Path:`, this hop's

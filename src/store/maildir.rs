@@ -145,7 +145,9 @@ impl Mailstore {
         drop(file);
         fs::rename(&tmp, &new).map_err(err)?;
         if self.inner.fsync {
-            fs::File::open(dir.join("new")).and_then(|d| d.sync_all()).map_err(err)?;
+            fs::File::open(dir.join("new"))
+                .and_then(|d| d.sync_all())
+                .map_err(err)?;
         }
         self.inner.changes.send_modify(|n| *n += 1);
         Ok(Delivered { uid, path: new })
@@ -238,7 +240,11 @@ impl Mailstore {
 
     /// Waits until `condition` holds or `deadline` passes; returns whether it held.
     /// Wakes on every delivery and deletion, never on a timer.
-    pub async fn wait_until(&self, deadline: Duration, condition: impl Fn(&Mailstore) -> bool) -> bool {
+    pub async fn wait_until(
+        &self,
+        deadline: Duration,
+        condition: impl Fn(&Mailstore) -> bool,
+    ) -> bool {
         let mut changes = self.inner.changes.subscribe();
         let wait = async {
             loop {
@@ -322,12 +328,22 @@ mod tests {
     #[test]
     fn deliver_then_open_in_order_with_exact_sizes() {
         let (_d, store) = store();
-        store.deliver("usr1@gmail.com", b"Subject: a\r\n\r\none\r\n").unwrap();
-        store.deliver("USR1@gmail.com", b"Subject: b\n\ntwo\n").unwrap();
+        store
+            .deliver("usr1@gmail.com", b"Subject: a\r\n\r\none\r\n")
+            .unwrap();
+        store
+            .deliver("USR1@gmail.com", b"Subject: b\n\ntwo\n")
+            .unwrap();
         let messages = store.open_mailbox("usr1@gmail.com").unwrap();
         assert_eq!(messages.len(), 2);
-        assert_eq!(fs::read(&messages[0].path).unwrap(), b"Subject: a\r\n\r\none\r\n");
-        assert_eq!(fs::read(&messages[1].path).unwrap(), b"Subject: b\r\n\r\ntwo\r\n");
+        assert_eq!(
+            fs::read(&messages[0].path).unwrap(),
+            b"Subject: a\r\n\r\none\r\n"
+        );
+        assert_eq!(
+            fs::read(&messages[1].path).unwrap(),
+            b"Subject: b\r\n\r\ntwo\r\n"
+        );
         for m in &messages {
             assert_eq!(m.size, fs::metadata(&m.path).unwrap().len());
             assert!(m.path.parent().unwrap().ends_with("cur"));
@@ -369,7 +385,9 @@ mod tests {
         let (_d, store) = store();
         let writer = store.clone();
         let waiter = tokio::spawn(async move {
-            store.wait_until(Duration::from_secs(5), |s| s.count("a@b.c") == 1).await
+            store
+                .wait_until(Duration::from_secs(5), |s| s.count("a@b.c") == 1)
+                .await
         });
         writer.deliver("a@b.c", b"x\r\n").unwrap();
         assert!(waiter.await.unwrap());
@@ -378,6 +396,10 @@ mod tests {
     #[tokio::test]
     async fn wait_until_gives_up_at_the_deadline() {
         let (_d, store) = store();
-        assert!(!store.wait_until(Duration::from_millis(20), |s| s.count("a@b.c") == 1).await);
+        assert!(
+            !store
+                .wait_until(Duration::from_millis(20), |s| s.count("a@b.c") == 1)
+                .await
+        );
     }
 }

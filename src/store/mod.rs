@@ -8,5 +8,5 @@
 mod maildir;
 mod name;
 
-pub use maildir::{Delivered, MailboxLock, Mailstore, StoredMessage, StoreError};
+pub use maildir::{Delivered, MailboxLock, Mailstore, StoreError, StoredMessage};
 pub use name::mailbox_folder;

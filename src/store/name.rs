@@ -26,7 +26,9 @@ pub fn mailbox_folder(address: &str) -> String {
         let hash = address
             .to_ascii_lowercase()
             .bytes()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+            .fold(0xcbf29ce484222325u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100000001b3)
+            });
         out.truncate(MAX - 17);
         out.push_str(&format!("~{hash:016x}"));
     }
@@ -45,9 +47,22 @@ mod tests {
 
     #[test]
     fn nothing_escapes() {
-        for hostile in ["../../etc/passwd", "/abs", "a/../../b", "..", ".", "a\0b", "a\\b", "", ".hidden"] {
+        for hostile in [
+            "../../etc/passwd",
+            "/abs",
+            "a/../../b",
+            "..",
+            ".",
+            "a\0b",
+            "a\\b",
+            "",
+            ".hidden",
+        ] {
             let folder = mailbox_folder(hostile);
-            assert!(!folder.contains('/') && !folder.contains('\\') && !folder.contains('\0'), "{folder}");
+            assert!(
+                !folder.contains('/') && !folder.contains('\\') && !folder.contains('\0'),
+                "{folder}"
+            );
             assert!(!folder.starts_with('.'), "{folder}");
             assert!(!folder.is_empty());
         }

@@ -11,8 +11,14 @@ fn ctx() -> Arc<Pop3Context> {
 
 fn listing() -> Vec<Listing> {
     vec![
-        Listing { uid: "u1".into(), size: 100 },
-        Listing { uid: "u2".into(), size: 50 },
+        Listing {
+            uid: "u1".into(),
+            size: 100,
+        },
+        Listing {
+            uid: "u2".into(),
+            size: 50,
+        },
     ]
 }
 
@@ -56,7 +62,10 @@ fn rfc1939_dialogue_in_every_chunk_size() {
         assert!(out[0].starts_with("+OK gmail.com POP3 server ready <1.2@gmail.com>"));
         assert_eq!(out[2], "+OK maildrop has 2 messages (150 octets)\r\n");
         assert_eq!(out[3], "+OK 2 150\r\n");
-        assert_eq!(out[4], "+OK 2 messages (150 octets)\r\n1 100\r\n2 50\r\n.\r\n");
+        assert_eq!(
+            out[4],
+            "+OK 2 messages (150 octets)\r\n1 100\r\n2 50\r\n.\r\n"
+        );
         assert_eq!(out[5], "+OK 2 u2\r\n");
         assert_eq!(out[6], "+OK 100 octets\r\n[0 None]");
         assert_eq!(out[7], "+OK top of message follows\r\n[1 Some(0)]");
@@ -93,7 +102,10 @@ fn bad_message_numbers() {
 
 #[test]
 fn apop_and_auth_plain() {
-    let digest: String = Md5::digest(b"<1.2@gmail.com>password1").iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Md5::digest(b"<1.2@gmail.com>password1")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let (out, _) = run(format!("APOP usr1@gmail.com {digest}\r\n").as_bytes(), 512);
     assert!(out[1].starts_with("+OK maildrop has 2"), "{out:?}");
     let plain = B64.encode("\0usr1@gmail.com\0password1");
@@ -110,8 +122,16 @@ fn in_use_maildrop_and_quit_without_login() {
     session.greeting();
     session.push(b"USER usr1@gmail.com\r\nPASS password1\r\n");
     let _ = session.next_event();
-    assert_eq!(session.next_event(), Some(Event::OpenMailbox { user: "usr1@gmail.com".into() }));
-    assert_eq!(session.opened(Err(OpenError::InUse)), b"-ERR [IN-USE] maildrop already locked by another session\r\n");
+    assert_eq!(
+        session.next_event(),
+        Some(Event::OpenMailbox {
+            user: "usr1@gmail.com".into()
+        })
+    );
+    assert_eq!(
+        session.opened(Err(OpenError::InUse)),
+        b"-ERR [IN-USE] maildrop already locked by another session\r\n"
+    );
     session.push(b"QUIT\r\n");
     assert!(matches!(session.next_event(), Some(Event::Reply(r)) if r.starts_with(b"+OK")));
     assert!(session.is_closed());
@@ -120,7 +140,16 @@ fn in_use_maildrop_and_quit_without_login() {
 #[test]
 fn capa_lists_what_is_supported() {
     let (out, _) = run(b"CAPA\r\n", 512);
-    for cap in ["USER", "TOP", "UIDL", "SASL PLAIN", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "IMPLEMENTATION"] {
+    for cap in [
+        "USER",
+        "TOP",
+        "UIDL",
+        "SASL PLAIN",
+        "RESP-CODES",
+        "AUTH-RESP-CODE",
+        "PIPELINING",
+        "IMPLEMENTATION",
+    ] {
         assert!(out[1].contains(&format!("\r\n{cap}")), "{cap}");
     }
     assert!(out[1].ends_with("\r\n.\r\n"));

@@ -46,7 +46,11 @@ fn a_whole_transaction_replayed_in_every_chunk_size() {
     let mut chunk = 1;
     while chunk <= 512 {
         let (replies, envs) = run(ctx(), input, chunk);
-        assert_eq!(codes(&replies), vec![220, 250, 250, 250, 354, 250, 221], "chunk {chunk}");
+        assert_eq!(
+            codes(&replies),
+            vec![220, 250, 250, 250, 354, 250, 221],
+            "chunk {chunk}"
+        );
         assert_eq!(envs.len(), 1);
         assert_eq!(envs[0].message, b"Subject: hi\r\n\r\n.dot\r\n");
         assert_eq!(envs[0].local, vec!["usr1@gmail.com"]);
@@ -59,7 +63,15 @@ fn a_whole_transaction_replayed_in_every_chunk_size() {
 fn ehlo_lists_the_extensions() {
     let (replies, _) = run(ctx(), b"EHLO x\r\n", 512);
     let ehlo = &replies[1];
-    for ext in ["PIPELINING", "SIZE ", "8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "AUTH PLAIN LOGIN", "250 HELP"] {
+    for ext in [
+        "PIPELINING",
+        "SIZE ",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "SMTPUTF8",
+        "AUTH PLAIN LOGIN",
+        "250 HELP",
+    ] {
         assert!(ehlo.contains(ext), "{ext} missing from {ehlo}");
     }
 }
@@ -68,7 +80,10 @@ fn ehlo_lists_the_extensions() {
 fn sequence_errors_are_503_and_the_session_goes_on() {
     let input = b"MAIL FROM:<usr1@gmail.com>\r\nHELO x\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nx\r\n.\r\n";
     let (replies, envs) = run(ctx(), input, 512);
-    assert_eq!(codes(&replies), vec![220, 503, 250, 503, 503, 250, 503, 503, 250, 354, 250]);
+    assert_eq!(
+        codes(&replies),
+        vec![220, 503, 250, 503, 503, 250, 503, 503, 250, 354, 250]
+    );
     assert_eq!(envs.len(), 1);
 }
 
@@ -79,13 +94,24 @@ fn syntax_errors_are_500_or_501() {
     assert_eq!(codes(&replies), vec![220, 250, 500, 221]);
     let input = b"HELO x\r\nd\r\nMAIL FROM:bob@gmail.com\r\nMAIL FROM:<bob>\r\nMAIL FROM:<usr1@gmail.com> junk\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<zhanhu@cse.ust.jk\r\nHELO\r\nNOOP\r\n";
     let (replies, _) = run(ctx(), input, 7);
-    assert_eq!(codes(&replies), vec![220, 250, 500, 501, 501, 501, 250, 501, 501, 250]);
-    assert!(replies[2].starts_with("500 5.5.1 Command unrecognized: \"d\""), "{}", replies[2]);
+    assert_eq!(
+        codes(&replies),
+        vec![220, 250, 500, 501, 501, 501, 250, 501, 501, 250]
+    );
+    assert!(
+        replies[2].starts_with("500 5.5.1 Command unrecognized: \"d\""),
+        "{}",
+        replies[2]
+    );
 }
 
 #[test]
 fn verbs_are_case_insensitive_and_addresses_kept_as_typed() {
-    let (replies, envs) = run(ctx(), b"helo X\r\nmail from:<Bob@CS.unc.edu>\r\nrcpt to:<USR1@gmail.com>\r\ndata\r\nx\r\n.\r\n", 512);
+    let (replies, envs) = run(
+        ctx(),
+        b"helo X\r\nmail from:<Bob@CS.unc.edu>\r\nrcpt to:<USR1@gmail.com>\r\ndata\r\nx\r\n.\r\n",
+        512,
+    );
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 354, 250]);
     assert_eq!(envs[0].mail_from, "Bob@CS.unc.edu");
     assert_eq!(envs[0].local, vec!["USR1@gmail.com"]);
@@ -93,7 +119,11 @@ fn verbs_are_case_insensitive_and_addresses_kept_as_typed() {
 
 #[test]
 fn unknown_local_recipient_is_550_5_1_1() {
-    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<error@gmail.com>\r\n", 512);
+    let (replies, _) = run(
+        ctx(),
+        b"HELO x\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<error@gmail.com>\r\n",
+        512,
+    );
     assert!(replies[3].starts_with("550 5.1.1 "), "{}", replies[3]);
 }
 
@@ -111,7 +141,11 @@ fn local_sender_must_exist_and_open_relay_is_refused() {
 
 #[test]
 fn null_sender_is_accepted_for_local_recipients() {
-    let (replies, _) = run(ctx(), b"EHLO peer\r\nMAIL FROM:<>\r\nRCPT TO:<usr1@gmail.com>\r\nRCPT TO:<x@qq.com>\r\n", 512);
+    let (replies, _) = run(
+        ctx(),
+        b"EHLO peer\r\nMAIL FROM:<>\r\nRCPT TO:<usr1@gmail.com>\r\nRCPT TO:<x@qq.com>\r\n",
+        512,
+    );
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 554]);
 }
 
@@ -161,7 +195,10 @@ fn size_limits() {
     let ctx = ctx_with(|s| s.policy.max_message_size = 16);
     let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com> SIZE=100\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\n01234567890123456789\r\n.\r\nNOOP\r\n";
     let (replies, envs) = run(ctx, input, 5);
-    assert_eq!(codes(&replies), vec![220, 250, 552, 250, 250, 354, 552, 250]);
+    assert_eq!(
+        codes(&replies),
+        vec![220, 250, 552, 250, 250, 354, 552, 250]
+    );
     assert!(envs.is_empty());
 }
 
@@ -185,7 +222,10 @@ fn strict_grammar_of_hw1() {
     let ctx = ctx_with(|s| s.policy.strict = true);
     let input = b"HELO snapper.cs.unc.edu\r\nMAIL FROM:<a.b@cs.unc.edu>\r\nMAILFROM:<a@cs.unc.edu>\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA now\r\nDATA\r\n";
     let (replies, _) = run(ctx, input, 512);
-    assert_eq!(codes(&replies), vec![220, 250, 501, 500, 250, 250, 500, 354]);
+    assert_eq!(
+        codes(&replies),
+        vec![220, 250, 501, 500, 250, 250, 500, 354]
+    );
 }
 
 #[test]
@@ -198,7 +238,11 @@ fn delivery_failure_is_451_and_the_session_goes_on() {
         match event {
             Event::Reply(r) => seen.push(r.code),
             Event::Deliver(_) => {
-                assert_eq!(session.next_event(), None, "nothing is answered before the delivery");
+                assert_eq!(
+                    session.next_event(),
+                    None,
+                    "nothing is answered before the delivery"
+                );
                 seen.push(session.delivered(Err("disk full".into())).code);
             }
         }
@@ -217,8 +261,15 @@ fn transcript_records_both_sides_and_abbreviates_bodies() {
             session.delivered(Ok("Q1".into()));
         }
     }
-    let lines: Vec<String> = session.take_transcript().iter().map(|l| l.to_string()).collect();
-    assert_eq!(lines[0], "S: 220 gmail.com ESMTP mailnet Simple Mail Transfer Service Ready");
+    let lines: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert_eq!(
+        lines[0],
+        "S: 220 gmail.com ESMTP mailnet Simple Mail Transfer Service Ready"
+    );
     assert_eq!(lines[1], "C: HELO x");
     assert!(lines.iter().any(|l| l.starts_with("C: [... 46 more lines")));
     assert_eq!(lines.last().unwrap(), "S: 250 2.0.0 Ok: queued as Q1");

@@ -1,0 +1,136 @@
+//! The `mailnet` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mailnet");
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_port_in_use_is_one_line_naming_server_and_port() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(&dir, "net.yaml", &format!("dns: 127.0.0.1:0\nservers:\n  - name: a.test\n    domains: [a.test]\n    smtp: {{ port: {port} }}\n    pop3: {{ port: 0 }}\n"));
+    let out = Command::new(BIN)
+        .args(["up"])
+        .arg(&file)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert_eq!(stderr.trim(), format!("mailnet: server a.test: SMTP: 127.0.0.1:{port} is already in use (another mailnet, or another program, holds it)"));
+}
+
+#[test]
+fn check_reports_file_line_and_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(&dir, "good.yaml", "servers:\n  - name: a.test\n    domains: [a.test]\n    smtp: { port: 0 }\n    pop3: { port: 0 }\n");
+    let bad = write(&dir, "bad.yaml", "servers:\n  - name: a.test\n    domains: [a.test]\n    smtp: { port: 25 }\n    pop3: { port: 25 }\n");
+    let out = Command::new(BIN)
+        .arg("check")
+        .arg(&good)
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("good.yaml: ok, network of 1 servers"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        format!(
+            "{}:5:19: port 25 is used twice (POP3 of `a.test` and SMTP of `a.test`)",
+            bad.display()
+        )
+    );
+}
+
+#[test]
+fn up_prints_its_table_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--quiet", "up", "--ephemeral", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut table = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    let text = table.join("\n");
+    assert!(text.contains("fake DNS on 127.0.0.1:"), "{text}");
+    assert!(
+        text.contains("exmail.qq.com    mail.sustech.edu.cn"),
+        "{text}"
+    );
+    assert!(text.contains("usr1@gmail.com"), "{text}");
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(dir.path().join("gmail.com/transcripts").exists());
+}
+
+#[test]
+fn only_runs_one_server_without_dns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--quiet",
+            "up",
+            "--ephemeral",
+            "--only",
+            "gmail.com",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut table = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = table.join("\n");
+    assert!(text.contains("no DNS in this process (--only)"), "{text}");
+    assert!(text.contains("gmail.com"), "{text}");
+    assert!(!text.contains("exmail.qq.com"), "{text}");
+}
+
+#[test]
+fn only_an_unknown_server_is_refused() {
+    let out = Command::new(BIN)
+        .args(["up", "--ephemeral", "--only", "nope.test"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--only nope.test: the network has no such server"));
+}

@@ -1,0 +1,201 @@
+//! Clients nobody here wrote: Python's smtplib/poplib, dnspython, curl, swaks, dig.
+//!
+//! On a machine without a tool, its test says so and passes; with
+//! `MAILNET_REQUIRE_INTEROP=1` (set by `.ci/run`, which installs them) a
+//! missing tool fails the test instead.
+
+use std::process::Command;
+
+use crate::support::boot;
+
+fn have(tool: &str, probe: &[&str]) -> bool {
+    let found = Command::new(tool)
+        .args(probe)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
+            panic!("{tool} is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
+        }
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+fn script(name: &str) -> String {
+    format!("{}/tests/interop/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_smtplib_and_poplib() {
+    if !have("python3", &["--version"]) {
+        return;
+    }
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let qq = net.server("exmail.qq.com").unwrap();
+    let (smtp, pop3, qq_smtp) = (
+        gmail.smtp.port().to_string(),
+        gmail.pop3.port().to_string(),
+        qq.smtp.port().to_string(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").args([&script("clients.py"), &smtp, &pop3, &qq_smtp]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("all python client checks passed"), "{out}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dnspython_resolver() {
+    let has_dnspython = Command::new("python3")
+        .args(["-c", "import dns.resolver"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_dnspython {
+        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
+            panic!("dnspython is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
+        }
+        eprintln!("skipped: dnspython is not installed");
+        return;
+    }
+    let net = boot().await;
+    let dns = net.dns.unwrap().port().to_string();
+    let qq = net.server("exmail.qq.com").unwrap().smtp.port().to_string();
+    let pop = net.server("gmail.com").unwrap().pop3.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").args([&script("dns_check.py"), &dns, &qq, &pop]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("dns checks passed"), "{out}");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_answers() {
+    if !have("dig", &["-v"]) {
+        return;
+    }
+    let net = boot().await;
+    let port = net.dns.unwrap().port().to_string();
+    let qq = net.server("exmail.qq.com").unwrap().smtp.port();
+    let out = tokio::task::spawn_blocking(move || {
+        let dig = |args: &[&str]| {
+            run(Command::new("dig")
+                .args(["@127.0.0.1", "-p", &port, "+time=2", "+tries=1"])
+                .args(args))
+        };
+        (
+            dig(&["+short", "mail.sustech.edu.cn", "MX"]),
+            dig(&["+short", "SRV", "_smtp._tcp.mxbiz1.qq.com"]),
+            dig(&["example.org", "A"]),
+            dig(&["+tcp", "+short", "smtp.gmail.com", "A"]),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.0.trim(), "10 mxbiz1.qq.com.");
+    assert_eq!(out.1.trim(), format!("0 0 {qq} mxbiz1.qq.com."));
+    assert!(out.2.contains("status: REFUSED"), "{}", out.2);
+    assert_eq!(out.3.trim(), "127.0.0.1");
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_smtp_and_pop3() {
+    if !have("curl", &["--version"]) {
+        return;
+    }
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("mail.txt");
+    let message =
+        "From: usr1@gmail.com\r\nTo: bob@gmail.com\r\nSubject: curl\r\n\r\nsent by curl\r\n";
+    std::fs::write(&mail, message).unwrap();
+    let (smtp, pop3) = (gmail.smtp.port(), gmail.pop3.port());
+    let (retr, uidl) = tokio::task::spawn_blocking(move || {
+        run(Command::new("curl")
+            .args([
+                "-sS",
+                &format!("smtp://127.0.0.1:{smtp}"),
+                "--mail-from",
+                "usr1@gmail.com",
+                "--mail-rcpt",
+                "bob@gmail.com",
+                "-T",
+            ])
+            .arg(&mail));
+        let retr = run(Command::new("curl").args([
+            "-sS",
+            &format!("pop3://bob%40gmail.com:password2@127.0.0.1:{pop3}/1"),
+        ]));
+        let uidl = run(Command::new("curl").args([
+            "-sS",
+            &format!("pop3://bob%40gmail.com:password2@127.0.0.1:{pop3}/"),
+            "-X",
+            "UIDL",
+        ]));
+        (retr, uidl)
+    })
+    .await
+    .unwrap();
+    assert!(retr.ends_with(message), "{retr}");
+    let uid = &gmail.host.store().peek("bob@gmail.com").unwrap()[0].uid;
+    assert_eq!(uidl.trim(), format!("1 {uid}"));
+    net.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_with_auth_login_and_pipelining() {
+    if !have("swaks", &["--version"]) {
+        return;
+    }
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    let port = gmail.smtp.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("swaks").args([
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--from",
+            "usr1@gmail.com",
+            "--to",
+            "hcy@gmail.com",
+            "--auth",
+            "LOGIN",
+            "--auth-user",
+            "usr1@gmail.com",
+            "--auth-password",
+            "password1",
+            "--pipeline",
+            "--header",
+            "Subject: swaks",
+            "--body",
+            "via swaks",
+        ]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("235 2.7.0 Authentication successful"), "{out}");
+    assert_eq!(gmail.host.store().count("hcy@gmail.com"), 1);
+    net.stop().await;
+}

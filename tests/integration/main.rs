@@ -1,0 +1,9 @@
+//! All integration tests in one binary (hickory-dns style): one module per area.
+//! Every network binds port 0, so tests run in parallel; nothing sleeps.
+
+mod cli;
+mod dns;
+mod interop;
+mod pop3;
+mod smtp;
+mod support;

@@ -1,0 +1,311 @@
+//! The SMTP server over TCP: the seeds' dialogues, pipelining, garbage, limits.
+
+use std::time::Duration;
+
+use mailnet::orchestrator::UpOptions;
+use tokio::io::AsyncWriteExt;
+
+use crate::support::{boot, boot_with, send_mail, Raw};
+
+#[tokio::test]
+async fn hkust_telnet_dialogue_every_wrong_line_gets_its_code() {
+    let net = boot().await;
+    let ust = net.server("cse.ust.hk").unwrap();
+    let mut c = Raw::connect(ust.smtp).await;
+    assert!(c.reply().await.starts_with("220 cse.ust.hk"));
+    assert!(c
+        .cmd("HELO gmail.com")
+        .await
+        .starts_with("250 2.0.0 cse.ust.hk Hello gmail.com"));
+    assert!(c.cmd("MAIL FROM: <bob@gmail.com>").await.starts_with("250"));
+    assert!(c
+        .cmd("RCPT TO: <zhanhu@cse.ust.jk>")
+        .await
+        .starts_with("554 5.7.1"));
+    assert!(c
+        .cmd("RCPT TO: <zhanhu@cse.ust.hk>")
+        .await
+        .starts_with("550 5.1.1"));
+    assert_eq!(c.cmd("d").await, "500 5.5.1 Command unrecognized: \"d\"");
+    assert!(c
+        .cmd("RCPT TO: <zhuanhu@cs.ust.hk>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Hi,\r\nHow are you?\r\nBest,\r\nZhan\r\n").await;
+    assert!(c.cmd(".").await.starts_with("250"));
+    assert!(c.cmd("quit").await.starts_with("221"));
+    assert_eq!(ust.host.store().count("zhuanhu@cs.ust.hk"), 1);
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn unc_hw3_errors_500_501_503() {
+    let net = boot().await;
+    let unc = net.server("cs.unc.edu").unwrap();
+    let mut c = Raw::connect(unc.smtp).await;
+    c.reply().await;
+    assert!(c
+        .cmd("MAIL FROM:<jasleen@cs.unc.edu>")
+        .await
+        .starts_with("503"));
+    assert!(c.cmd("HELO").await.starts_with("501"));
+    assert!(c
+        .cmd("HELO snapper.cs.unc.edu")
+        .await
+        .contains("pleased to meet you"));
+    assert!(c
+        .cmd("RCPT TO:<smithfd@cs.unc.edu>")
+        .await
+        .starts_with("503"));
+    assert!(c.cmd("DATA").await.starts_with("503"));
+    assert!(c
+        .cmd("MAIL FROM:jasleen@cs.unc.edu")
+        .await
+        .starts_with("501"));
+    assert!(c
+        .cmd("MAIL FROM:<jasleen@cs.unc.edu> extra")
+        .await
+        .starts_with("501"));
+    assert!(c
+        .cmd("MAIL FROM:<jasleen@cs.unc.edu>")
+        .await
+        .starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<jasleen@cs.unc.edu>")
+        .await
+        .starts_with("503"));
+    assert!(c.cmd("DATA").await.starts_with("503"));
+    assert!(c.cmd("RCPT TO:smithfd@cs.unc.edu").await.starts_with("501"));
+    assert!(c.cmd("FOO BAR").await.starts_with("500"));
+    assert!(c
+        .cmd("RCPT TO:<smithfd@cs.unc.edu>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"From: <jasleen@cs.unc.edu>\r\nTo: <smithfd@cs.unc.edu>\r\nSubject: Test message\r\n\r\nThis is a test.\r\n").await;
+    assert!(c.cmd(".").await.starts_with("250"));
+    assert!(c.cmd("QUIT").await.starts_with("221 2.0.0 cs.unc.edu"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let mut c = Raw::connect(gmail.smtp).await;
+    c.reply().await;
+    c.send(b"EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<nobody@gmail.com>\r\nDATA\r\n").await;
+    assert!(c.reply().await.starts_with("250-gmail.com"));
+    assert!(c.reply().await.starts_with("250 2.1.0"));
+    assert!(c.reply().await.starts_with("250 2.1.5"));
+    assert!(c.reply().await.starts_with("550 5.1.1"));
+    assert!(c.reply().await.starts_with("354"));
+    c.send(b"Subject: p\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+        .await;
+    assert!(c.reply().await.starts_with("250 2.0.0 Ok: queued"));
+    assert!(c.reply().await.starts_with("250"));
+    assert!(c.reply().await.starts_with("221"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn stored_message_is_byte_exact_after_the_trace_headers() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let message = "From: usr1@gmail.com\r\nSubject: exact\r\n\r\n..leading dot\r\n\tTab and 8-bit: caf\u{e9}\r\n";
+    send_mail(gmail.smtp, "usr1@gmail.com", &["bob@gmail.com"], message).await;
+    let stored = gmail.host.store().peek("bob@gmail.com").unwrap();
+    let bytes = std::fs::read(&stored[0].path).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    assert!(text.starts_with("Return-Path: <usr1@gmail.com>\r\nReceived: from test.client ([127.0.0.1])\r\n\tby gmail.com (mailnet) with ESMTP id "));
+    let body_at = text.find("From: usr1@gmail.com").unwrap();
+    assert_eq!(&text[body_at..], message.replace("..leading", ".leading"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_does_not_hurt_the_server_or_other_sessions() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let mut bystander = Raw::connect(gmail.smtp).await;
+    bystander.reply().await;
+    assert!(bystander.cmd("HELO calm").await.starts_with("250"));
+
+    // 10 MB without a newline, then NUL bytes, then a real command.
+    let mut flood = Raw::connect(gmail.smtp).await;
+    flood.reply().await;
+    let chunk = vec![b'A'; 1024 * 1024];
+    for _ in 0..10 {
+        flood.send(&chunk).await;
+    }
+    flood.send(b"\r\n\0\0\0\r\nNOOP\r\n").await;
+    assert_eq!(flood.reply().await, "500 5.5.2 Line too long");
+    assert!(flood.reply().await.starts_with("500"));
+    assert!(flood.reply().await.starts_with("250"));
+
+    assert!(bystander.cmd("NOOP").await.starts_with("250"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_vanishing_mid_data_leaves_nothing_in_the_mailbox() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let mut c = Raw::connect(gmail.smtp).await;
+    c.reply().await;
+    c.cmd("HELO x").await;
+    c.cmd("MAIL FROM:<usr1@gmail.com>").await;
+    c.cmd("RCPT TO:<bob@gmail.com>").await;
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(b"Subject: half\r\n\r\nhalf a message").await;
+    let mut stream = c.into_stream();
+    stream.shutdown().await.unwrap();
+    drop(stream);
+    // The server notices the end of stream and ends the session; wait for that fact.
+    let log = gmail.host.smtp_log();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while log.recent().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session never ended"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(gmail.host.store().count("bob@gmail.com"), 0);
+    let tmp = gmail.host.store().mailbox_path("bob@gmail.com").join("tmp");
+    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn five_hundred_sessions_at_once() {
+    let net = boot().await;
+    let addr = net.server("gmail.com").unwrap().smtp;
+    let mut clients = Vec::new();
+    for _ in 0..500 {
+        clients.push(Raw::connect(addr).await);
+    }
+    for c in &mut clients {
+        assert!(c.reply().await.starts_with("220"));
+    }
+    for c in &mut clients {
+        assert!(c.cmd("NOOP").await.starts_with("250"));
+    }
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn session_limit_answers_421() {
+    let net = boot_with(|p| p.max_sessions = 2, UpOptions::default()).await;
+    let addr = net.server("gmail.com").unwrap().smtp;
+    let mut a = Raw::connect(addr).await;
+    let mut b = Raw::connect(addr).await;
+    assert!(a.reply().await.starts_with("220"));
+    assert!(b.reply().await.starts_with("220"));
+    let mut c = Raw::connect(addr).await;
+    assert!(c.reply().await.starts_with("421 4.7.0"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn idle_sessions_get_421() {
+    let net = boot_with(
+        |p| p.idle_timeout = Duration::from_millis(200),
+        UpOptions::default(),
+    )
+    .await;
+    let mut c = Raw::connect(net.server("gmail.com").unwrap().smtp).await;
+    c.reply().await;
+    assert!(c.reply().await.starts_with("421 4.4.2"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_says_421_to_open_sessions() {
+    let net = boot().await;
+    let mut c = Raw::connect(net.server("gmail.com").unwrap().smtp).await;
+    c.reply().await;
+    net.stop().await;
+    assert!(c.reply().await.starts_with("421 4.3.2"));
+}
+
+#[tokio::test]
+async fn transcripts_are_logged_per_session() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    send_mail(
+        gmail.smtp,
+        "usr1@gmail.com",
+        &["bob@gmail.com"],
+        "Subject: t\r\n\r\nx\r\n",
+    )
+    .await;
+    // The log is flushed when the session ends; wait for that fact.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gmail.host.smtp_log().recent().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session never ended"
+        );
+        tokio::task::yield_now().await;
+    }
+    let log = std::fs::read_to_string(gmail.host.dir().join("transcripts/smtp.log")).unwrap();
+    net.stop().await;
+    assert!(log.contains("[gmail.com smtp#1] "), "{log}");
+    assert!(log.contains(" C: MAIL FROM:<usr1@gmail.com>"));
+    assert!(log.contains(" S: 250 2.0.0 Ok: queued as "));
+}
+
+/// A multipart message with two binary attachments, like Sylpheed's.
+fn two_attachments(png: &[u8], bin: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = |data: &[u8]| {
+        let text = base64::engine::general_purpose::STANDARD.encode(data);
+        text.as_bytes()
+            .chunks(76)
+            .map(|c| format!("{}\r\n", std::str::from_utf8(c).unwrap()))
+            .collect::<String>()
+    };
+    format!(
+        "From: akc <akc@gmail.com>\r\nTo: akc@cs.ust.hk\r\nSubject: Images\r\nMime-Version: 1.0\r\n\
+Content-Type: multipart/mixed;\r\n boundary=\"Multipart=_Thu__8_Oct_2020\"\r\n\r\nThis is a multi-part message in MIME format.\r\n\r\n\
+--Multipart=_Thu__8_Oct_2020\r\nContent-Type: text/plain; charset=US-ASCII\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHi,\r\nHere are two images\r\n\r\n\
+--Multipart=_Thu__8_Oct_2020\r\nContent-Type: image/png;\r\n name=\"image1.png\"\r\nContent-Disposition: attachment;\r\n filename=\"image1.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+--Multipart=_Thu__8_Oct_2020\r\nContent-Type: application/octet-stream;\r\n name=\"data.bin\"\r\nContent-Disposition: attachment;\r\n filename=\"data.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\
+--Multipart=_Thu__8_Oct_2020--\r\n",
+        b64(png),
+        b64(bin)
+    )
+}
+
+#[tokio::test]
+async fn two_binary_attachments_arrive_intact_and_inspect_extracts_them() {
+    let net = boot().await;
+    let ust = net.server("cse.ust.hk").unwrap();
+    let png: Vec<u8> = b"\x89PNG\r\n\x1a\n"
+        .iter()
+        .copied()
+        .chain((0..5000u32).map(|i| (i * 7 % 256) as u8))
+        .collect();
+    let bin: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    send_mail(
+        ust.smtp,
+        "akc@gmail.com",
+        &["akc@cs.ust.hk"],
+        &two_attachments(&png, &bin),
+    )
+    .await;
+    let stored = ust.host.store().peek("akc@cs.ust.hk").unwrap();
+    let raw = std::fs::read(&stored[0].path).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (text, files) = mailnet::cli::inspect::describe(&raw, Some(out.path())).unwrap();
+    assert!(text.contains("Subject: Images"), "{text}");
+    assert!(text.contains("Attachments: 2"), "{text}");
+    assert_eq!(files.len(), 2);
+    assert_eq!(std::fs::read(out.path().join("image1.png")).unwrap(), png);
+    assert_eq!(std::fs::read(out.path().join("data.bin")).unwrap(), bin);
+    net.stop().await;
+}
