@@ -27,6 +27,7 @@ struct Inner {
     smtp_log: TranscriptLog,
     pop3_log: TranscriptLog,
     seq: AtomicU64,
+    fsync: bool,
 }
 
 impl MailHost {
@@ -58,8 +59,14 @@ impl MailHost {
                 smtp_log,
                 pop3_log,
                 seq: AtomicU64::new(0),
+                fsync,
             }),
         })
+    }
+
+    /// Whether deliveries are flushed to the disk before they are acknowledged.
+    pub fn fsync(&self) -> bool {
+        self.inner.fsync
     }
 
     /// Its configuration.

@@ -169,6 +169,7 @@ impl RunningNetwork {
             let pop3 = bind_tcp(format!("server {}: POP3", server.name), pop3_addr).await?;
             listeners.push((i, smtp, pop3));
         }
+        tracing::debug!("listeners bound");
         let dns_sockets = if options.only.is_none() {
             Some(bind_dns(network.dns).await?)
         } else {
@@ -188,6 +189,7 @@ impl RunningNetwork {
             );
         }
         let zone = ZoneHandle::new(Zone::build(&network.facts(&ports))?);
+        tracing::debug!("zone built");
 
         let (data_dir, temp) = match &options.data_dir {
             Some(dir) => {
@@ -223,6 +225,7 @@ impl RunningNetwork {
             None => MailResolver::from_zone(zone.clone()),
         };
 
+        tracing::debug!("DNS started");
         let mut servers = Vec::new();
         for (i, smtp, pop3) in listeners {
             let config: ServerConfig = network.servers[i].clone();

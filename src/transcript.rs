@@ -89,9 +89,27 @@ pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
 pub struct TranscriptLog {
     server: String,
     live: bool,
-    file: std::sync::Mutex<Option<std::io::BufWriter<std::fs::File>>>,
+    path: Option<std::path::PathBuf>,
+    file: std::sync::Mutex<Option<LogFile>>,
     recent: std::sync::Mutex<std::collections::VecDeque<SessionTranscript>>,
     next_id: std::sync::atomic::AtomicU64,
+}
+
+/// The log file and when it was last flushed.
+struct LogFile {
+    writer: std::io::BufWriter<std::fs::File>,
+    flushed: std::time::Instant,
+}
+
+/// Under load, finished sessions are flushed together at most this often;
+/// a session that ends when the server is quiet is flushed at once.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+impl Drop for LogFile {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = self.writer.flush();
+    }
 }
 
 /// A finished session's lines.
@@ -109,31 +127,34 @@ pub struct SessionTranscript {
 const RECENT: usize = 256;
 
 impl TranscriptLog {
-    /// A log writing to `path` (created or appended), echoing to stdout when `live`.
+    /// A log writing to `path` (created or appended on the first line), echoing
+    /// to stdout when `live`.
     pub fn open(
         server: &str,
         path: Option<&std::path::Path>,
         live: bool,
     ) -> std::io::Result<TranscriptLog> {
-        let file = match path {
-            Some(p) => {
-                if let Some(parent) = p.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                let f = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?;
-                Some(std::io::BufWriter::new(f))
-            }
-            None => None,
-        };
         Ok(TranscriptLog {
             server: server.to_string(),
             live,
-            file: std::sync::Mutex::new(file),
+            path: path.map(|p| p.to_path_buf()),
+            file: std::sync::Mutex::new(None),
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn open_file(path: &std::path::Path) -> std::io::Result<LogFile> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(LogFile {
+            writer: std::io::BufWriter::with_capacity(64 * 1024, f),
+            flushed: std::time::Instant::now() - FLUSH_EVERY,
         })
     }
 
@@ -163,18 +184,32 @@ impl TranscriptLog {
             use std::io::Write;
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
         }
-        if let Some(file) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if file.is_none() {
+            if let Some(path) = &self.path {
+                match Self::open_file(path) {
+                    Ok(opened) => *file = Some(opened),
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "cannot write transcripts")
+                    }
+                }
+            }
+        }
+        if let Some(file) = file.as_mut() {
             use std::io::Write;
-            let _ = file.write_all(text.as_bytes());
+            let _ = file.writer.write_all(text.as_bytes());
         }
         stamped
     }
 
-    /// Records a finished session and flushes the log file.
+    /// Records a finished session and flushes the log file (see [`FLUSH_EVERY`]).
     pub fn finish(&self, transcript: SessionTranscript) {
         if let Some(file) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            use std::io::Write;
-            let _ = file.flush();
+            if file.flushed.elapsed() >= FLUSH_EVERY {
+                use std::io::Write;
+                let _ = file.writer.flush();
+                file.flushed = std::time::Instant::now();
+            }
         }
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() == RECENT {

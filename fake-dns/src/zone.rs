@@ -38,8 +38,9 @@ pub struct Zone {
     /// Every name that exists: owners of records and the empty non-terminals
     /// between them and their apex (such as `_tcp.gmail.com`).
     names: HashSet<LowerName>,
-    /// Zone apexes with their SOA record, longest first so the first match is the closest.
-    apexes: Vec<(LowerName, Record)>,
+    /// Zone apexes with their SOA record. A name's zone is found by walking up
+    /// its ancestors, so a lookup costs its label count, not the zone count.
+    apexes: HashMap<LowerName, Record>,
 }
 
 /// Parses a host name as a fully qualified DNS name.
@@ -168,12 +169,19 @@ impl Zone {
                 }
             }
         }
-        let outer: Vec<Name> = candidates
-            .iter()
-            .filter(|c| !candidates.iter().any(|o| o != *c && o.zone_of(c)))
-            .cloned()
-            .collect::<BTreeSet<_>>()
+        let all: HashSet<LowerName> = candidates.iter().map(LowerName::new).collect();
+        let outer: BTreeSet<Name> = candidates
             .into_iter()
+            .filter(|c| {
+                let mut up = c.base_name();
+                while up.num_labels() > 0 {
+                    if all.contains(&LowerName::new(&up)) {
+                        return false;
+                    }
+                    up = up.base_name();
+                }
+                true
+            })
             .collect();
 
         for apex in outer {
@@ -192,10 +200,8 @@ impl Zone {
                 )),
             );
             self.insert(soa.clone());
-            self.apexes.push((LowerName::new(&apex), soa));
+            self.apexes.insert(LowerName::new(&apex), soa);
         }
-        self.apexes
-            .sort_by_key(|(name, _)| std::cmp::Reverse(name.num_labels()));
 
         // Every owner name and each ancestor up to its apex exists.
         let owners: Vec<LowerName> = self.records.keys().map(|(n, _)| n.clone()).collect();
@@ -216,8 +222,18 @@ impl Zone {
         Ok(())
     }
 
-    fn apex_of(&self, name: &LowerName) -> Option<&(LowerName, Record)> {
-        self.apexes.iter().find(|(apex, _)| apex.zone_of(name))
+    /// The closest enclosing apex of `name`, with its SOA.
+    fn apex_of(&self, name: &LowerName) -> Option<(LowerName, &Record)> {
+        let mut candidate = name.clone();
+        loop {
+            if let Some(soa) = self.apexes.get(&candidate) {
+                return Some((candidate, soa));
+            }
+            if candidate.is_root() {
+                return None;
+            }
+            candidate = candidate.base_name();
+        }
     }
 
     /// Answers one question the way an authoritative server does.
@@ -256,7 +272,7 @@ impl Zone {
 
     /// The apexes this zone is authoritative for, for display.
     pub fn apexes(&self) -> impl Iterator<Item = String> + '_ {
-        self.apexes.iter().map(|(apex, _)| apex.to_string())
+        self.apexes.keys().map(|apex| apex.to_string())
     }
 }
 

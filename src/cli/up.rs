@@ -89,7 +89,9 @@ pub fn stop_signal() -> impl std::future::Future<Output = ()> {
 
 /// Runs `mailnet up` until a stop signal.
 pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let mut network = load_network(args.file.as_deref())?;
+    tracing::debug!(elapsed = ?started.elapsed(), "network file read and checked");
     if args.ephemeral {
         network = network.with_ephemeral_ports();
     }
@@ -107,6 +109,7 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     };
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
+    tracing::debug!(elapsed = ?started.elapsed(), "every listener bound and serving");
     print!("{}", table(&running));
     println!("ready; Ctrl-C stops");
     use std::io::Write;

@@ -77,7 +77,7 @@ pub async fn run_session<S>(
     let challenge = format!("<{}.{nanos}@{}>", std::process::id(), ctx.hostname);
     let mut session = Session::new(ctx.clone(), challenge);
     let mut out = session.greeting();
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf: Vec<u8> = Vec::with_capacity(4 * 1024);
     let mut lines = Vec::new();
     // Held while the maildrop is open; dropped however the session ends.
     let mut lock: Option<MailboxLock> = None;
@@ -170,10 +170,13 @@ pub async fn run_session<S>(
             break;
         }
         tokio::select! {
-            read = tokio::time::timeout(policy.idle_timeout, stream.read(&mut buf)) => match read {
+            read = tokio::time::timeout(policy.idle_timeout, stream.read_buf(&mut buf)) => match read {
                 // A dropped connection deletes nothing (RFC 1939: no UPDATE state).
                 Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(n)) => session.push(&buf[..n]),
+                Ok(Ok(_)) => {
+                    session.push(&buf);
+                    buf.clear();
+                }
                 Err(_) => {
                     let _ = stream.write_all(&session.timeout()).await;
                     break;

@@ -38,10 +38,9 @@ struct Inner {
 }
 
 impl Queue {
-    /// Opens (creating) the queue directory.
+    /// Opens the queue directory (created with the first entry).
     pub fn open(dir: impl Into<PathBuf>, fsync: bool) -> io::Result<Queue> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 dir,
@@ -89,7 +88,13 @@ impl Queue {
 
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.inner.dir.join(format!(".{name}.tmp"));
-        let mut file = fs::File::create(&tmp)?;
+        let mut file = match fs::File::create(&tmp) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&self.inner.dir)?;
+                fs::File::create(&tmp)?
+            }
+            other => other?,
+        };
         file.write_all(bytes)?;
         if self.inner.fsync {
             file.sync_all()?;
@@ -100,7 +105,12 @@ impl Queue {
     /// Every complete entry, oldest first (what a restart resumes).
     pub fn entries(&self) -> io::Result<Vec<QueuedMessage>> {
         let mut out = Vec::new();
-        for entry in fs::read_dir(&self.inner.dir)? {
+        let listing = match fs::read_dir(&self.inner.dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in listing {
             let name = entry?.file_name();
             let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
                 continue;

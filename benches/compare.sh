@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Side-by-side measurements: mailnet next to the reference implementations,
+# back to back in one run (the machine is noisy; only ratios from one run count).
+#
+#   benches/compare.sh [dns|smtp|pop3|boot|all]
+#
+# Needs (Debian): dnsperf, postfix (smtp-source, smtp-sink), dovecot-pop3d;
+# (PyPI): aiosmtpd, dnslib. Each part says what it skips when a tool is missing.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+what=${1:-all}
+cargo build --release -q
+MAILNET=$PWD/target/release/mailnet
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+
+wait_port() { # host port: wait until something accepts there (10 s at most)
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on $1:$2" >&2; return 1
+}
+
+start_mailnet() { # prints the gmail.com SMTP and POP3 ports and the DNS port
+  "$MAILNET" --quiet up --ephemeral --data-dir "$work/data" >"$work/up.out" &
+  for _ in $(seq 1 200); do grep -q '^ready' "$work/up.out" 2>/dev/null && break; sleep 0.05; done
+  local row; row=$(grep '^gmail.com ' "$work/up.out")
+  GMAIL_SMTP=$(echo "$row" | awk '{print $3}'); GMAIL_POP3=$(echo "$row" | awk '{print $4}')
+  DNS_PORT=$(sed -n 's/.*fake DNS on 127.0.0.1:\([0-9]*\).*/\1/p' "$work/up.out")
+}
+
+bench_boot() {
+  echo "== boot: process start until every listener accepts and the DNS answers"
+  "$MAILNET" bench boot --servers 200 --users 50 --runs 5
+}
+
+bench_dns() {
+  echo "== DNS: dnsperf, UDP, mix of MX, SRV, A and NXDOMAIN, 10 s each"
+  command -v dnsperf >/dev/null || { echo "skipped: dnsperf not installed (apt-get install dnsperf)"; return; }
+  start_mailnet
+  printf '%s\n' "mail.sustech.edu.cn MX" "_smtp._tcp.mxbiz1.qq.com SRV" "_pop3._tcp.gmail.com SRV" \
+    "smtp.exmail.qq.com A" "gmail.com MX" "nobody.gmail.com A" "_submission._tcp.gmail.com SRV" > "$work/queries"
+  printf 'mailnet:  '; dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$work/queries" -l 10 -c 4 -Q 200000 2>/dev/null | grep 'Queries per second'
+  if python3 -c 'import dnslib' 2>/dev/null; then
+    python3 benches/dnslib_server.py 5399 & wait_port 127.0.0.1 5399 2>/dev/null || sleep 1
+    printf 'dnslib:   '; dnsperf -s 127.0.0.1 -p 5399 -d "$work/queries" -l 10 -c 4 -Q 200000 2>/dev/null | grep 'Queries per second'
+  else
+    echo "dnslib:   skipped (pip install dnslib)"
+  fi
+  kill %1 2>/dev/null; wait 2>/dev/null
+}
+
+bench_smtp() {
+  echo "== SMTP: smtp-source -s 20 -m 20000 -l 1024, then with -d (connection reuse)"
+  command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "skipped: postfix not installed"; return; }
+  export PATH=$PATH:/usr/sbin
+  start_mailnet
+  smtp-sink -u nobody 127.0.0.1:2599 1000 >/dev/null & wait_port 127.0.0.1 2599
+  aiosmtpd_up=0
+  if python3 -c 'import aiosmtpd' 2>/dev/null; then
+    python3 -m aiosmtpd -n -c aiosmtpd.handlers.Sink -l 127.0.0.1:2598 & wait_port 127.0.0.1 2598 && aiosmtpd_up=1
+  fi
+  for flags in "" "-d"; do
+    for target in "mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599" "aiosmtpd 127.0.0.1:2598"; do
+      set -- $target
+      [ "$1" = aiosmtpd ] && [ $aiosmtpd_up = 0 ] && continue
+      start=$(date +%s.%N)
+      smtp-source -s 20 -m 20000 -l 1024 $flags -f usr1@gmail.com -t bob@gmail.com "$2" >/dev/null || { echo "$1: smtp-source failed"; continue; }
+      end=$(date +%s.%N)
+      printf '%-10s %-3s %8.0f msgs/s\n' "$1" "${flags:-new}" "$(echo "20000 / ($end - $start)" | bc -l)"
+    done
+  done
+  echo "stored by mailnet: $(find "$work/data/gmail.com/mail/bob@gmail.com" -type f | wc -l) messages"
+  echo "-- mailnet's own load generator (latency percentiles)"
+  "$MAILNET" bench smtp --server "127.0.0.1:$GMAIL_SMTP" -n 20000 -c 20 -s 1024
+  "$MAILNET" bench smtp --server "127.0.0.1:2599" -n 20000 -c 20 -s 1024
+  kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+}
+
+bench_pop3() {
+  echo "== POP3: RETR throughput and login to a large mailbox (mailnet bench pop3)"
+  "$MAILNET" bench pop3 --messages 10000 --size 4096 --login-messages 100000
+  echo "== POP3 sessions/s (poplib: USER, PASS, STAT, RETR 1, QUIT), sequential and 8 clients on 8 mailboxes"
+  { echo "dns: 127.0.0.1:0"; echo "servers:"; echo "  - name: bench.test"; echo "    domains: [bench.test]"
+    echo "    smtp: { port: 0 }"; echo "    pop3: { port: 0 }"; echo "    policy: { login_delay: 0s }"; echo "    users:"
+    for i in 0 1 2 3 4 5 6 7; do echo "      - { address: u$i@bench.test, password: pw }"; done; } > "$work/pop.yaml"
+  "$MAILNET" --quiet up "$work/pop.yaml" --data-dir "$work/popdata" >"$work/pop.out" &
+  for _ in $(seq 1 200); do grep -q '^ready' "$work/pop.out" 2>/dev/null && break; sleep 0.05; done
+  local row; row=$(grep '^bench.test ' "$work/pop.out")
+  local smtp pop3; smtp=$(echo "$row" | awk '{print $3}'); pop3=$(echo "$row" | awk '{print $4}')
+  python3 - "$smtp" <<'PY'
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
+    for i in range(8):
+        s.sendmail(f"u{i}@bench.test", [f"u{i}@bench.test"], "Subject: pop bench\r\n\r\n" + "x" * 1000 + "\r\n")
+PY
+  users=$(for i in 0 1 2 3 4 5 6 7; do printf 'u%s@bench.test:pw ' "$i"; done)
+  printf 'mailnet: '; python3 benches/pop3_sessions.py 127.0.0.1 "$pop3" $users
+  if [ -x /usr/sbin/dovecot ]; then
+    benches/dovecot.sh "$work/dovecot" 2611 && wait_port 127.0.0.1 2611 && {
+      printf 'dovecot: '; python3 benches/pop3_sessions.py 127.0.0.1 2611 $users; }
+  else
+    echo "dovecot: skipped (apt-get install dovecot-pop3d)"
+  fi
+  kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
+}
+
+case $what in
+  boot) bench_boot ;; dns) bench_dns ;; smtp) bench_smtp ;; pop3) bench_pop3 ;;
+  all) bench_boot; bench_dns; bench_smtp; bench_pop3 ;;
+  *) echo "usage: $0 [dns|smtp|pop3|boot|all]" >&2; exit 2 ;;
+esac
