@@ -93,12 +93,12 @@ bench_pop3() {
 import smtplib, sys
 with smtplib.SMTP("127.0.0.1", int(sys.argv[1])) as s:
     for i in range(8):
-        s.sendmail(f"u{i}@bench.test", [f"u{i}@bench.test"], "Subject: pop bench\r\n\r\n" + "x" * 1000 + "\r\n")
+        s.sendmail(f"u{i}@bench.test", [f"u{i}@bench.test"], "Subject: pop bench\r\n\r\n" + ("x" * 70 + "\r\n") * 14)
 PY
   users=$(for i in 0 1 2 3 4 5 6 7; do printf 'u%s@bench.test:pw ' "$i"; done)
   printf 'mailnet: '; python3 benches/pop3_sessions.py 127.0.0.1 "$pop3" $users
   if [ -x /usr/sbin/dovecot ]; then
-    benches/dovecot.sh "$work/dovecot" 2611 && wait_port 127.0.0.1 2611 && {
+    benches/dovecot.sh "$work/dovecot" 2611 >/dev/null 2>&1 & wait_port 127.0.0.1 2611 && {
       printf 'dovecot: '; python3 benches/pop3_sessions.py 127.0.0.1 2611 $users; }
   else
     echo "dovecot: skipped (apt-get install dovecot-pop3d)"

@@ -89,6 +89,8 @@ pub struct RunningNetwork {
     pub zone: ZoneHandle,
     /// How this process resolves names.
     pub resolver: MailResolver,
+    /// The relays' clock; advance it to make retries and lifetimes pass.
+    pub clock: crate::relay::RelayClock,
     /// Where mail lives.
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
@@ -226,6 +228,7 @@ impl RunningNetwork {
         };
 
         tracing::debug!("DNS started");
+        let clock = crate::relay::RelayClock::default();
         let mut servers = Vec::new();
         for (i, smtp, pop3) in listeners {
             let config: ServerConfig = network.servers[i].clone();
@@ -247,6 +250,12 @@ impl RunningNetwork {
                 shutdown.clone(),
                 tracker.clone(),
             ));
+            tracker.spawn(crate::relay::worker::run(
+                host.clone(),
+                resolver.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            ));
             tracker.spawn(crate::pop3::server::serve(
                 pop3,
                 host,
@@ -262,6 +271,7 @@ impl RunningNetwork {
             servers,
             zone,
             resolver,
+            clock,
             data_dir,
             shutdown,
             tracker,

@@ -60,6 +60,15 @@ pub enum BenchWhat {
         #[arg(long, default_value = "bob@gmail.com")]
         to: String,
     },
+    /// Relay end to end: submit at exmail.qq.com for usr1@gmail.com, time until in the mailbox.
+    Relay {
+        /// Messages in all.
+        #[arg(short = 'n', long, default_value_t = 5000)]
+        messages: usize,
+        /// Submitting sessions (each reuses its connection).
+        #[arg(short = 'c', long, default_value_t = 20)]
+        concurrency: usize,
+    },
     /// POP3: log in to a large mailbox, RETR throughput.
     Pop3 {
         /// Messages in the RETR mailbox.
@@ -96,6 +105,10 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             size,
             login_messages,
         } => pop3(*messages, *size, *login_messages).await,
+        BenchWhat::Relay {
+            messages,
+            concurrency,
+        } => relay(*messages, *concurrency).await,
     }
 }
 
@@ -377,14 +390,122 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
     let (mut client, _) = Pop3Client::connect(gmail.pop3, Duration::from_secs(60)).await?;
     client.command(&format!("USER {user}")).await?;
     let start = Instant::now();
-    client.command("PASS password4").await?;
+    let second = client.command("PASS password4").await?;
     let again = start.elapsed();
+    if !second.ok {
+        bail!("second login refused: {}", second.line);
+    }
     client.command("QUIT").await?;
+    let start = Instant::now();
+    let listed = store.open_mailbox(user)?.len();
+    let listing = start.elapsed();
     println!(
-        "pop3 login to {login_messages} messages: {:.1} ms first (moves new/ to cur/), {:.1} ms after ({})",
+        "pop3 login to {login_messages} messages: {:.1} ms first, {:.1} ms again ({}); the store lists {listed} in {:.1} ms",
         ms(first),
         ms(again),
-        status.line
+        status.line,
+        ms(listing)
+    );
+    running.stop().await;
+    Ok(())
+}
+
+/// Submits `messages` at exmail.qq.com for usr1@gmail.com over `concurrency`
+/// reused sessions and times each until it is in gmail.com's mailbox. The k-th
+/// arrival is paired with the k-th accepted submission (the queue is FIFO).
+async fn relay(messages: usize, concurrency: usize) -> anyhow::Result<()> {
+    let net = Network::default_network().with_ephemeral_ports();
+    let running = RunningNetwork::start(net, UpOptions::default()).await?;
+    let qq = running
+        .server("exmail.qq.com")
+        .context("no exmail.qq.com")?
+        .smtp;
+    let store = running
+        .server("gmail.com")
+        .context("no gmail.com")?
+        .host
+        .store()
+        .clone();
+    let to = "usr1@gmail.com";
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(messages)));
+
+    // Watch arrivals: the store's change counter counts deliveries (nothing
+    // else touches gmail.com's store here), so no listing per arrival.
+    let watcher = {
+        let mut changes = store.subscribe();
+        tokio::spawn(async move {
+            let mut arrivals = Vec::with_capacity(messages);
+            while arrivals.len() < messages {
+                if changes.changed().await.is_err() {
+                    break;
+                }
+                let now = Instant::now();
+                let count = *changes.borrow_and_update() as usize;
+                while arrivals.len() < count.min(messages) {
+                    arrivals.push(now);
+                }
+            }
+            arrivals
+        })
+    };
+
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (next, accepted) = (next.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut c, _) = SmtpClient::connect(qq, Duration::from_secs(30)).await?;
+            c.command("EHLO bench.test").await?;
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < messages {
+                let replies = c
+                    .pipeline(&[
+                        "MAIL FROM:<usr1@mail.sustech.edu.cn>".into(),
+                        format!("RCPT TO:<{to}>"),
+                        "DATA".into(),
+                    ])
+                    .await?;
+                if replies[2].code != 354 {
+                    bail!("refused: {:?}", replies);
+                }
+                let done = c
+                    .send_message(b"Subject: relay bench\r\n\r\nhello\r\n")
+                    .await?;
+                if done.code != 250 {
+                    bail!("refused: {} {}", done.code, done.lines.join(" "));
+                }
+                accepted
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(Instant::now());
+            }
+            let _ = c.command("QUIT").await;
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let arrivals = tokio::time::timeout(Duration::from_secs(300), watcher)
+        .await
+        .context("not every message arrived")??;
+    let elapsed = arrivals
+        .last()
+        .map(|t| t.duration_since(start))
+        .unwrap_or_default();
+    let mut submitted = accepted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    submitted.sort();
+    let mut latencies: Vec<Duration> = submitted
+        .iter()
+        .zip(&arrivals)
+        .map(|(s, a)| a.saturating_duration_since(*s))
+        .collect();
+    latencies.sort();
+    println!(
+        "relay exmail.qq.com -> gmail.com: {messages} messages, {concurrency} submitting sessions: {:.0} msgs/s end to end, delivery latency p50 {:.2} ms p99 {:.2} ms",
+        messages as f64 / elapsed.as_secs_f64(),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
     );
     running.stop().await;
     Ok(())

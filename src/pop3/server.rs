@@ -125,6 +125,15 @@ pub async fn run_session<S>(
                     let path = messages[index].path.clone();
                     match tokio::fs::read(&path).await {
                         Ok(body) => {
+                            if top.is_none() {
+                                // Retrieved whole: now it has been seen.
+                                match host.store().mark_seen(&messages[index]) {
+                                    Ok(seen) => messages[index] = seen,
+                                    Err(error) => {
+                                        tracing::warn!(%error, "cannot move a message to cur/")
+                                    }
+                                }
+                            }
                             out.extend_from_slice(&status);
                             let part = match top {
                                 Some(n) => content::top(&body, n),
@@ -155,6 +164,9 @@ pub async fn run_session<S>(
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string()));
+                    // Release the maildrop before answering, so a client that
+                    // reconnects the moment it reads +OK finds it free.
+                    lock = None;
                     out.extend_from_slice(&session.committed(result));
                 }
             }

@@ -1,10 +1,11 @@
 //! The outbound queue on disk: a message accepted for remote recipients is
 //! written here before its `250` is sent, so a crash after the `250` loses nothing.
 //!
-//! Each entry is two files named by its id: `<id>.eml` (the message with this
-//! hop's `Received:`) and `<id>.env` (the envelope: `from <addr>` then one
-//! `to <addr>` a line). The envelope is renamed into place last, so an entry
-//! whose `.env` exists is complete.
+//! Each entry is one file, `<id>.qmsg`: the envelope (`from <addr>`, then one
+//! `to <addr>` a line), a blank line, then the message with this hop's
+//! `Received:`. It is written under a temporary name and renamed into place,
+//! so an entry that exists is complete. One file an entry matters: creating
+//! and deleting files is most of what a busy queue costs the filesystem.
 
 use std::fs;
 use std::io::{self, Write};
@@ -35,20 +36,40 @@ struct Inner {
     fsync: bool,
     seq: AtomicU64,
     wake: tokio::sync::Notify,
+    /// Bumped on every change, so waiters wake on facts, not timers.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// The entries, mirrored in memory so the relay never lists the folder
+    /// again; loaded from disk when the queue is opened (a restart resumes).
+    /// A `std` mutex: held for map operations only, never across `.await`.
+    index: std::sync::Mutex<std::collections::BTreeMap<String, QueuedMessage>>,
 }
 
 impl Queue {
-    /// Opens the queue directory (created with the first entry).
+    /// Opens the queue directory (created with the first entry) and loads
+    /// the entries a previous run left.
     pub fn open(dir: impl Into<PathBuf>, fsync: bool) -> io::Result<Queue> {
         let dir = dir.into();
-        Ok(Queue {
+        let queue = Queue {
             inner: Arc::new(Inner {
                 dir,
                 fsync,
                 seq: AtomicU64::new(0),
                 wake: tokio::sync::Notify::new(),
+                changes: tokio::sync::watch::channel(0).0,
+                index: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             }),
-        })
+        };
+        let found = queue.scan()?;
+        queue
+            .index()
+            .extend(found.into_iter().map(|e| (e.id.clone(), e)));
+        Ok(queue)
+    }
+
+    fn index(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, QueuedMessage>> {
+        self.inner.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The queue directory.
@@ -72,18 +93,39 @@ impl Queue {
             std::process::id(),
             self.inner.seq.fetch_add(1, Ordering::Relaxed)
         );
-        self.write_atomically(&format!("{id}.eml"), message)?;
-        self.write_envelope(&id, mail_from, recipients)?;
+        self.write_entry(&id, mail_from, recipients, message)?;
+        self.index().insert(
+            id.clone(),
+            QueuedMessage {
+                id: id.clone(),
+                mail_from: mail_from.to_string(),
+                recipients: recipients.to_vec(),
+            },
+        );
         self.inner.wake.notify_one();
+        self.inner.changes.send_modify(|n| *n += 1);
         Ok(id)
     }
 
-    fn write_envelope(&self, id: &str, mail_from: &str, recipients: &[String]) -> io::Result<()> {
-        let mut env = format!("from {mail_from}\n");
+    fn write_entry(
+        &self,
+        id: &str,
+        mail_from: &str,
+        recipients: &[String],
+        message: &[u8],
+    ) -> io::Result<()> {
+        let mut entry = format!("from {mail_from}\n");
         for r in recipients {
-            env.push_str(&format!("to {r}\n"));
+            entry.push_str(&format!("to {r}\n"));
         }
-        self.write_atomically(&format!("{id}.env"), env.as_bytes())
+        entry.push('\n');
+        let mut bytes = entry.into_bytes();
+        bytes.extend_from_slice(message);
+        self.write_atomically(&format!("{id}.qmsg"), &bytes)
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        self.inner.dir.join(format!("{id}.qmsg"))
     }
 
     fn write_atomically(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
@@ -102,8 +144,13 @@ impl Queue {
         fs::rename(&tmp, self.inner.dir.join(name))
     }
 
-    /// Every complete entry, oldest first (what a restart resumes).
+    /// Every entry, oldest first.
     pub fn entries(&self) -> io::Result<Vec<QueuedMessage>> {
+        Ok(self.index().values().cloned().collect())
+    }
+
+    /// Every complete entry on disk, oldest first (what a restart resumes).
+    fn scan(&self) -> io::Result<Vec<QueuedMessage>> {
         let mut out = Vec::new();
         let listing = match fs::read_dir(&self.inner.dir) {
             Ok(listing) => listing,
@@ -112,65 +159,56 @@ impl Queue {
         };
         for entry in listing {
             let name = entry?.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".env")) else {
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".qmsg")) else {
                 continue;
             };
             if id.starts_with('.') {
                 continue;
             }
-            if let Some(parsed) = self.read_envelope(id)? {
-                out.push(parsed);
-            }
+            let bytes = fs::read(self.path(id))?;
+            let (mail_from, recipients, _) = split_entry(&bytes);
+            out.push(QueuedMessage {
+                id: id.to_string(),
+                mail_from,
+                recipients,
+            });
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
-    fn read_envelope(&self, id: &str) -> io::Result<Option<QueuedMessage>> {
-        let text = match fs::read_to_string(self.inner.dir.join(format!("{id}.env"))) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let mut mail_from = String::new();
-        let mut recipients = Vec::new();
-        for line in text.lines() {
-            if let Some(f) = line.strip_prefix("from ") {
-                mail_from = f.to_string();
-            } else if let Some(t) = line.strip_prefix("to ") {
-                recipients.push(t.to_string());
-            }
-        }
-        Ok(Some(QueuedMessage {
-            id: id.to_string(),
-            mail_from,
-            recipients,
-        }))
-    }
-
     /// The message bytes of an entry.
     pub fn message(&self, id: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.inner.dir.join(format!("{id}.eml")))
+        let mut bytes = fs::read(self.path(id))?;
+        let (_, _, body_at) = split_entry(&bytes);
+        bytes.drain(..body_at);
+        Ok(bytes)
     }
 
     /// Narrows an entry to the recipients still pending, or removes it when none are.
     pub fn update(&self, id: &str, mail_from: &str, pending: &[String]) -> io::Result<()> {
-        if pending.is_empty() {
+        let result = if pending.is_empty() {
             self.remove(id)
         } else {
-            self.write_envelope(id, mail_from, pending)
-        }
+            let written = self
+                .message(id)
+                .and_then(|m| self.write_entry(id, mail_from, pending, &m));
+            if let Some(entry) = self.index().get_mut(id) {
+                entry.recipients = pending.to_vec();
+            }
+            written
+        };
+        self.inner.changes.send_modify(|n| *n += 1);
+        result
     }
 
-    /// Removes an entry (envelope first, so a crash in between leaves no half entry).
+    /// Removes an entry.
     pub fn remove(&self, id: &str) -> io::Result<()> {
-        for ext in ["env", "eml"] {
-            match fs::remove_file(self.inner.dir.join(format!("{id}.{ext}"))) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+        self.index().remove(id);
+        match fs::remove_file(self.path(id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Resolves when something was enqueued since the last wait.
@@ -178,10 +216,48 @@ impl Queue {
         self.inner.wake.notified().await
     }
 
+    /// Waits until the queue is empty or `deadline` passes; returns whether it is empty.
+    pub async fn wait_until_empty(&self, deadline: Duration) -> bool {
+        let mut changes = self.inner.changes.subscribe();
+        let wait = async {
+            loop {
+                changes.borrow_and_update();
+                if self.is_empty() {
+                    return;
+                }
+                if changes.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok() && self.is_empty()
+    }
+
     /// Whether the queue holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries().map(|e| e.is_empty()).unwrap_or(true)
+        self.index().is_empty()
     }
+}
+
+/// Splits an entry file into sender, recipients and where the message starts.
+fn split_entry(bytes: &[u8]) -> (String, Vec<String>, usize) {
+    let mut mail_from = String::new();
+    let mut recipients = Vec::new();
+    let mut offset = 0;
+    for line in bytes.split_inclusive(|&b| b == b'\n') {
+        offset += line.len();
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            break;
+        }
+        if let Some(f) = text.strip_prefix("from ") {
+            mail_from = f.to_string();
+        } else if let Some(t) = text.strip_prefix("to ") {
+            recipients.push(t.to_string());
+        }
+    }
+    (mail_from, recipients, offset)
 }
 
 #[cfg(test)]

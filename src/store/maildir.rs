@@ -130,7 +130,8 @@ impl Mailstore {
         // which saves three lookups a message.
         let mut file = match fs::File::create(&tmp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                for sub in ["tmp", "new", "cur"] {
+                // `tmp/` last: whoever finds `tmp/` may rely on `new/` and `cur/`.
+                for sub in ["new", "cur", "tmp"] {
                     fs::create_dir_all(dir.join(sub)).map_err(err)?;
                 }
                 fs::File::create(&tmp).map_err(err)?
@@ -149,7 +150,14 @@ impl Mailstore {
             return Err(err(e));
         }
         drop(file);
-        fs::rename(&tmp, &new).map_err(err)?;
+        if let Err(e) = fs::rename(&tmp, &new) {
+            // `new/` removed by hand while we run: make it again, once.
+            if e.kind() != io::ErrorKind::NotFound || fs::create_dir_all(dir.join("new")).is_err() {
+                let _ = fs::remove_file(&tmp);
+                return Err(err(e));
+            }
+            fs::rename(&tmp, &new).map_err(err)?;
+        }
         if self.inner.fsync {
             fs::File::open(dir.join("new"))
                 .and_then(|d| d.sync_all())
@@ -168,30 +176,41 @@ impl Mailstore {
         format!("{nanos:020}.P{}Q{seq}.mailnet", std::process::id())
     }
 
-    /// Every message of a mailbox in delivery order, oldest first. Messages in
-    /// `new/` move to `cur/`, as a Maildir reader does once it has seen them.
+    /// Every message of a mailbox in delivery order, oldest first, for a POP3
+    /// session. Nothing moves here: opening a mailbox of 100,000 messages costs
+    /// one directory listing. A message moves from `new/` to `cur/` when it is
+    /// retrieved ([`Mailstore::mark_seen`]).
     pub fn open_mailbox(&self, address: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        let dir = self.mailbox_path(address);
-        let err = |source| StoreError::Io {
-            mailbox: address.to_string(),
-            source,
+        self.peek(address)
+    }
+
+    /// Moves a message from `new/` to `cur/` (flagged seen, as Maildir readers
+    /// do once a message was read) and returns it with its new path. A message
+    /// already in `cur/` is returned as it is.
+    pub fn mark_seen(&self, message: &StoredMessage) -> io::Result<StoredMessage> {
+        let Some(dir) = message.path.parent() else {
+            return Ok(message.clone());
         };
-        let cur = dir.join("cur");
-        match fs::read_dir(dir.join("new")) {
-            Ok(entries) => {
-                fs::create_dir_all(&cur).map_err(err)?;
-                for entry in entries.flatten() {
-                    let name = entry.file_name();
-                    let name = name.to_string_lossy();
-                    let _ = fs::rename(entry.path(), cur.join(format!("{name}:2,")));
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(err(e)),
+        if dir.file_name().map(|n| n != "new").unwrap_or(true) {
+            return Ok(message.clone());
         }
-        let mut messages = list_dir(&cur).map_err(err)?;
-        messages.sort_by(|a, b| a.uid.cmp(&b.uid));
-        Ok(messages)
+        let Some(name) = message.path.file_name().and_then(|n| n.to_str()) else {
+            return Ok(message.clone());
+        };
+        let cur = dir.with_file_name("cur");
+        let target = cur.join(format!("{name}:2,S"));
+        match fs::rename(&message.path, &target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&cur)?;
+                fs::rename(&message.path, &target)?;
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(StoredMessage {
+            path: target,
+            ..message.clone()
+        })
     }
 
     /// Every message of a mailbox without moving anything: the grader's view.
@@ -209,7 +228,8 @@ impl Mailstore {
                 Err(e) => return Err(err(e)),
             }
         }
-        all.sort_by(|a, b| a.uid.cmp(&b.uid));
+        // Ids start with the delivery time, zero-padded: their order is delivery order.
+        all.sort_unstable_by(|a, b| a.uid.cmp(&b.uid));
         Ok(all)
     }
 
@@ -276,8 +296,10 @@ fn list_dir(dir: &Path) -> io::Result<Vec<StoredMessage>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+        let os_name = entry.file_name();
+        let Some(name) = os_name.to_str() else {
+            continue;
+        };
         if name.starts_with('.') {
             continue;
         }
@@ -295,7 +317,7 @@ fn list_dir(dir: &Path) -> io::Result<Vec<StoredMessage>> {
         };
         out.push(StoredMessage {
             uid,
-            path: entry.path(),
+            path: dir.join(&os_name),
             size,
         });
     }
@@ -352,9 +374,31 @@ mod tests {
         );
         for m in &messages {
             assert_eq!(m.size, fs::metadata(&m.path).unwrap().len());
-            assert!(m.path.parent().unwrap().ends_with("cur"));
+            let seen = store.mark_seen(m).unwrap();
+            assert!(seen.path.parent().unwrap().ends_with("cur"));
+            assert_eq!(fs::read(&seen.path).unwrap(), fs::read(&seen.path).unwrap());
+            assert_eq!(store.mark_seen(&seen).unwrap(), seen);
         }
+        let reopened = store.open_mailbox("usr1@gmail.com").unwrap();
+        assert_eq!(
+            reopened.iter().map(|m| &m.uid).collect::<Vec<_>>(),
+            messages.iter().map(|m| &m.uid).collect::<Vec<_>>()
+        );
         assert!(messages[0].uid < messages[1].uid);
+    }
+
+    #[test]
+    fn concurrent_first_deliveries_all_succeed() {
+        for round in 0..20 {
+            let (_d, store) = store();
+            let address = format!("new{round}@b.c");
+            std::thread::scope(|scope| {
+                for _ in 0..8 {
+                    scope.spawn(|| store.deliver(&address, b"x\r\n").unwrap());
+                }
+            });
+            assert_eq!(store.count(&address), 8);
+        }
     }
 
     #[test]

@@ -5,5 +5,6 @@ mod cli;
 mod dns;
 mod interop;
 mod pop3;
+mod relay;
 mod smtp;
 mod support;

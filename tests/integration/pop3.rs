@@ -193,3 +193,14 @@ async fn top_and_capa() {
     assert!(c.body().await.contains(&"UIDL".to_string()));
     net.stop().await;
 }
+
+#[tokio::test]
+async fn the_maildrop_is_free_the_moment_quit_is_answered() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    for _ in 0..20 {
+        let mut c = login(gmail.pop3, "usr1@gmail.com", "password1").await;
+        assert!(c.pop("QUIT").await.starts_with("+OK"));
+    }
+    net.stop().await;
+}

@@ -1,0 +1,133 @@
+//! Delivery status notifications (RFC 3464): the bounce a sender gets back.
+
+use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
+use mail_builder::MessageBuilder;
+
+/// Why one recipient could not be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The recipient as it was given.
+    pub recipient: String,
+    /// The enhanced status code, e.g. `5.1.1`.
+    pub status: String,
+    /// The remote server that refused, if one answered.
+    pub remote_mta: Option<String>,
+    /// The remote server's reply, or what went wrong.
+    pub diagnostic: String,
+}
+
+/// Builds a `multipart/report; report-type=delivery-status` message from
+/// `MAILER-DAEMON@<reporting_mta>` to `sender`: a human-readable part naming
+/// each recipient and quoting the reply, the `message/delivery-status` part,
+/// and the original message's headers.
+pub fn bounce(
+    reporting_mta: &str,
+    sender: &str,
+    failures: &[Failure],
+    original: &[u8],
+    date: &str,
+) -> Vec<u8> {
+    let mut text = format!(
+        "This is the mail system at host {reporting_mta}.\r\n\r\n\
+         I'm sorry to have to inform you that your message could not\r\n\
+         be delivered to one or more recipients. It's attached below.\r\n\r\n"
+    );
+    for f in failures {
+        let via = f
+            .remote_mta
+            .as_deref()
+            .map(|m| format!("host {m} said: "))
+            .unwrap_or_default();
+        text.push_str(&format!("<{}>: {via}{}\r\n", f.recipient, f.diagnostic));
+    }
+
+    let mut status = format!("Reporting-MTA: dns; {reporting_mta}\r\nArrival-Date: {date}\r\n");
+    for f in failures {
+        status.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
+            f.recipient, f.status
+        ));
+        if let Some(mta) = &f.remote_mta {
+            status.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
+        }
+        status.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", f.diagnostic));
+    }
+
+    let headers_end = find_header_end(original);
+    let report = MimePart::new(
+        mail_builder::headers::content_type::ContentType::new("multipart/report")
+            .attribute("report-type", "delivery-status"),
+        vec![
+            MimePart::new("text/plain", text),
+            MimePart::new("message/delivery-status", status),
+            MimePart::new(
+                "text/rfc822-headers",
+                String::from_utf8_lossy(&original[..headers_end]).into_owned(),
+            ),
+        ],
+    );
+    MessageBuilder::new()
+        .from((
+            "Mail Delivery System".to_string(),
+            format!("MAILER-DAEMON@{reporting_mta}"),
+        ))
+        .to(sender.to_string())
+        .subject("Undelivered Mail Returned to Sender")
+        .header("Auto-Submitted", Raw::new("auto-replied"))
+        .header("Date", Raw::new(date.to_string()))
+        .body(report)
+        .write_to_vec()
+        .unwrap_or_default()
+}
+
+/// Where the header block ends (after its blank line), or the whole message.
+fn find_header_end(message: &[u8]) -> usize {
+    let mut offset = 0;
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        offset += line.len();
+        if line == b"\r\n" || line == b"\n" {
+            return offset;
+        }
+    }
+    message.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_parser::{MessageParser, MimeHeaders};
+
+    #[test]
+    fn a_bounce_is_a_delivery_status_report() {
+        let failures = vec![Failure {
+            recipient: "error@gmail.com".into(),
+            status: "5.1.1".into(),
+            remote_mta: Some("gmail-smtp-in.l.google.com".into()),
+            diagnostic: "550 5.1.1 <error@gmail.com>: User unknown".into(),
+        }];
+        let original = b"From: usr1@mail.sustech.edu.cn\r\nSubject: hello\r\n\r\nsecret body\r\n";
+        let raw = bounce(
+            "exmail.qq.com",
+            "usr1@mail.sustech.edu.cn",
+            &failures,
+            original,
+            "Mon, 23 Nov 2026 08:00:00 +0000",
+        );
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        assert_eq!(msg.subject(), Some("Undelivered Mail Returned to Sender"));
+        assert_eq!(
+            msg.from().unwrap().first().unwrap().address(),
+            Some("MAILER-DAEMON@exmail.qq.com")
+        );
+        let ct = msg.content_type().unwrap();
+        assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+        assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("<error@gmail.com>: host gmail-smtp-in.l.google.com said: 550 5.1.1"));
+        assert!(text.contains("Final-Recipient: rfc822; error@gmail.com"));
+        assert!(text.contains("Status: 5.1.1"));
+        assert!(text.contains("Subject: hello"));
+        assert!(!text.contains("secret body"));
+    }
+}

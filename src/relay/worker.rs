@@ -1,0 +1,241 @@
+//! The relay loop of one server: wakes when mail is queued, when a retry is
+//! due or when the clock is advanced, never on a polling timer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+
+use super::deliver::{deliver_domain, Job, Outcome};
+use super::dsn::{self, Failure};
+use super::queue::QueuedMessage;
+use super::RelayClock;
+use crate::mailhost::MailHost;
+use crate::resolve::MailResolver;
+use crate::smtp::address::domain_of;
+
+/// How long one relay connection may stay silent.
+const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Retry state of a queued message, kept in memory: after a restart every
+/// entry is tried at once, which is what a resumed queue should do.
+#[derive(Debug, Clone)]
+struct Retry {
+    attempts: u32,
+    next: SystemTime,
+    last_error: String,
+}
+
+/// Runs the relay of `host` until `shutdown`.
+pub async fn run(
+    host: MailHost,
+    resolver: MailResolver,
+    clock: RelayClock,
+    shutdown: CancellationToken,
+) {
+    let mut retries: HashMap<String, Retry> = HashMap::new();
+    let mut advanced = clock.subscribe();
+    loop {
+        let now = clock.now();
+        let entries = match host.queue().entries() {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(server = %host.config().name, %error, "cannot read the queue");
+                Vec::new()
+            }
+        };
+        retries.retain(|id, _| entries.iter().any(|e| &e.id == id));
+        let due: Vec<QueuedMessage> = entries
+            .iter()
+            .filter(|e| retries.get(&e.id).map(|r| r.next <= now).unwrap_or(true))
+            .cloned()
+            .collect();
+        if !due.is_empty() {
+            attempt(&host, &resolver, &clock, &due, &mut retries).await;
+            continue;
+        }
+        let wait = retries
+            .values()
+            .map(|r| r.next.duration_since(now).unwrap_or(Duration::ZERO))
+            .min()
+            .unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = host.queue().wait_for_work() => {}
+            _ = advanced.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// When an entry was queued: its id starts with the time in nanoseconds.
+fn queued_at(id: &str) -> SystemTime {
+    let nanos: u128 = id
+        .split('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    UNIX_EPOCH + Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
+}
+
+async fn attempt(
+    host: &MailHost,
+    resolver: &MailResolver,
+    clock: &RelayClock,
+    due: &[QueuedMessage],
+    retries: &mut HashMap<String, Retry>,
+) {
+    let policy = host.config().policy.clone();
+    let me = host.config().name.clone();
+    // domain -> (entry index, recipients)
+    let mut by_domain: BTreeMap<String, Vec<(usize, Vec<String>)>> = BTreeMap::new();
+    let mut messages = Vec::with_capacity(due.len());
+    for (i, entry) in due.iter().enumerate() {
+        messages.push(host.queue().message(&entry.id).unwrap_or_default());
+        let mut split: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for rcpt in &entry.recipients {
+            split
+                .entry(domain_of(rcpt).unwrap_or_default())
+                .or_default()
+                .push(rcpt.clone());
+        }
+        for (domain, rcpts) in split {
+            by_domain.entry(domain).or_default().push((i, rcpts));
+        }
+    }
+
+    let deliveries = by_domain.iter().map(|(domain, shares)| {
+        let jobs: Vec<Job> = shares
+            .iter()
+            .map(|(i, rcpts)| Job {
+                mail_from: due[*i].mail_from.clone(),
+                recipients: rcpts.clone(),
+                message: messages[*i].clone(),
+            })
+            .collect();
+        let me = me.clone();
+        async move { deliver_domain(resolver, &me, domain, &jobs, SMTP_TIMEOUT).await }
+    });
+    let results = futures::future::join_all(deliveries).await;
+
+    // entry index -> (recipient, outcome)
+    let mut outcomes: Vec<Vec<(String, Outcome)>> = vec![Vec::new(); due.len()];
+    for ((_, shares), per_job) in by_domain.iter().zip(results) {
+        for ((i, rcpts), job_outcomes) in shares.iter().zip(per_job) {
+            outcomes[*i].extend(rcpts.iter().cloned().zip(job_outcomes));
+        }
+    }
+
+    let now = clock.now();
+    for (i, entry) in due.iter().enumerate() {
+        let mut pending = Vec::new();
+        let mut failures = Vec::new();
+        let mut last_error = String::new();
+        for (rcpt, outcome) in &outcomes[i] {
+            match outcome {
+                Outcome::Delivered => {
+                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, "relayed")
+                }
+                Outcome::Temporary(reason) => {
+                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, %reason, "will retry");
+                    last_error = reason.clone();
+                    pending.push(rcpt.clone());
+                }
+                Outcome::Permanent {
+                    remote,
+                    status,
+                    diagnostic,
+                } => failures.push(Failure {
+                    recipient: rcpt.clone(),
+                    status: status.clone(),
+                    remote_mta: remote.clone(),
+                    diagnostic: diagnostic.clone(),
+                }),
+            }
+        }
+        if last_error.is_empty() {
+            if let Some(previous) = retries.get(&entry.id) {
+                last_error = previous.last_error.clone();
+            }
+        }
+        let age = now
+            .duration_since(queued_at(&entry.id))
+            .unwrap_or(Duration::ZERO);
+        if !pending.is_empty() && age >= policy.queue_lifetime {
+            for rcpt in pending.drain(..) {
+                failures.push(Failure {
+                    recipient: rcpt,
+                    status: "4.4.7".into(),
+                    remote_mta: None,
+                    diagnostic: format!(
+                        "delivery time expired after {}s: {last_error}",
+                        age.as_secs()
+                    ),
+                });
+            }
+        }
+        if !failures.is_empty() {
+            bounce(host, entry, &failures, &messages[i]);
+        }
+        if let Err(error) = host.queue().update(&entry.id, &entry.mail_from, &pending) {
+            tracing::error!(server = %me, id = %entry.id, %error, "cannot update the queue");
+        }
+        if pending.is_empty() {
+            retries.remove(&entry.id);
+        } else {
+            let attempts = retries.get(&entry.id).map(|r| r.attempts).unwrap_or(0) + 1;
+            let backoff = policy
+                .retry_initial
+                .saturating_mul(1 << (attempts - 1).min(20))
+                .min(policy.retry_max);
+            retries.insert(
+                entry.id.clone(),
+                Retry {
+                    attempts,
+                    next: now + backoff,
+                    last_error,
+                },
+            );
+        }
+    }
+}
+
+/// Sends a delivery status notification to the sender; never one for a bounce.
+fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original: &[u8]) {
+    let me = &host.config().name;
+    if entry.mail_from.is_empty() {
+        tracing::warn!(server = %me, id = %entry.id, "a bounce could not be delivered; not bouncing a bounce");
+        return;
+    }
+    let date = crate::date::rfc5322(SystemTime::now());
+    let report = dsn::bounce(me, &entry.mail_from, failures, original, &date);
+    let sender = &entry.mail_from;
+    let local = domain_of(sender)
+        .map(|d| host.config().hosts_domain(&d))
+        .unwrap_or(false);
+    let result = if local {
+        if host.config().user(sender).is_none() {
+            tracing::warn!(server = %me, %sender, "bounce for a sender that is not a user here; dropped");
+            return;
+        }
+        let mut stored = b"Return-Path: <>\r\n".to_vec();
+        stored.extend_from_slice(&report);
+        host.store()
+            .deliver(sender, &stored)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    } else {
+        host.queue()
+            .enqueue("", std::slice::from_ref(sender), &report)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(server = %me, id = %entry.id, %sender, failed = failures.len(), "bounced")
+        }
+        Err(error) => {
+            tracing::error!(server = %me, id = %entry.id, %error, "cannot store a bounce")
+        }
+    }
+}

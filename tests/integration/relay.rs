@@ -1,0 +1,300 @@
+//! Relay between domains through the fake DNS, retries, bounces, crash safety.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use mail_parser::MessageParser;
+use mailnet::network::Network;
+use mailnet::orchestrator::{RunningNetwork, UpOptions};
+use mailnet::store::Mailstore;
+
+use crate::support::{boot, send_mail};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+async fn arrives(store: &Mailstore, address: &str, count: usize) {
+    let ok = store
+        .wait_until(DEADLINE, |s| s.count(address) >= count)
+        .await;
+    assert!(
+        ok,
+        "{address} never held {count} messages (holds {})",
+        store.count(address)
+    );
+}
+
+/// The text of a stored bounce, MIME decoded.
+fn bounce_text(store: &Mailstore, address: &str) -> String {
+    let stored = store.peek(address).unwrap();
+    let raw = std::fs::read(&stored[0].path).unwrap();
+    let msg = MessageParser::default().parse(&raw).unwrap();
+    let mut text = format!("Subject: {}\n", msg.subject().unwrap_or(""));
+    for i in 0..3 {
+        if let Some(part) = msg.body_text(i) {
+            text.push_str(&part);
+        }
+    }
+    for part in &msg.parts {
+        text.push_str(&String::from_utf8_lossy(part.contents()));
+    }
+    text
+}
+
+#[tokio::test]
+async fn cross_domain_mail_arrives_with_both_hops() {
+    let net = boot().await;
+    let qq = net.server("exmail.qq.com").unwrap();
+    let gmail = net.server("gmail.com").unwrap();
+    send_mail(
+        qq.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "From: usr1@mail.sustech.edu.cn\r\nSubject: Test Subject\r\n\r\nTest Body\r\n",
+    )
+    .await;
+    arrives(gmail.host.store(), "usr1@gmail.com", 1).await;
+    let raw = std::fs::read_to_string(&gmail.host.store().peek("usr1@gmail.com").unwrap()[0].path)
+        .unwrap();
+    assert_eq!(
+        raw.matches("\r\nReceived: ").count() + usize::from(raw.starts_with("Received: ")),
+        2,
+        "{raw}"
+    );
+    assert!(
+        raw.contains("by exmail.qq.com (mailnet)") && raw.contains("by gmail.com (mailnet)"),
+        "{raw}"
+    );
+    assert!(raw.ends_with("Subject: Test Subject\r\n\r\nTest Body\r\n"));
+    assert!(qq.host.queue().wait_until_empty(DEADLINE).await);
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_remote_recipient_bounces_to_the_sender() {
+    let net = boot().await;
+    let qq = net.server("exmail.qq.com").unwrap();
+    send_mail(
+        qq.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &["error@gmail.com"],
+        "From: usr1@mail.sustech.edu.cn\r\nSubject: to nobody\r\n\r\nx\r\n",
+    )
+    .await;
+    arrives(qq.host.store(), "usr1@mail.sustech.edu.cn", 1).await;
+    let text = bounce_text(qq.host.store(), "usr1@mail.sustech.edu.cn");
+    assert!(
+        text.contains("Subject: Undelivered Mail Returned to Sender"),
+        "{text}"
+    );
+    assert!(text.contains("error@gmail.com"), "{text}");
+    assert!(text.contains("550 5.1.1"), "{text}");
+    assert!(
+        text.contains("Final-Recipient: rfc822; error@gmail.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Subject: to nobody"),
+        "the original headers are attached: {text}"
+    );
+    let stored =
+        std::fs::read_to_string(&qq.host.store().peek("usr1@mail.sustech.edu.cn").unwrap()[0].path)
+            .unwrap();
+    assert!(stored.starts_with("Return-Path: <>\r\n"));
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn mixed_recipients_deliver_two_and_bounce_one() {
+    let net = boot().await;
+    let qq = net.server("exmail.qq.com").unwrap();
+    let gmail = net.server("gmail.com").unwrap();
+    send_mail(
+        qq.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &[
+            "usr2@mail.sustech.edu.cn",
+            "usr1@gmail.com",
+            "error@gmail.com",
+        ],
+        "Subject: mixed\r\n\r\nx\r\n",
+    )
+    .await;
+    arrives(qq.host.store(), "usr2@mail.sustech.edu.cn", 1).await;
+    arrives(gmail.host.store(), "usr1@gmail.com", 1).await;
+    arrives(qq.host.store(), "usr1@mail.sustech.edu.cn", 1).await;
+    let text = bounce_text(qq.host.store(), "usr1@mail.sustech.edu.cn");
+    assert_eq!(text.matches("Final-Recipient:").count(), 1, "{text}");
+    net.stop().await;
+}
+
+/// A network whose gmail.com runs elsewhere at a port nothing listens on yet,
+/// and the port it will be at.
+async fn qq_alone(
+    edit: impl Fn(&mut mailnet::network::Policy),
+) -> (RunningNetwork, u16, tempfile::TempDir) {
+    let gmail_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut net = Network::default_network().with_ephemeral_ports();
+    for server in &mut net.servers {
+        edit(&mut server.policy);
+        if server.name == "gmail.com" {
+            server.smtp_port = gmail_port;
+        }
+    }
+    let data = tempfile::tempdir().unwrap();
+    let options = UpOptions {
+        only: Some("exmail.qq.com".into()),
+        data_dir: Some(data.path().to_path_buf()),
+        ..UpOptions::default()
+    };
+    (
+        RunningNetwork::start(net, options).await.unwrap(),
+        gmail_port,
+        data,
+    )
+}
+
+async fn gmail_alone_at(port: u16) -> RunningNetwork {
+    let mut net = Network::default_network().with_ephemeral_ports();
+    for server in &mut net.servers {
+        if server.name == "gmail.com" {
+            server.smtp_port = port;
+        }
+    }
+    let options = UpOptions {
+        only: Some("gmail.com".into()),
+        ..UpOptions::default()
+    };
+    RunningNetwork::start(net, options).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_server_that_was_down_gets_the_mail_after_a_retry() {
+    let (qq, gmail_port, _data) = qq_alone(|p| p.retry_initial = Duration::from_secs(30)).await;
+    let qq_server = qq.server("exmail.qq.com").unwrap().clone();
+    send_mail(
+        qq_server.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: later\r\n\r\nx\r\n",
+    )
+    .await;
+    // Nothing listens for gmail.com yet, so the message can only be queued.
+    assert_eq!(qq_server.host.queue().entries().unwrap().len(), 1);
+    let gmail = gmail_alone_at(gmail_port).await;
+    // The retry is 30 s away; make the time pass instead of waiting for it.
+    qq.clock.advance(Duration::from_secs(31));
+    arrives(
+        gmail.server("gmail.com").unwrap().host.store(),
+        "usr1@gmail.com",
+        1,
+    )
+    .await;
+    assert!(
+        qq_server.host.store().count("usr1@mail.sustech.edu.cn") == 0,
+        "no bounce"
+    );
+    gmail.stop().await;
+    qq.stop().await;
+}
+
+#[tokio::test]
+async fn a_server_down_past_the_lifetime_makes_a_bounce() {
+    let (qq, _gmail_port, _data) = qq_alone(|p| {
+        p.retry_initial = Duration::from_secs(1);
+        p.queue_lifetime = Duration::from_secs(60);
+    })
+    .await;
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    send_mail(
+        server.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: never\r\n\r\nx\r\n",
+    )
+    .await;
+    qq.clock.advance(Duration::from_secs(61));
+    arrives(server.host.store(), "usr1@mail.sustech.edu.cn", 1).await;
+    let text = bounce_text(server.host.store(), "usr1@mail.sustech.edu.cn");
+    assert!(text.contains("Status: 4.4.7"), "{text}");
+    assert!(text.contains("delivery time expired"), "{text}");
+    assert!(server.host.queue().wait_until_empty(DEADLINE).await);
+    qq.stop().await;
+}
+
+#[test]
+fn kill_9_after_the_250_loses_nothing() {
+    const BIN: &str = env!("CARGO_BIN_EXE_mailnet");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let gmail_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "dns: 127.0.0.1:0\nservers:\n  - name: exmail.qq.com\n    domains: [mail.sustech.edu.cn]\n    smtp: {{ port: 0 }}\n    pop3: {{ port: 0 }}\n    users:\n      - {{ address: usr1@mail.sustech.edu.cn, password: p }}\n  - name: gmail.com\n    domains: [gmail.com]\n    smtp: {{ port: {gmail_port} }}\n    pop3: {{ port: 0 }}\n    users:\n      - {{ address: usr1@gmail.com, password: p }}\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let mut child = Command::new(BIN)
+            .args(["--quiet", "up"])
+            .arg(&file)
+            .args(["--only", "exmail.qq.com", "--data-dir"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = 0;
+        for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+            let line = line.unwrap();
+            if line.starts_with("exmail.qq.com ") {
+                port = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+            }
+            if line.starts_with("ready") {
+                break;
+            }
+        }
+        (child, port)
+    };
+    let (mut first, port) = start();
+    runtime.block_on(send_mail(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: survive\r\n\r\nx\r\n",
+    ));
+    first.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    first.wait().unwrap();
+
+    let net = Network::load(&file).unwrap();
+    let gmail = runtime
+        .block_on(RunningNetwork::start(
+            net,
+            UpOptions {
+                only: Some("gmail.com".into()),
+                ..UpOptions::default()
+            },
+        ))
+        .unwrap();
+    let (mut second, _) = start();
+    let store = gmail.server("gmail.com").unwrap().host.store().clone();
+    let delivered =
+        runtime.block_on(store.wait_until(DEADLINE, |s| s.count("usr1@gmail.com") == 1));
+    let _ = second.kill();
+    let _ = second.wait();
+    runtime.block_on(gmail.stop());
+    assert!(
+        delivered,
+        "the queued message was not delivered after the restart"
+    );
+}
