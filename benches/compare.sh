@@ -2,7 +2,7 @@
 # Side-by-side measurements: mailnet next to the reference implementations,
 # back to back in one run (the machine is noisy; only ratios from one run count).
 #
-#   benches/compare.sh [dns|smtp|pop3|boot|all]
+#   benches/compare.sh [boot|dns|smtp|pop3|relay|all]
 #
 # Needs (Debian): dnsperf, postfix (smtp-source, smtp-sink), dovecot-pop3d;
 # (PyPI): aiosmtpd, dnslib. Each part says what it skips when a tool is missing.
@@ -106,8 +106,16 @@ PY
   kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 }
 
+bench_relay() {
+  echo "== relay end to end (exmail.qq.com -> gmail.com), against single-hop ingest in the same run"
+  "$MAILNET" --quiet bench smtp -n 5000 -c 20 --reuse
+  "$MAILNET" --quiet bench relay -n 5000 -c 1
+  "$MAILNET" --quiet bench relay -n 5000 -c 20
+  "$MAILNET" --quiet bench relay -n 300 --one-at-a-time
+}
+
 case $what in
-  boot) bench_boot ;; dns) bench_dns ;; smtp) bench_smtp ;; pop3) bench_pop3 ;;
-  all) bench_boot; bench_dns; bench_smtp; bench_pop3 ;;
-  *) echo "usage: $0 [dns|smtp|pop3|boot|all]" >&2; exit 2 ;;
+  boot) bench_boot ;; dns) bench_dns ;; smtp) bench_smtp ;; pop3) bench_pop3 ;; relay) bench_relay ;;
+  all) bench_boot; bench_dns; bench_smtp; bench_pop3; bench_relay ;;
+  *) echo "usage: $0 [boot|dns|smtp|pop3|relay|all]" >&2; exit 2 ;;
 esac

@@ -98,6 +98,17 @@ pub struct RunningNetwork {
     _temp: Option<tempfile::TempDir>,
 }
 
+/// An address a client can connect to: an unspecified bind (`0.0.0.0`) is reached on loopback.
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => SocketAddr::from(([127, 0, 0, 1], addr.port())),
+        IpAddr::V6(v6) if v6.is_unspecified() => {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()))
+        }
+        _ => addr,
+    }
+}
+
 fn bind_error(what: String, addr: SocketAddr, source: io::Error) -> UpError {
     if source.kind() == io::ErrorKind::AddrInUse {
         UpError::PortInUse { what, addr }
@@ -222,12 +233,15 @@ impl RunningNetwork {
                 }
             });
         }
-        let resolver = match options.dns {
-            Some(addr) => MailResolver::from_dns(addr),
-            None => MailResolver::from_zone(zone.clone()),
+        // Relays ask a real DNS server whenever there is one: the one named by
+        // --dns, else this process's own. Only a server running alone (--only,
+        // no --dns) reads the in-memory zone directly.
+        let resolver = match (options.dns, dns) {
+            (Some(addr), _) => MailResolver::from_dns(addr),
+            (None, Some(own)) => MailResolver::from_dns(reachable(own)),
+            (None, None) => MailResolver::from_zone(zone.clone()),
         };
 
-        tracing::debug!("DNS started");
         let clock = crate::relay::RelayClock::default();
         let mut servers = Vec::new();
         for (i, smtp, pop3) in listeners {

@@ -84,6 +84,9 @@ pub struct UpArgs {
     /// fsync every accepted message before its 250 (survives power loss, not just a crash).
     #[arg(long)]
     pub fsync: bool,
+    /// Every server applies the exact COMP 431 HW1/HW3 command grammar (policy `strict`).
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// `mailnet dns`.

@@ -98,6 +98,11 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.dns_listen {
         network.dns = listen;
     }
+    if args.strict {
+        for server in &mut network.servers {
+            server.policy.strict = true;
+        }
+    }
     let options = UpOptions {
         only: args.only.clone(),
         dns: args.dns,

@@ -199,3 +199,42 @@ async fn swaks_with_auth_login_and_pipelining() {
     assert_eq!(gmail.host.store().count("hcy@gmail.com"), 1);
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_relay_cases_of_the_cs305_grader() {
+    if !have("python3", &["--version"]) {
+        return;
+    }
+    let net = boot().await;
+    let qq = net.server("exmail.qq.com").unwrap().clone();
+    let gmail = net.server("gmail.com").unwrap().clone();
+    let port = qq.smtp.port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").args([&script("relay_send.py"), &port]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("sent"), "{out}");
+    let deadline = std::time::Duration::from_secs(15);
+    assert!(
+        gmail
+            .host
+            .store()
+            .wait_until(deadline, |s| s.count("usr1@gmail.com") == 1)
+            .await
+    );
+    assert!(
+        qq.host
+            .store()
+            .wait_until(deadline, |s| s.count("usr1@mail.sustech.edu.cn") == 1)
+            .await
+    );
+    let (g, q) = (gmail.pop3.port().to_string(), qq.pop3.port().to_string());
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").args([&script("relay_check.py"), &g, &q]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("relay checks passed"), "{out}");
+    net.stop().await;
+}
