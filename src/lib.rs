@@ -6,6 +6,7 @@
 //! - `fake-dns` (a crate of its own): the zone and the authoritative DNS server.
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod cli;
 pub mod date;
 pub mod mailhost;

@@ -47,6 +47,12 @@ fn main() -> std::process::ExitCode {
             Command::Inspect(args) => {
                 cli::inspect::run(args).map(|_| std::process::ExitCode::SUCCESS)
             }
+            Command::Send(args) => cli::send::run(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
+            Command::Fetch(args) => cli::fetch::run(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
             Command::Bench(args) => cli::bench::run(args)
                 .await
                 .map(|_| std::process::ExitCode::SUCCESS),

@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod check;
+pub mod fetch;
 pub mod inspect;
+pub mod send;
 pub mod up;
 
 use std::net::{IpAddr, SocketAddr};
@@ -48,7 +50,11 @@ pub enum Command {
     Check(CheckArgs),
     /// Show a stored message or mailbox: headers, MIME parts; extract attachments.
     Inspect(InspectArgs),
-    /// Measure boot time, SMTP or POP3 throughput.
+    /// Compose and send mail (flags, or the HW3 prompts when no --to is given).
+    Send(send::SendArgs),
+    /// Read a mailbox over POP3: list, retrieve, save attachments, download, delete.
+    Fetch(fetch::FetchArgs),
+    /// Measure boot time, SMTP, POP3 or relay throughput.
     Bench(bench::BenchArgs),
 }
 

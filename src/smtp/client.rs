@@ -26,9 +26,26 @@ pub enum ClientError {
 pub struct SmtpClient<S> {
     stream: BufReader<S>,
     timeout: Duration,
+    /// `C:`/`S:` lines, when asked for (`mailnet send --transcript`, the grader).
+    transcript: Option<Vec<crate::transcript::Line>>,
 }
 
 impl SmtpClient<TcpStream> {
+    /// Connects, starts recording the dialogue and reads the greeting.
+    pub async fn connect_recording(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<(Self, Reply), ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        let _ = stream.set_nodelay(true);
+        let mut client = SmtpClient::new(stream, timeout);
+        client.record_transcript();
+        let greeting = client.read_reply().await?;
+        Ok((client, greeting))
+    }
+
     /// Connects and reads the greeting.
     pub async fn connect(
         addr: std::net::SocketAddr,
@@ -50,6 +67,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         SmtpClient {
             stream: BufReader::new(stream),
             timeout,
+            transcript: None,
+        }
+    }
+
+    /// Starts recording the dialogue (the greeting, if already read, is not in it).
+    pub fn record_transcript(&mut self) {
+        self.transcript.get_or_insert_with(Vec::new);
+    }
+
+    /// Takes the lines recorded so far.
+    pub fn take_transcript(&mut self) -> Vec<crate::transcript::Line> {
+        self.transcript
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn note(&mut self, line: crate::transcript::Line) {
+        if let Some(t) = self.transcript.as_mut() {
+            t.push(line);
         }
     }
 
@@ -70,6 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
                 .and_then(|c| c.parse().ok())
                 .ok_or_else(|| ClientError::Malformed(line.to_string()))?;
             let more = line.as_bytes().get(3) == Some(&b'-');
+            self.note(crate::transcript::Line::server(line));
             lines.push((code, line.get(4..).unwrap_or("").to_string()));
             if !more {
                 return Ok(Reply {
@@ -89,6 +127,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Sends one command line and reads its reply.
     pub async fn command(&mut self, line: &str) -> Result<Reply, ClientError> {
+        self.note(crate::transcript::Line::client(line));
         self.write(format!("{line}\r\n").as_bytes()).await?;
         self.read_reply().await
     }
@@ -97,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     pub async fn pipeline(&mut self, lines: &[String]) -> Result<Vec<Reply>, ClientError> {
         let mut batch = String::new();
         for line in lines {
+            self.note(crate::transcript::Line::client(line.as_str()));
             batch.push_str(line);
             batch.push_str("\r\n");
         }
@@ -110,6 +150,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Sends a message after a `354`: dot-stuffed, CRLF-terminated, then `.`; reads the reply.
     pub async fn send_message(&mut self, message: &[u8]) -> Result<Reply, ClientError> {
+        if self.transcript.is_some() {
+            for line in crate::transcript::abbreviate_message(message) {
+                self.note(line);
+            }
+        }
         let mut wire = Vec::with_capacity(message.len() + 64);
         crate::pop3::content::stuffed(message, &mut wire);
         self.write(&wire).await?;

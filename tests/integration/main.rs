@@ -1,6 +1,7 @@
 //! All integration tests in one binary (hickory-dns style): one module per area.
 //! Every network binds port 0, so tests run in parallel; nothing sleeps.
 
+mod agent;
 mod cli;
 mod dns;
 mod interop;

@@ -1,0 +1,191 @@
+//! Reading a mailbox over POP3 with the project's POP3 client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::pop3::client::Pop3Client;
+
+/// A POP3 failure, one line for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    /// The server could not be reached or broke the connection.
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable {
+        /// Where.
+        server: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Login refused.
+    #[error("login refused by {server}: {reply}")]
+    Login {
+        /// Where.
+        server: SocketAddr,
+        /// The `-ERR` line.
+        reply: String,
+    },
+    /// A command refused.
+    #[error("{server} refused {command}: {reply}")]
+    Refused {
+        /// Where.
+        server: SocketAddr,
+        /// The command.
+        command: String,
+        /// The `-ERR` line.
+        reply: String,
+    },
+}
+
+/// One message as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Its number in this session.
+    pub number: usize,
+    /// Its size in octets.
+    pub size: u64,
+    /// Its unique id.
+    pub uid: String,
+}
+
+/// A logged-in POP3 session.
+pub struct Mailbox {
+    client: Pop3Client<TcpStream>,
+    server: SocketAddr,
+}
+
+impl Mailbox {
+    /// Connects and logs in with USER/PASS.
+    pub async fn open(
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+    ) -> Result<Mailbox, MailboxError> {
+        let unreachable = |e: crate::smtp::client::ClientError| MailboxError::Unreachable {
+            server,
+            reason: e.to_string(),
+        };
+        let (mut client, greeting) = Pop3Client::connect(server, timeout)
+            .await
+            .map_err(unreachable)?;
+        if !greeting.ok {
+            return Err(MailboxError::Refused {
+                server,
+                command: "the connection".into(),
+                reply: greeting.line,
+            });
+        }
+        let reply = client
+            .command(&format!("USER {user}"))
+            .await
+            .map_err(unreachable)?;
+        if !reply.ok {
+            return Err(MailboxError::Login {
+                server,
+                reply: reply.line,
+            });
+        }
+        let reply = client
+            .command(&format!("PASS {password}"))
+            .await
+            .map_err(unreachable)?;
+        if !reply.ok {
+            return Err(MailboxError::Login {
+                server,
+                reply: reply.line,
+            });
+        }
+        Ok(Mailbox { client, server })
+    }
+
+    fn unreachable(&self, e: crate::smtp::client::ClientError) -> MailboxError {
+        MailboxError::Unreachable {
+            server: self.server,
+            reason: e.to_string(),
+        }
+    }
+
+    async fn multiline(&mut self, command: &str) -> Result<Vec<u8>, MailboxError> {
+        let (status, body) = self
+            .client
+            .multiline(command)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !status.ok {
+            return Err(MailboxError::Refused {
+                server: self.server,
+                command: command.to_string(),
+                reply: status.line,
+            });
+        }
+        Ok(body)
+    }
+
+    /// Every message: number, size and unique id.
+    pub async fn list(&mut self) -> Result<Vec<Entry>, MailboxError> {
+        let sizes = String::from_utf8_lossy(&self.multiline("LIST").await?).into_owned();
+        let uids = String::from_utf8_lossy(&self.multiline("UIDL").await?).into_owned();
+        let uid_of: std::collections::HashMap<&str, &str> =
+            uids.lines().filter_map(|l| l.split_once(' ')).collect();
+        Ok(sizes
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(n, size)| {
+                Some(Entry {
+                    number: n.parse().ok()?,
+                    size: size.trim().parse().ok()?,
+                    uid: uid_of
+                        .get(n)
+                        .map(|u| u.trim().to_string())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// Message `number`, whole.
+    pub async fn retr(&mut self, number: usize) -> Result<Vec<u8>, MailboxError> {
+        self.multiline(&format!("RETR {number}")).await
+    }
+
+    /// The headers of message `number`.
+    pub async fn headers(&mut self, number: usize) -> Result<Vec<u8>, MailboxError> {
+        self.multiline(&format!("TOP {number} 0")).await
+    }
+
+    /// Marks message `number` deleted (applied at [`Mailbox::quit`]).
+    pub async fn dele(&mut self, number: usize) -> Result<(), MailboxError> {
+        let reply = self
+            .client
+            .command(&format!("DELE {number}"))
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !reply.ok {
+            return Err(MailboxError::Refused {
+                server: self.server,
+                command: format!("DELE {number}"),
+                reply: reply.line,
+            });
+        }
+        Ok(())
+    }
+
+    /// Ends the session, applying deletions.
+    pub async fn quit(mut self) -> Result<(), MailboxError> {
+        let reply = self
+            .client
+            .command("QUIT")
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !reply.ok {
+            return Err(MailboxError::Refused {
+                server: self.server,
+                command: "QUIT".into(),
+                reply: reply.line,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The mail user agent behind `mailnet send` and `mailnet fetch`, also used by
+//! the grader: compose a message, find the sender's server through DNS, submit
+//! it (with AUTH); log in to POP3 and read mail back.
+//!
+//! - [`compose`]: a draft and the MIME message built from it (mail-builder).
+//! - [`submit`]: finding the submission server and the SMTP dialogue.
+//! - [`mailbox`]: finding the POP3 server and reading a mailbox.
+
+pub mod compose;
+pub mod mailbox;
+pub mod submit;

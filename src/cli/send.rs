@@ -1,0 +1,284 @@
+//! `mailnet send`: compose and submit mail, from flags or interactively
+//! (the prompts of UNC COMP 431 HW3: `From:`, `To:`, `Subject:`, `Message:`).
+
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+
+use crate::agent::compose::{address_list, bare_address, Draft};
+use crate::agent::submit::{submit, AuthMechanism, SubmitOptions};
+
+/// `mailnet send` arguments.
+#[derive(Debug, clap::Args)]
+pub struct SendArgs {
+    /// Sender address. Without --to, every field is asked for interactively.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Recipient (repeat, or separate with commas).
+    #[arg(long)]
+    pub to: Vec<String>,
+    /// Copied recipient.
+    #[arg(long)]
+    pub cc: Vec<String>,
+    /// Hidden recipient.
+    #[arg(long)]
+    pub bcc: Vec<String>,
+    /// Subject.
+    #[arg(long, default_value = "")]
+    pub subject: String,
+    /// Body text.
+    #[arg(long, conflicts_with = "body_file")]
+    pub body: Option<String>,
+    /// Read the body from this file, or `-` for standard input.
+    #[arg(long, value_name = "FILE")]
+    pub body_file: Option<PathBuf>,
+    /// Attach a file (repeat for several).
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+    /// Interactive mode also asks `Attachment:` (HW3's extra credit client).
+    #[arg(long)]
+    pub ask_attachments: bool,
+    /// The submission server, HOST:PORT; else found by `SRV _submission._tcp.<sender domain>`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// The DNS to find servers with.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300")]
+    pub dns: SocketAddr,
+    /// Log in as this user (default: the sender) when a password is given.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password for AUTH (or MAILNET_PASSWORD; --auth prompts for it without echo).
+    #[arg(long, env = "MAILNET_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Log in with AUTH even without --password (asks for it).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "auto")]
+    pub auth: Option<AuthMechanism>,
+    /// Print the SMTP dialogue as C:/S: lines.
+    #[arg(long)]
+    pub transcript: bool,
+}
+
+/// Where interactive answers come from: a line editor with history on a
+/// terminal, plain lines when piped.
+enum Input {
+    Editor(Box<rustyline::DefaultEditor>),
+    Plain(std::io::StdinLock<'static>),
+}
+
+impl Input {
+    fn new() -> Input {
+        if std::io::stdin().is_terminal() {
+            if let Ok(editor) = rustyline::DefaultEditor::new() {
+                return Input::Editor(Box::new(editor));
+            }
+        }
+        Input::Plain(std::io::stdin().lock())
+    }
+
+    /// Asks `prompt`; `None` at end of input.
+    fn ask(&mut self, prompt: &str) -> anyhow::Result<Option<String>> {
+        match self {
+            Input::Editor(editor) => match editor.readline(&format!("{prompt} ")) {
+                Ok(line) => {
+                    let _ = editor.add_history_entry(line.as_str());
+                    Ok(Some(line))
+                }
+                Err(rustyline::error::ReadlineError::Eof)
+                | Err(rustyline::error::ReadlineError::Interrupted) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+            Input::Plain(stdin) => {
+                println!("{prompt}");
+                let mut line = String::new();
+                if stdin.read_line(&mut line)? == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(line.trim_end_matches(['\r', '\n']).to_string()))
+            }
+        }
+    }
+}
+
+fn options(args: &SendArgs, from: &str) -> anyhow::Result<SubmitOptions> {
+    let password = match (&args.password, args.auth) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(_)) => {
+            if !std::io::stdin().is_terminal() {
+                bail!("--auth needs a password: give --password or MAILNET_PASSWORD (no terminal to ask on)");
+            }
+            Some(rpassword::prompt_password("Password: ")?)
+        }
+        (None, None) => None,
+    };
+    let user = args
+        .user
+        .clone()
+        .unwrap_or_else(|| bare_address(from).to_string());
+    Ok(SubmitOptions {
+        server: args.server.clone(),
+        dns: args.dns,
+        auth: password.map(|p| (user, p)),
+        mechanism: args.auth.unwrap_or(AuthMechanism::Auto),
+        helo: crate::smtp::address::domain_of(bare_address(from))
+            .unwrap_or_else(|| "localhost".into()),
+        timeout: Duration::from_secs(30),
+    })
+}
+
+/// Sends one draft; prints the outcome line (and the transcript if asked).
+async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
+    draft.validate()?;
+    check_domains(draft, args.dns).await?;
+    let message = draft.build(SystemTime::now())?;
+    let options = options(args, &draft.from)?;
+    let result = submit(
+        &message,
+        bare_address(&draft.from),
+        &draft.recipients(),
+        &options,
+    )
+    .await;
+    match result {
+        Ok(done) => {
+            if args.transcript {
+                for line in &done.transcript {
+                    println!("{line}");
+                }
+            }
+            println!(
+                "sent to {} via {}: {}",
+                draft.recipients().join(", "),
+                done.server,
+                done.reply
+            );
+            if !done.refused.is_empty() {
+                let refused: Vec<String> = done
+                    .refused
+                    .iter()
+                    .map(|(r, why)| format!("<{r}>: {why}"))
+                    .collect();
+                bail!(
+                    "some recipients were refused (the others got the message): {}",
+                    refused.join("; ")
+                );
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses recipients whose domain has no mail server, before connecting.
+/// When the DNS does not answer at all, the server will judge instead.
+async fn check_domains(draft: &Draft, dns: SocketAddr) -> anyhow::Result<()> {
+    let resolver = crate::resolve::MailResolver::from_dns(dns);
+    let mut domains: Vec<String> = draft
+        .recipients()
+        .iter()
+        .filter_map(|r| crate::smtp::address::domain_of(r))
+        .collect();
+    domains.sort();
+    domains.dedup();
+    for domain in domains {
+        match resolver.mx(&domain).await {
+            Ok(_) => {}
+            Err(e) if e.is_temporary() => return Ok(()),
+            Err(e) => bail!("unknown recipient domain {domain}: {e} (DNS {dns})"),
+        }
+    }
+    Ok(())
+}
+
+/// Runs `mailnet send`.
+pub async fn run(args: &SendArgs) -> anyhow::Result<()> {
+    if args.to.is_empty() && args.cc.is_empty() && args.bcc.is_empty() {
+        return interactive(args).await;
+    }
+    let from = args.from.clone().context("--from is required with --to")?;
+    let body = match (&args.body, &args.body_file) {
+        (Some(b), _) => b.clone(),
+        (None, Some(path)) if path.as_os_str() == "-" => {
+            let mut b = String::new();
+            std::io::stdin().read_to_string(&mut b)?;
+            b
+        }
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("body file {}", path.display()))?,
+        (None, None) => String::new(),
+    };
+    let split = |list: &[String]| {
+        list.iter()
+            .flat_map(|a| address_list(a))
+            .collect::<Vec<_>>()
+    };
+    let draft = Draft {
+        from,
+        to: split(&args.to),
+        cc: split(&args.cc),
+        bcc: split(&args.bcc),
+        subject: args.subject.clone(),
+        body,
+        attachments: args.attach.clone(),
+    };
+    send_one(&draft, args).await
+}
+
+/// The HW3 loop: ask, send, and again until end of input. A message that
+/// fails is reported and the loop ends with a failure, as HW3's client does.
+async fn interactive(args: &SendArgs) -> anyhow::Result<()> {
+    let mut input = Input::new();
+    loop {
+        let from = match &args.from {
+            Some(f) => f.clone(),
+            None => match input.ask("From:")? {
+                Some(f) => f,
+                None => return Ok(()),
+            },
+        };
+        let Some(to) = input.ask("To:")? else {
+            return Ok(());
+        };
+        let Some(subject) = input.ask("Subject:")? else {
+            return Ok(());
+        };
+        let mut body = String::new();
+        let mut prompt = "Message:";
+        loop {
+            let Some(line) = input.ask(prompt)? else {
+                break;
+            };
+            prompt = "";
+            if line == "." {
+                break;
+            }
+            body.push_str(&line);
+            body.push('\n');
+        }
+        let mut attachments = args.attach.clone();
+        if args.ask_attachments {
+            if let Some(paths) = input.ask("Attachment:")? {
+                attachments.extend(
+                    paths
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(PathBuf::from),
+                );
+            }
+        }
+        let draft = Draft {
+            from,
+            to: address_list(&to),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            subject,
+            body,
+            attachments,
+        };
+        send_one(&draft, args).await?;
+        let _ = std::io::stdout().flush();
+    }
+}
