@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod cli;
 pub mod date;
+pub mod listener;
 pub mod mailhost;
 pub mod network;
 pub mod orchestrator;

@@ -419,10 +419,8 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
     Ok(())
 }
 
-/// Submits `messages` at exmail.qq.com for usr1@gmail.com over `concurrency`
-/// reused sessions and times each until it is in gmail.com's mailbox. The k-th
-/// arrival is paired with the k-th accepted submission (the queue is FIFO).
-async fn relay(messages: usize, concurrency: usize) -> anyhow::Result<()> {
+/// The default network on free ports: exmail.qq.com's SMTP address and gmail.com's store.
+async fn relay_network() -> anyhow::Result<(RunningNetwork, SocketAddr, crate::store::Mailstore)> {
     let net = Network::default_network().with_ephemeral_ports();
     let running = RunningNetwork::start(net, UpOptions::default()).await?;
     let qq = running
@@ -435,6 +433,14 @@ async fn relay(messages: usize, concurrency: usize) -> anyhow::Result<()> {
         .host
         .store()
         .clone();
+    Ok((running, qq, store))
+}
+
+/// Submits `messages` at exmail.qq.com for usr1@gmail.com over `concurrency`
+/// reused sessions and times each until it is in gmail.com's mailbox. The k-th
+/// arrival is paired with the k-th accepted submission (the queue is FIFO).
+async fn relay(messages: usize, concurrency: usize) -> anyhow::Result<()> {
+    let (running, qq, store) = relay_network().await?;
     let to = "usr1@gmail.com";
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(messages)));
 
@@ -523,18 +529,7 @@ async fn relay(messages: usize, concurrency: usize) -> anyhow::Result<()> {
 /// One message at a time, each sent only after the previous one arrived:
 /// the delivery latency of an idle relay (queue wake-up, DNS, SMTP, store).
 async fn relay_latency(messages: usize) -> anyhow::Result<()> {
-    let net = Network::default_network().with_ephemeral_ports();
-    let running = RunningNetwork::start(net, UpOptions::default()).await?;
-    let qq = running
-        .server("exmail.qq.com")
-        .context("no exmail.qq.com")?
-        .smtp;
-    let store = running
-        .server("gmail.com")
-        .context("no gmail.com")?
-        .host
-        .store()
-        .clone();
+    let (running, qq, store) = relay_network().await?;
     let mut changes = store.subscribe();
     let (mut c, _) = SmtpClient::connect(qq, Duration::from_secs(30)).await?;
     c.command("EHLO bench.test").await?;

@@ -6,7 +6,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,34 +26,19 @@ pub async fn serve(
         hostname: host.config().name.clone(),
         server: host.config().clone(),
     });
-    let limit = Arc::new(Semaphore::new(host.config().policy.max_sessions));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                tracing::warn!(server = %host.config().name, %error, "accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let permit = limit.clone().try_acquire_owned();
-        let (ctx, host, shutdown) = (ctx.clone(), host.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            match permit {
-                Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
-                Err(_) => {
-                    let mut stream = stream;
-                    let _ = stream
-                        .write_all(b"-ERR [SYS/TEMP] too many connections, try again later\r\n")
-                        .await;
-                }
-            }
-        });
-    }
+    let busy = b"-ERR [SYS/TEMP] too many connections, try again later\r\n".to_vec();
+    let config = host.config().clone();
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(
+        listener,
+        &config.name,
+        config.policy.max_sessions,
+        busy,
+        shutdown,
+        tracker,
+        |stream, peer| run_session(stream, peer, ctx.clone(), host.clone(), stop.clone()),
+    )
+    .await
 }
 
 /// Runs one POP3 session over any byte stream.

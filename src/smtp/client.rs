@@ -31,19 +31,29 @@ pub struct SmtpClient<S> {
 }
 
 impl SmtpClient<TcpStream> {
-    /// Connects, starts recording the dialogue and reads the greeting.
-    pub async fn connect_recording(
+    async fn open(
         addr: std::net::SocketAddr,
         timeout: Duration,
+        record: bool,
     ) -> Result<(Self, Reply), ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
             .map_err(|_| ClientError::Timeout)??;
         let _ = stream.set_nodelay(true);
         let mut client = SmtpClient::new(stream, timeout);
-        client.record_transcript();
+        if record {
+            client.record_transcript();
+        }
         let greeting = client.read_reply().await?;
         Ok((client, greeting))
+    }
+
+    /// Connects, starts recording the dialogue and reads the greeting.
+    pub async fn connect_recording(
+        addr: std::net::SocketAddr,
+        timeout: Duration,
+    ) -> Result<(Self, Reply), ClientError> {
+        Self::open(addr, timeout, true).await
     }
 
     /// Connects and reads the greeting.
@@ -51,13 +61,7 @@ impl SmtpClient<TcpStream> {
         addr: std::net::SocketAddr,
         timeout: Duration,
     ) -> Result<(Self, Reply), ClientError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ClientError::Timeout)??;
-        let _ = stream.set_nodelay(true);
-        let mut client = SmtpClient::new(stream, timeout);
-        let greeting = client.read_reply().await?;
-        Ok((client, greeting))
+        Self::open(addr, timeout, false).await
     }
 }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -29,38 +28,24 @@ pub async fn serve(
         hostname: host.config().name.clone(),
         server: host.config().clone(),
     });
-    let limit = Arc::new(Semaphore::new(host.config().policy.max_sessions));
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(error) => {
-                // Out of file descriptors and the like: keep serving the others.
-                tracing::warn!(server = %host.config().name, %error, "accept failed");
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let permit = limit.clone().try_acquire_owned();
-        let (ctx, host, shutdown) = (ctx.clone(), host.clone(), shutdown.clone());
-        tracker.spawn(async move {
-            match permit {
-                Ok(_permit) => run_session(stream, peer, ctx, host, shutdown).await,
-                Err(_) => {
-                    let mut stream = stream;
-                    let busy = Reply::new(
-                        421,
-                        "4.7.0",
-                        format!("{} Too many connections, try again later", ctx.hostname),
-                    );
-                    let _ = stream.write_all(&busy.to_wire()).await;
-                }
-            }
-        });
-    }
+    let busy = Reply::new(
+        421,
+        "4.7.0",
+        format!("{} Too many connections, try again later", ctx.hostname),
+    )
+    .to_wire();
+    let config = host.config().clone();
+    let stop = shutdown.clone();
+    crate::listener::accept_loop(
+        listener,
+        &config.name,
+        config.policy.max_sessions,
+        busy,
+        shutdown,
+        tracker,
+        |stream, peer| run_session(stream, peer, ctx.clone(), host.clone(), stop.clone()),
+    )
+    .await
 }
 
 /// Runs one session over any byte stream (TCP now, TLS later, memory in tests).
