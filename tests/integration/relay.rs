@@ -298,3 +298,35 @@ fn kill_9_after_the_250_loses_nothing() {
         "the queued message was not delivered after the restart"
     );
 }
+
+#[tokio::test]
+async fn a_server_resolves_through_another_networks_dns() {
+    // The "peer mailing" set-up: one process runs the DNS (and gmail.com),
+    // another runs exmail.qq.com alone and asks that DNS where gmail.com is.
+    let first = boot().await;
+    let dns = first.dns.unwrap();
+    let options = UpOptions {
+        only: Some("exmail.qq.com".into()),
+        dns: Some(dns),
+        ..UpOptions::default()
+    };
+    let second = RunningNetwork::start(Network::default_network().with_ephemeral_ports(), options)
+        .await
+        .unwrap();
+    let qq = second.server("exmail.qq.com").unwrap();
+    send_mail(
+        qq.smtp,
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: across\r\n\r\nx\r\n",
+    )
+    .await;
+    arrives(
+        first.server("gmail.com").unwrap().host.store(),
+        "usr1@gmail.com",
+        1,
+    )
+    .await;
+    second.stop().await;
+    first.stop().await;
+}
