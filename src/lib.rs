@@ -16,6 +16,7 @@ pub mod orchestrator;
 pub mod pop3;
 pub mod relay;
 pub mod resolve;
+pub mod scenario;
 pub mod smtp;
 pub mod store;
 pub mod transcript;

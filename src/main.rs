@@ -47,6 +47,13 @@ fn main() -> std::process::ExitCode {
             Command::Inspect(args) => {
                 cli::inspect::run(args).map(|_| std::process::ExitCode::SUCCESS)
             }
+            Command::Test(args) => cli::test::run(args).await.map(|passed| {
+                if passed {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                }
+            }),
             Command::Send(args) => cli::send::run(args)
                 .await
                 .map(|_| std::process::ExitCode::SUCCESS),

@@ -123,6 +123,11 @@ impl Mailbox {
         Ok(body)
     }
 
+    /// A command whose `+OK` is followed by a dot-terminated body (TOP, CAPA).
+    pub async fn status_multiline(&mut self, command: &str) -> Result<Vec<u8>, MailboxError> {
+        self.multiline(command).await
+    }
+
     /// Every message: number, size and unique id.
     pub async fn list(&mut self) -> Result<Vec<Entry>, MailboxError> {
         let sizes = String::from_utf8_lossy(&self.multiline("LIST").await?).into_owned();
@@ -170,6 +175,23 @@ impl Mailbox {
             });
         }
         Ok(())
+    }
+
+    /// Sends a one-line command; its `+OK` line, or `Refused` with the `-ERR` line.
+    pub async fn status(&mut self, command: &str) -> Result<String, MailboxError> {
+        let reply = self
+            .client
+            .command(command)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if !reply.ok {
+            return Err(MailboxError::Refused {
+                server: self.server,
+                command: command.to_string(),
+                reply: reply.line,
+            });
+        }
+        Ok(reply.line)
     }
 
     /// Ends the session, applying deletions.

@@ -1,4 +1,4 @@
-//! `mailnet check`: validate files without running anything.
+//! `mailnet check`: validate network and scenario files without running anything.
 
 use crate::network::Network;
 
@@ -6,6 +6,21 @@ use crate::network::Network;
 pub fn run(args: &super::CheckArgs) -> usize {
     let mut failed = 0;
     for file in &args.files {
+        if super::test::is_scenario(file) {
+            match crate::scenario::Scenario::load(file) {
+                Ok(s) => println!(
+                    "{}: ok, scenario \"{}\" of {} steps",
+                    file.display(),
+                    s.name,
+                    s.steps.len()
+                ),
+                Err(e) => {
+                    eprintln!("{e}");
+                    failed += 1;
+                }
+            }
+            continue;
+        }
         match Network::load(file) {
             Ok(net) => println!(
                 "{}: ok, network of {} servers",

@@ -5,6 +5,7 @@ pub mod check;
 pub mod fetch;
 pub mod inspect;
 pub mod send;
+pub mod test;
 pub mod up;
 
 use std::net::{IpAddr, SocketAddr};
@@ -46,7 +47,9 @@ pub enum Command {
     Up(UpArgs),
     /// Serve only the fake DNS of a network file.
     Dns(DnsArgs),
-    /// Check network files without running them.
+    /// Run YAML scenarios against fresh networks and report a score.
+    Test(test::TestArgs),
+    /// Check network and scenario files without running them.
     Check(CheckArgs),
     /// Show a stored message or mailbox: headers, MIME parts; extract attachments.
     Inspect(InspectArgs),

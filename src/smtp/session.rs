@@ -597,9 +597,10 @@ impl Session {
                 self.reply(Reply::plain(334, ""))
             }
             AUTH_PLAIN => self.auth_plain(initial),
+            // `username:` as 163.com's server words it (the course lab's exchange).
             AUTH_LOGIN if initial.is_empty() => {
                 self.state = State::AuthLogin { user: None };
-                self.reply(Reply::plain(334, B64.encode("Username:")))
+                self.reply(Reply::plain(334, B64.encode("username:")))
             }
             AUTH_LOGIN => self.auth_login_step(None, initial),
             _ => self.reply(Reply::new(504, "5.5.4", "Unrecognized authentication type")),

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod dns;
+mod grader;
 mod interop;
 mod pop3;
 mod relay;

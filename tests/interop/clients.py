@@ -42,7 +42,7 @@ with smtplib.SMTP(HOST, smtp_port) as s:
 with smtplib.SMTP(HOST, smtp_port) as s:
     s.ehlo("Sodascrew")
     code, text = s.docmd("AUTH", "LOGIN")
-    check(code == 334 and base64.b64decode(text) == b"Username:", "AUTH LOGIN asks for the user name")
+    check(code == 334 and base64.b64decode(text) == b"username:", "AUTH LOGIN asks for the user name")
     code, text = s.docmd(base64.b64encode(b"usr1@gmail.com").decode())
     check(code == 334 and base64.b64decode(text) == b"Password:", "then the password")
     code, _ = s.docmd(base64.b64encode(b"password1").decode())

@@ -158,7 +158,7 @@ fn auth_login_as_in_the_163_lab() {
     let (replies, _) = run(ctx(), input.as_bytes(), 3);
     assert_eq!(replies[1], "503 5.5.1 Error: send HELO/EHLO first\r\n");
     assert!(replies[2].starts_with("250 "));
-    assert_eq!(replies[3], "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(replies[3], "334 dXNlcm5hbWU6\r\n");
     assert_eq!(replies[4], "334 UGFzc3dvcmQ6\r\n");
     assert_eq!(replies[5], "235 2.7.0 Authentication successful\r\n");
     assert!(replies[6].starts_with("250 ") && replies[7].starts_with("250 "));

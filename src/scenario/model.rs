@@ -1,0 +1,288 @@
+//! The scenario file. Its shape is the CS305 grader's fixture shape (`scenario`,
+//! `credit`, `servers`, `steps: [{name, uses, args, expect, excepted_error}]`),
+//! so those fixtures run unchanged; mailnet's own actions extend it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::value::Value;
+
+/// What a step does, and the names its positional `args` take.
+pub const ACTIONS: &[(&str, &[&str])] = &[
+    ("sendmail", &["from", "to", "subject", "body"]),
+    (
+        "send",
+        &[
+            "from",
+            "to",
+            "subject",
+            "body",
+            "attachments",
+            "user",
+            "password",
+            "server",
+        ],
+    ),
+    ("wait", &["seconds"]),
+    ("advance", &["duration"]),
+    ("login", &["user", "pass"]),
+    ("stat", &[]),
+    ("list", &[]),
+    ("uidl", &[]),
+    ("retr", &["which"]),
+    ("top", &["which", "lines"]),
+    ("dele", &["which"]),
+    ("rset", &[]),
+    ("noop", &[]),
+    ("quit", &[]),
+    ("smtp", &["server", "dialogue"]),
+    ("pop3", &["server", "dialogue"]),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    scenario: Spanned<String>,
+    #[serde(default = "one_point")]
+    credit: u32,
+    network: Option<String>,
+    #[serde(default)]
+    servers: Vec<ServerRole>,
+    steps: Vec<StepFile>,
+}
+
+fn one_point() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    name: Option<String>,
+    uses: Spanned<String>,
+    args: Option<Value>,
+    expect: Option<Value>,
+    /// Spelled as the CS305 fixtures spell it; `expected_error` is accepted too.
+    #[serde(alias = "expected_error")]
+    excepted_error: Option<Value>,
+}
+
+/// Whose implementation a server of the scenario is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleKind {
+    /// mailnet's own server.
+    #[default]
+    Std,
+    /// A student's server, started from a command template.
+    Student,
+}
+
+/// A server named by its mail domain, and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRole {
+    /// A mail domain the server hosts.
+    pub domain: String,
+    /// `std` (default) or `student`.
+    #[serde(rename = "type", default)]
+    pub kind: RoleKind,
+}
+
+/// One step, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// What the report calls it.
+    pub name: String,
+    /// The action (`uses`).
+    pub action: String,
+    /// Arguments by name (positional `args` are named from [`ACTIONS`]).
+    pub args: BTreeMap<String, Value>,
+    /// What the result must match, if anything.
+    pub expect: Option<Value>,
+    /// Errors that end the scenario with partial credit: name → points.
+    pub partial: Vec<(String, u32)>,
+}
+
+/// A scenario, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Its file.
+    pub file: PathBuf,
+    /// Its name (`scenario:`).
+    pub name: String,
+    /// Points for passing every step.
+    pub credit: u32,
+    /// A network file, relative to the scenario's folder; the default network when `None`.
+    pub network: Option<PathBuf>,
+    /// Which servers are whose.
+    pub servers: Vec<ServerRole>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+/// A scenario file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ScenarioError {
+    /// The file.
+    pub file: String,
+    /// What is wrong, with line and column.
+    pub message: String,
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let err = |message: String| ScenarioError {
+            file: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let parsed: ScenarioFile = serde_saphyr::from_str(&text).map_err(|e| {
+            let full = e.to_string();
+            let first = full
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            err(first.strip_prefix("error: ").unwrap_or(first).to_string())
+        })?;
+        let mut steps = Vec::new();
+        for step in parsed.steps {
+            let action = step.uses.value.trim().to_ascii_lowercase();
+            let at = format!(
+                "line {} column {}",
+                step.uses.referenced.line(),
+                step.uses.referenced.column()
+            );
+            let Some((_, names)) = ACTIONS.iter().find(|(a, _)| *a == action) else {
+                let known: Vec<&str> = ACTIONS.iter().map(|(a, _)| *a).collect();
+                return Err(err(format!(
+                    "{at}: unknown action `{}` (known: {})",
+                    step.uses.value,
+                    known.join(", ")
+                )));
+            };
+            let args = match step.args {
+                None | Some(Value::Null) => BTreeMap::new(),
+                Some(Value::Map(map)) => map,
+                Some(Value::List(items)) => {
+                    if items.len() > names.len() {
+                        return Err(err(format!(
+                            "{at}: `{action}` takes at most {} arguments ({}), got {}",
+                            names.len(),
+                            names.join(", "),
+                            items.len()
+                        )));
+                    }
+                    names.iter().map(|n| n.to_string()).zip(items).collect()
+                }
+                Some(single) if !names.is_empty() => {
+                    BTreeMap::from([(names[0].to_string(), single)])
+                }
+                Some(_) => return Err(err(format!("{at}: `{action}` takes no arguments"))),
+            };
+            if let Some(unknown) = args.keys().find(|k| !names.contains(&k.as_str())) {
+                return Err(err(format!(
+                    "{at}: `{action}` has no argument `{unknown}` (it takes: {})",
+                    names.join(", ")
+                )));
+            }
+            let partial =
+                match step.excepted_error {
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(Value::Map(map)) => map
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0) as u32))
+                        .collect(),
+                    Some(Value::Str(name)) => vec![(name, parsed.credit)],
+                    Some(Value::List(items)) => items
+                        .into_iter()
+                        .filter_map(|item| match item {
+                            Value::Str(name) => Some((name, parsed.credit)),
+                            Value::Map(m) => Some((
+                                m.get("error")
+                                    .and_then(|e| e.as_str())
+                                    .unwrap_or("")
+                                    .to_string(),
+                                m.get("points").and_then(|p| p.as_f64()).unwrap_or(0.0) as u32,
+                            )),
+                            _ => None,
+                        })
+                        .collect(),
+                    Some(_) => return Err(err(format!(
+                        "{at}: excepted_error must be a name, a list, or a map of name to points"
+                    ))),
+                };
+            steps.push(Step {
+                name: step.name.unwrap_or_else(|| action.clone()),
+                action,
+                args,
+                expect: step.expect,
+                partial,
+            });
+        }
+        Ok(Scenario {
+            file: path.to_path_buf(),
+            name: parsed.scenario.value,
+            credit: parsed.credit,
+            network: parsed
+                .network
+                .map(|n| path.parent().unwrap_or(Path::new(".")).join(n)),
+            servers: parsed.servers,
+            steps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Scenario, ScenarioError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(&path, text).unwrap();
+        Scenario::load(&path)
+    }
+
+    #[test]
+    fn cs305_fixture_shape_parses() {
+        let s = load("scenario: Send and LIST\ncredit: 5\nservers:\n  - {domain: gmail.com, type: student}\nsteps:\n  - name: Send email\n    uses: sendmail\n    args: [usr1@mail.sustech.edu.cn, [usr1@gmail.com], Test Subject, Test Body]\n  - uses: list\n    expect: [{msg_num: 1}]\n    excepted_error: {SMTPSenderRefused: 5}\n").unwrap();
+        assert_eq!(s.credit, 5);
+        assert_eq!(s.servers[0].kind, RoleKind::Student);
+        assert_eq!(
+            s.steps[0].args["subject"],
+            Value::Str("Test Subject".into())
+        );
+        assert_eq!(s.steps[1].name, "list");
+        assert_eq!(
+            s.steps[1].partial,
+            vec![("SMTPSenderRefused".to_string(), 5)]
+        );
+    }
+
+    #[test]
+    fn mistakes_name_their_line() {
+        let e = load("scenario: x\nsteps:\n  - uses: sendmial\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3 column 11: unknown action `sendmial`"),
+            "{e}"
+        );
+        let e = load("scenario: x\nsteps:\n  - uses: login\n    args: {user: a, password: b}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3") && e.contains("no argument `password`"),
+            "{e}"
+        );
+        let e = load("scenario: x\nstepz: []\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("stepz"), "{e}");
+    }
+}

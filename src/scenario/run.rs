@@ -1,0 +1,572 @@
+//! Running one scenario on a fresh network of mailnet's own servers, scoring
+//! it as the CS305 grader does: the first failing step ends the scenario.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::model::{RoleKind, Scenario, Step};
+use super::value::{matches, Value};
+use crate::agent::compose::Draft;
+use crate::agent::mailbox::{Mailbox, MailboxError};
+use crate::agent::submit::{submit, AuthMechanism, SubmitError, SubmitOptions};
+use crate::network::Network;
+use crate::orchestrator::{RunningNetwork, UpOptions};
+
+/// How a scenario ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    /// Every step passed: full credit.
+    Passed,
+    /// A step raised an error the scenario allows, for that many points.
+    PartiallyPassed,
+    /// A step's result did not match: no credit.
+    Failed,
+    /// A step raised another error (or timed out): no credit.
+    Error,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Passed => "PASSED",
+            Status::PartiallyPassed => "PARTIALLY PASSED",
+            Status::Failed => "FAILED",
+            Status::Error => "ERROR",
+        })
+    }
+}
+
+/// One step as it ran.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// Its name.
+    pub name: String,
+    /// What it had to match.
+    pub expect: Option<Value>,
+    /// What it returned.
+    pub actual: Option<Value>,
+    /// The error it raised, as `Name: detail`.
+    pub error: Option<String>,
+    /// The SMTP/POP3 sessions that ended during the step.
+    pub transcript: Vec<String>,
+}
+
+/// A scenario's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Its file.
+    pub file: String,
+    /// Points it is worth.
+    pub credit: u32,
+    /// Points earned.
+    pub earned: u32,
+    /// How it ended.
+    pub status: Status,
+    /// Why it did not pass, if it did not.
+    pub message: Option<String>,
+    /// The steps that ran.
+    pub steps: Vec<StepRecord>,
+    /// How long it took, in milliseconds.
+    pub millis: u128,
+}
+
+/// A step's error: the client-library name graders score by, and the detail.
+struct StepError {
+    name: String,
+    detail: String,
+}
+
+impl StepError {
+    fn new(name: &str, detail: impl std::fmt::Display) -> StepError {
+        StepError {
+            name: name.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<SubmitError> for StepError {
+    /// Python smtplib's exception names, which CS305 fixtures score by.
+    fn from(e: SubmitError) -> StepError {
+        let name = match &e {
+            SubmitError::Locate(_) => "SMTPConnectError",
+            SubmitError::Unreachable { .. } => "ConnectionRefusedError",
+            SubmitError::Auth { .. } => "SMTPAuthenticationError",
+            SubmitError::RecipientsRefused { .. } => "SMTPRecipientsRefused",
+            SubmitError::Refused { stage, .. } => match stage.as_str() {
+                "the sender" => "SMTPSenderRefused",
+                "HELO" => "SMTPHeloError",
+                "the connection" => "SMTPConnectError",
+                _ => "SMTPDataError",
+            },
+        };
+        StepError::new(name, e)
+    }
+}
+
+impl From<MailboxError> for StepError {
+    /// poplib raises `error_proto` for every `-ERR`.
+    fn from(e: MailboxError) -> StepError {
+        let name = match &e {
+            MailboxError::Unreachable { .. } => "ConnectionRefusedError",
+            _ => "error_proto",
+        };
+        StepError::new(name, e)
+    }
+}
+
+struct Context<'a> {
+    net: &'a RunningNetwork,
+    pop3: Option<Mailbox>,
+    seen_sessions: usize,
+}
+
+fn text(args: &BTreeMap<String, Value>, key: &str) -> String {
+    args.get(key)
+        .map(|v| match v {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+/// Python's `str()` of reply bytes, as CS305 fixtures compare `resp`.
+fn py_bytes(line: &str) -> Value {
+    Value::Map(BTreeMap::from([(
+        "resp".to_string(),
+        Value::Str(format!("b'{line}'")),
+    )]))
+}
+
+impl Context<'_> {
+    fn mailbox(&mut self) -> Result<&mut Mailbox, StepError> {
+        self.pop3.as_mut().ok_or_else(|| {
+            StepError::new("error_proto", "not logged in: a login step must come first")
+        })
+    }
+
+    /// Transcripts of the sessions that ended since the last call.
+    fn new_transcripts(&mut self) -> Vec<String> {
+        let mut all = Vec::new();
+        for server in &self.net.servers {
+            for log in [server.host.smtp_log(), server.host.pop3_log()] {
+                all.extend(log.recent().into_iter().map(|t| {
+                    (
+                        t.lines.first().map(|l| l.at),
+                        server.host.config().name.clone(),
+                        t,
+                    )
+                }));
+            }
+        }
+        all.sort_by_key(|(at, _, _)| *at);
+        let fresh: Vec<String> = all
+            .iter()
+            .skip(self.seen_sessions)
+            .flat_map(|(_, server, t)| {
+                t.lines
+                    .iter()
+                    .map(move |l| format!("[{server} {}] {}", t.session, l.line))
+            })
+            .collect();
+        self.seen_sessions = all.len();
+        fresh
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<Value, StepError> {
+        let args = &step.args;
+        match step.action.as_str() {
+            "sendmail" | "send" => {
+                let to = args.get("to").map(|v| v.strings()).unwrap_or_default();
+                let draft = Draft {
+                    from: text(args, "from"),
+                    to,
+                    subject: text(args, "subject"),
+                    body: text(args, "body"),
+                    attachments: args
+                        .get("attachments")
+                        .map(|v| v.strings().into_iter().map(Into::into).collect())
+                        .unwrap_or_default(),
+                    ..Draft::default()
+                };
+                let message = draft
+                    .build(SystemTime::now())
+                    .map_err(|e| StepError::new("ValueError", e))?;
+                let from = crate::agent::compose::bare_address(&draft.from).to_string();
+                let server = match args.get("server").and_then(|s| s.as_str()) {
+                    Some(name) => self
+                        .net
+                        .server(name)
+                        .or_else(|| self.net.server_for_domain(name)),
+                    None => crate::smtp::address::domain_of(&from)
+                        .and_then(|d| self.net.server_for_domain(&d)),
+                };
+                let server = server.ok_or_else(|| {
+                    StepError::new("SMTPConnectError", format!("no server for {from}"))
+                })?;
+                let auth = args.contains_key("password").then(|| {
+                    let user = args
+                        .get("user")
+                        .and_then(|u| u.as_str())
+                        .unwrap_or(&from)
+                        .to_string();
+                    (user, text(args, "password"))
+                });
+                let options = SubmitOptions {
+                    server: Some(server.smtp.to_string()),
+                    dns: self.net.dns.unwrap_or(crate::network::DEFAULT_DNS),
+                    auth,
+                    mechanism: AuthMechanism::Auto,
+                    helo: "grader.mailnet".into(),
+                    timeout: Duration::from_secs(10),
+                };
+                let done = submit(&message, &from, &draft.recipients(), &options).await?;
+                if step.action == "sendmail" {
+                    Ok(Value::Null)
+                } else {
+                    Ok(Value::Map(BTreeMap::from([(
+                        "reply".to_string(),
+                        Value::Str(done.reply),
+                    )])))
+                }
+            }
+            "wait" => {
+                let deadline = Duration::from_secs_f64(
+                    args.get("seconds")
+                        .and_then(|s| s.as_f64())
+                        .unwrap_or(5.0)
+                        .max(0.0),
+                );
+                // At most that long, until every queue is empty: the network is idle.
+                for server in &self.net.servers {
+                    server.host.queue().wait_until_empty(deadline).await;
+                }
+                Ok(Value::Null)
+            }
+            "advance" => {
+                let by = crate::network::duration::parse(&text(args, "duration"))
+                    .map_err(|e| StepError::new("ValueError", e))?;
+                self.net.clock.advance(by);
+                Ok(Value::Null)
+            }
+            "login" => {
+                if let Some(old) = self.pop3.take() {
+                    let _ = old.quit().await;
+                }
+                let user = text(args, "user");
+                let domain = crate::smtp::address::domain_of(&user).unwrap_or_default();
+                let server = self.net.server_for_domain(&domain).ok_or_else(|| {
+                    StepError::new(
+                        "ConnectionRefusedError",
+                        format!("no POP3 server for {user}"),
+                    )
+                })?;
+                self.pop3 = Some(
+                    Mailbox::open(
+                        server.pop3,
+                        &user,
+                        &text(args, "pass"),
+                        Duration::from_secs(10),
+                    )
+                    .await?,
+                );
+                Ok(Value::Null)
+            }
+            "stat" => {
+                let line = self.mailbox()?.status("STAT").await?;
+                let mut parts = line.split_whitespace().skip(1);
+                let count: i64 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                let size: i64 = parts.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                Ok(Value::List(vec![Value::Map(BTreeMap::from([
+                    ("count".into(), Value::Int(count)),
+                    ("size".into(), Value::Int(size)),
+                ]))]))
+            }
+            "list" | "uidl" => {
+                let entries = self.mailbox()?.list().await?;
+                Ok(Value::List(
+                    entries
+                        .into_iter()
+                        .map(|e| {
+                            let mut m = BTreeMap::from([
+                                ("mesg_num".to_string(), Value::Int(e.number as i64)),
+                                ("msg_num".to_string(), Value::Int(e.number as i64)),
+                            ]);
+                            if step.action == "list" {
+                                m.insert("octets".into(), Value::Int(e.size as i64));
+                            } else {
+                                m.insert("uid".into(), Value::Str(e.uid));
+                            }
+                            Value::Map(m)
+                        })
+                        .collect(),
+                ))
+            }
+            "retr" | "top" => {
+                let which = args.get("which").and_then(|w| w.as_f64()).unwrap_or(1.0) as usize;
+                let raw = match step.action.as_str() {
+                    "retr" => self.mailbox()?.retr(which).await?,
+                    _ => {
+                        let lines =
+                            args.get("lines").and_then(|l| l.as_f64()).unwrap_or(0.0) as usize;
+                        self.mailbox()?
+                            .status_multiline(&format!("TOP {which} {lines}"))
+                            .await?
+                    }
+                };
+                let text = String::from_utf8_lossy(&raw);
+                // The value after `From: ` / `Subject: `, as the CS305 grader reads it;
+                // an address in angle brackets is given bare.
+                let header = |name: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| match name {
+                            "From: " => Value::Str(
+                                crate::agent::compose::bare_address(v.trim()).to_string(),
+                            ),
+                            _ => Value::Str(v.trim().to_string()),
+                        })
+                        .unwrap_or(Value::Null)
+                };
+                Ok(Value::Map(BTreeMap::from([
+                    ("from".to_string(), header("From: ")),
+                    ("subject".to_string(), header("Subject: ")),
+                    ("size".to_string(), Value::Int(raw.len() as i64)),
+                    ("text".to_string(), Value::Str(text.into_owned())),
+                ])))
+            }
+            "dele" => {
+                let which = args.get("which").and_then(|w| w.as_f64()).unwrap_or(1.0) as usize;
+                Ok(py_bytes(
+                    &self.mailbox()?.status(&format!("DELE {which}")).await?,
+                ))
+            }
+            "rset" => Ok(py_bytes(&self.mailbox()?.status("RSET").await?)),
+            "noop" => Ok(py_bytes(&self.mailbox()?.status("NOOP").await?)),
+            "quit" => match self.pop3.take() {
+                Some(mut mailbox) => {
+                    let line = mailbox.status("QUIT").await?;
+                    Ok(py_bytes(&line))
+                }
+                None => Ok(Value::Null),
+            },
+            "smtp" | "pop3" => self.dialogue(step).await,
+            other => Err(StepError::new(
+                "ValueError",
+                format!("unknown action {other}"),
+            )),
+        }
+    }
+
+    /// A raw line dialogue, like telnet: each item `send`s a line (or nothing,
+    /// for the greeting) and may `expect` the reply (prefix, or `/regex/`).
+    async fn dialogue(&mut self, step: &Step) -> Result<Value, StepError> {
+        let name = text(&step.args, "server");
+        let server = self
+            .net
+            .server(&name)
+            .or_else(|| self.net.server_for_domain(&name))
+            .ok_or_else(|| StepError::new("ValueError", format!("no server {name}")))?;
+        let addr = if step.action == "smtp" {
+            server.smtp
+        } else {
+            server.pop3
+        };
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| StepError::new("ConnectionRefusedError", e))?;
+        let mut stream = BufReader::new(stream);
+        let items = match step.args.get("dialogue") {
+            Some(Value::List(items)) => items.clone(),
+            _ => {
+                return Err(StepError::new(
+                    "ValueError",
+                    "dialogue must be a list of {send, expect}",
+                ))
+            }
+        };
+        let mut replies = Vec::new();
+        for item in items {
+            let (send, data, expect) = match &item {
+                Value::Map(m) => (
+                    m.get("send").and_then(|s| s.as_str()).map(str::to_string),
+                    m.get("data").and_then(|s| s.as_str()).map(str::to_string),
+                    m.get("expect").cloned(),
+                ),
+                Value::Str(s) => (Some(s.clone()), None, None),
+                _ => (None, None, None),
+            };
+            // `send` is one line; `data` is a message body after 354, sent
+            // dot-stuffed with its terminating `.`.
+            let mut wire = Vec::new();
+            if let Some(line) = &send {
+                wire.extend_from_slice(format!("{line}\r\n").as_bytes());
+            }
+            if let Some(body) = &data {
+                crate::pop3::content::stuffed(
+                    body.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes(),
+                    &mut wire,
+                );
+            }
+            if !wire.is_empty() {
+                stream
+                    .get_mut()
+                    .write_all(&wire)
+                    .await
+                    .map_err(|e| StepError::new("ConnectionResetError", e))?;
+            }
+            let send = send.or(data.map(|_| "(message data)".to_string()));
+            let reply = read_reply(&mut stream, step.action == "smtp")
+                .await
+                .map_err(|e| StepError::new("TimeoutError", e))?;
+            if let Some(expect) = expect {
+                if !matches(&expect, &Value::Str(reply.clone())) {
+                    return Err(StepError::new(
+                        "AssertionError",
+                        format!(
+                            "after {:?} expected {expect} but the server said {:?}",
+                            send.unwrap_or_else(|| "(connecting)".into()),
+                            reply
+                        ),
+                    ));
+                }
+            }
+            replies.push(Value::Str(reply));
+        }
+        Ok(Value::List(replies))
+    }
+}
+
+/// One reply: an SMTP reply's lines joined by newlines, or one POP3 line.
+async fn read_reply(stream: &mut BufReader<TcpStream>, smtp: bool) -> Result<String, String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line)).await {
+            Err(_) => return Err("no reply within 10 s".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(0)) => return Err("the server closed the connection".into()),
+            Ok(Ok(_)) => {}
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        let more = smtp && line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line);
+        if !more {
+            return Ok(lines.join("\n"));
+        }
+    }
+}
+
+/// Runs a scenario on a fresh network on free ports.
+pub async fn run(scenario: &Scenario) -> Outcome {
+    let started = std::time::Instant::now();
+    let mut outcome = Outcome {
+        scenario: scenario.name.clone(),
+        file: scenario.file.display().to_string(),
+        credit: scenario.credit,
+        earned: 0,
+        status: Status::Error,
+        message: None,
+        steps: Vec::new(),
+        millis: 0,
+    };
+    if let Some(student) = scenario
+        .servers
+        .iter()
+        .find(|s| s.kind == RoleKind::Student)
+    {
+        outcome.message = Some(format!("server {} is a student's: this version of mailnet test runs scenarios against its own servers only", student.domain));
+        return outcome;
+    }
+    let network = match &scenario.network {
+        Some(path) => match Network::load(path) {
+            Ok(n) => n,
+            Err(e) => {
+                outcome.message = Some(e.to_string());
+                return outcome;
+            }
+        },
+        None => Network::default_network(),
+    };
+    let net =
+        match RunningNetwork::start(network.with_ephemeral_ports(), UpOptions::default()).await {
+            Ok(net) => net,
+            Err(e) => {
+                outcome.message = Some(format!("the network did not boot: {e}"));
+                return outcome;
+            }
+        };
+    let mut ctx = Context {
+        net: &net,
+        pop3: None,
+        seen_sessions: 0,
+    };
+    outcome.status = Status::Passed;
+    for step in &scenario.steps {
+        let result = ctx.step(step).await;
+        // Let sessions the step closed finish their transcripts.
+        tokio::task::yield_now().await;
+        let mut record = StepRecord {
+            name: step.name.clone(),
+            expect: step.expect.clone(),
+            actual: None,
+            error: None,
+            transcript: Vec::new(),
+        };
+        match result {
+            Ok(actual) => {
+                let ok = step.expect.as_ref().is_none_or(|e| matches(e, &actual));
+                record.actual = Some(actual);
+                if !ok {
+                    outcome.status = Status::Failed;
+                    outcome.message =
+                        Some(format!("step {}: the result does not match", step.name));
+                }
+            }
+            Err(error) => {
+                let allowed = step.partial.iter().find(|(name, _)| {
+                    *name == error.name || (name.len() == 3 && error.detail.contains(name.as_str()))
+                });
+                record.error = Some(format!("{}: {}", error.name, error.detail));
+                match allowed {
+                    Some((name, points)) => {
+                        outcome.status = Status::PartiallyPassed;
+                        outcome.earned = (*points).min(scenario.credit);
+                        outcome.message = Some(format!(
+                            "Raised error in step {}: {name} -> {points} pts",
+                            step.name
+                        ));
+                    }
+                    None => {
+                        outcome.status = Status::Error;
+                        outcome.message = Some(format!(
+                            "Raised error in step {}: {}: {}",
+                            step.name, error.name, error.detail
+                        ));
+                    }
+                }
+            }
+        }
+        record.transcript = ctx.new_transcripts();
+        outcome.steps.push(record);
+        if outcome.status != Status::Passed {
+            break;
+        }
+    }
+    if outcome.status == Status::Passed {
+        outcome.earned = scenario.credit;
+    }
+    if let Some(mailbox) = ctx.pop3.take() {
+        let _ = mailbox.quit().await;
+    }
+    net.stop().await;
+    outcome.millis = started.elapsed().as_millis();
+    outcome
+}
