@@ -92,7 +92,21 @@ pub struct TranscriptLog {
     path: Option<std::path::PathBuf>,
     file: std::sync::Mutex<Option<LogFile>>,
     recent: std::sync::Mutex<std::collections::VecDeque<SessionTranscript>>,
+    /// Lines of the sessions still open, so a grader can read a step's
+    /// dialogue while the session goes on.
+    active: std::sync::Mutex<std::collections::HashMap<String, Vec<Stamped>>>,
     next_id: std::sync::atomic::AtomicU64,
+}
+
+/// The most lines kept in memory for one session; a long session keeps its latest.
+pub const SESSION_LINES: usize = 500;
+
+/// Appends `new` to `lines`, keeping only the last [`SESSION_LINES`].
+pub fn keep_recent(lines: &mut Vec<Stamped>, new: Vec<Stamped>) {
+    lines.extend(new);
+    if lines.len() > SESSION_LINES {
+        lines.drain(..lines.len() - SESSION_LINES);
+    }
 }
 
 /// The log file and when it was last flushed.
@@ -140,6 +154,7 @@ impl TranscriptLog {
             path: path.map(|p| p.to_path_buf()),
             file: std::sync::Mutex::new(None),
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
+            active: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
     }
@@ -176,6 +191,14 @@ impl TranscriptLog {
             .into_iter()
             .map(|line| Stamped { at: now, line })
             .collect();
+        keep_recent(
+            self.active
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(session.to_string())
+                .or_default(),
+            stamped.clone(),
+        );
         let mut text = String::new();
         for s in &stamped {
             text.push_str(&format!("[{} {session}] {s}\n", self.server));
@@ -211,11 +234,37 @@ impl TranscriptLog {
                 file.flushed = std::time::Instant::now();
             }
         }
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() == RECENT {
-            recent.pop_front();
+        // Finished first, then no longer open: with `sessions` reading the
+        // open ones first, a reader sees the session at least once.
+        let session = transcript.session.clone();
+        {
+            let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(transcript);
         }
-        recent.push_back(transcript);
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session);
+    }
+
+    /// Every session in memory, finished (the most recent) and still open,
+    /// as `(session, lines)`. A session may appear twice, open and finished,
+    /// while it ends.
+    pub fn sessions(&self) -> Vec<(String, Vec<Stamped>)> {
+        let open: Vec<(String, Vec<Stamped>)> = {
+            let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            active.iter().map(|(s, l)| (s.clone(), l.clone())).collect()
+        };
+        let mut all: Vec<(String, Vec<Stamped>)> = self
+            .recent()
+            .into_iter()
+            .map(|t| (t.session, t.lines))
+            .collect();
+        all.extend(open);
+        all
     }
 
     /// The most recent finished sessions, oldest first.

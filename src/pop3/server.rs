@@ -13,7 +13,7 @@ use super::content;
 use super::session::{Event, Listing, OpenError, Pop3Context, Session};
 use crate::mailhost::MailHost;
 use crate::store::{MailboxLock, StoredMessage};
-use crate::transcript::SessionTranscript;
+use crate::transcript::{keep_recent, SessionTranscript};
 
 /// Accepts POP3 connections until `shutdown`; each session runs on `tracker`.
 pub async fn serve(
@@ -155,13 +155,15 @@ pub async fn run_session<S>(
                 }
             }
         }
+        // Logged before it is sent: a client that has read a reply can
+        // rely on finding it in the transcript.
+        keep_recent(&mut lines, log.write(&name, session.take_transcript()));
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
             out.clear();
         }
-        lines.extend(log.write(&name, session.take_transcript()));
         if session.is_closed() {
             break;
         }
@@ -185,7 +187,7 @@ pub async fn run_session<S>(
         }
     }
     drop(lock);
-    lines.extend(log.write(&name, session.take_transcript()));
+    keep_recent(&mut lines, log.write(&name, session.take_transcript()));
     let _ = stream.shutdown().await;
     log.finish(SessionTranscript {
         session: name,

@@ -192,32 +192,33 @@ impl Scenario {
                     names.join(", ")
                 )));
             }
-            let partial =
-                match step.excepted_error {
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(Value::Map(map)) => map
-                        .into_iter()
-                        .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0) as u32))
-                        .collect(),
-                    Some(Value::Str(name)) => vec![(name, parsed.credit)],
-                    Some(Value::List(items)) => items
-                        .into_iter()
-                        .filter_map(|item| match item {
-                            Value::Str(name) => Some((name, parsed.credit)),
-                            Value::Map(m) => Some((
-                                m.get("error")
-                                    .and_then(|e| e.as_str())
-                                    .unwrap_or("")
-                                    .to_string(),
-                                m.get("points").and_then(|p| p.as_f64()).unwrap_or(0.0) as u32,
-                            )),
-                            _ => None,
-                        })
-                        .collect(),
-                    Some(_) => return Err(err(format!(
+            let partial = match step.excepted_error {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Map(map)) => map
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0) as u32))
+                    .collect(),
+                Some(Value::Str(name)) => vec![(name, parsed.credit)],
+                Some(Value::List(items)) => items
+                    .into_iter()
+                    .filter_map(|item| match item {
+                        Value::Str(name) => Some((name, parsed.credit)),
+                        Value::Map(m) => Some((
+                            m.get("error")
+                                .and_then(|e| e.as_str())
+                                .unwrap_or("")
+                                .to_string(),
+                            m.get("points").and_then(|p| p.as_f64()).unwrap_or(0.0) as u32,
+                        )),
+                        _ => None,
+                    })
+                    .collect(),
+                Some(_) => {
+                    return Err(err(format!(
                         "{at}: excepted_error must be a name, a list, or a map of name to points"
-                    ))),
-                };
+                    )))
+                }
+            };
             steps.push(Step {
                 name: step.name.unwrap_or_else(|| action.clone()),
                 action,

@@ -125,7 +125,8 @@ impl From<MailboxError> for StepError {
 struct Context<'a> {
     net: &'a RunningNetwork,
     pop3: Option<Mailbox>,
-    seen_sessions: usize,
+    /// Transcript lines already shown, per `server session`.
+    shown: std::collections::HashMap<String, usize>,
 }
 
 fn text(args: &BTreeMap<String, Value>, key: &str) -> String {
@@ -152,32 +153,25 @@ impl Context<'_> {
         })
     }
 
-    /// Transcripts of the sessions that ended since the last call.
+    /// The transcript lines every server recorded since the last call,
+    /// finished sessions and open ones alike, in time order.
     fn new_transcripts(&mut self) -> Vec<String> {
-        let mut all = Vec::new();
+        let mut fresh = Vec::new();
         for server in &self.net.servers {
+            let name = &server.host.config().name;
             for log in [server.host.smtp_log(), server.host.pop3_log()] {
-                all.extend(log.recent().into_iter().map(|t| {
-                    (
-                        t.lines.first().map(|l| l.at),
-                        server.host.config().name.clone(),
-                        t,
-                    )
-                }));
+                for (session, lines) in log.sessions() {
+                    let key = format!("{name} {session}");
+                    let shown = self.shown.entry(key.clone()).or_insert(0);
+                    for line in lines.iter().skip(*shown) {
+                        fresh.push((line.at, format!("[{key}] {}", line.line)));
+                    }
+                    *shown = (*shown).max(lines.len());
+                }
             }
         }
-        all.sort_by_key(|(at, _, _)| *at);
-        let fresh: Vec<String> = all
-            .iter()
-            .skip(self.seen_sessions)
-            .flat_map(|(_, server, t)| {
-                t.lines
-                    .iter()
-                    .map(move |l| format!("[{server} {}] {}", t.session, l.line))
-            })
-            .collect();
-        self.seen_sessions = all.len();
-        fresh
+        fresh.sort_by_key(|(at, _)| *at);
+        fresh.into_iter().map(|(_, line)| line).collect()
     }
 
     async fn step(&mut self, step: &Step) -> Result<Value, StepError> {
@@ -506,13 +500,11 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     let mut ctx = Context {
         net: &net,
         pop3: None,
-        seen_sessions: 0,
+        shown: std::collections::HashMap::new(),
     };
     outcome.status = Status::Passed;
     for step in &scenario.steps {
         let result = ctx.step(step).await;
-        // Let sessions the step closed finish their transcripts.
-        tokio::task::yield_now().await;
         let mut record = StepRecord {
             name: step.name.clone(),
             expect: step.expect.clone(),

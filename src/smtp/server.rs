@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use super::reply::Reply;
 use super::session::{Event, Session, SmtpContext};
 use crate::mailhost::MailHost;
-use crate::transcript::SessionTranscript;
+use crate::transcript::{keep_recent, SessionTranscript};
 
 /// Messages up to this size are stored on the session's own thread.
 const INLINE_DELIVERY: usize = 256 * 1024;
@@ -100,13 +100,15 @@ pub async fn run_session<S>(
                 }
             }
         }
+        // Logged before it is sent: a client that has read a reply can
+        // rely on finding it in the transcript.
+        keep_recent(&mut lines, log.write(&name, session.take_transcript()));
         if !out.is_empty() {
             if stream.write_all(&out).await.is_err() {
                 break;
             }
             out.clear();
         }
-        lines.extend(log.write(&name, session.take_transcript()));
         if session.is_closed() {
             break;
         }
@@ -131,7 +133,7 @@ pub async fn run_session<S>(
             }
         }
     }
-    lines.extend(log.write(&name, session.take_transcript()));
+    keep_recent(&mut lines, log.write(&name, session.take_transcript()));
     let _ = stream.shutdown().await;
     log.finish(SessionTranscript {
         session: name,
