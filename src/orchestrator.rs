@@ -20,6 +20,8 @@ use crate::resolve::MailResolver;
 pub struct UpOptions {
     /// Run only this server's listeners (and no DNS).
     pub only: Option<String>,
+    /// Servers that run elsewhere (a student's): not run here, published at the ports the network gives.
+    pub skip: Vec<String>,
     /// Resolve through this DNS instead of the network's own zone.
     pub dns: Option<SocketAddr>,
     /// Bind address for every listener, overriding the file's.
@@ -169,7 +171,14 @@ impl RunningNetwork {
                     return Err(UpError::UnknownServer(name.clone(), names.join(", ")));
                 }
             },
-            None => (0..network.servers.len()).collect(),
+            None => (0..network.servers.len())
+                .filter(|&i| {
+                    !options
+                        .skip
+                        .iter()
+                        .any(|n| n.eq_ignore_ascii_case(&network.servers[i].name))
+                })
+                .collect(),
         };
 
         // Bind everything before starting anything.

@@ -27,6 +27,16 @@ pub struct TestArgs {
     /// Exit 0 when at least this many points were earned (default: all of them).
     #[arg(long, value_name = "POINTS")]
     pub min_score: Option<u32>,
+    /// The command that starts a student's server (`type: student`), run by `sh -c`;
+    /// `{server}` and `{domain}` are replaced, e.g. 'python3 server.py -n {server}'.
+    #[arg(long, value_name = "COMMAND")]
+    pub student: Option<String>,
+    /// Where the student's command runs; mailnet writes data/config.toml and data/fdns.toml there.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub student_dir: PathBuf,
+    /// How long a student's server may take to open its ports.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::network::duration::parse)]
+    pub student_startup: std::time::Duration,
 }
 
 /// Whether a YAML file is a scenario (it has a top-level `scenario:` key).
@@ -91,10 +101,25 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
         .collect::<Result<_, _>>()?;
     let progress = std::io::stderr().is_terminal();
     let mut to_go = scenarios.len();
+    let student = args
+        .student
+        .as_ref()
+        .map(|command| crate::scenario::student::StudentSetup {
+            command: command.clone(),
+            dir: args.student_dir.clone(),
+            startup: args.student_startup,
+        });
+    // Students' servers share one data/ folder: their scenarios run one at a time.
+    let jobs = if student.is_some() {
+        1
+    } else {
+        args.jobs.max(1)
+    };
+    let student = student.as_ref();
     let mut outcomes: Vec<(usize, run::Outcome)> =
         futures::stream::iter(scenarios.iter().enumerate())
-            .map(|(i, s)| async move { (i, run::run(s).await) })
-            .buffer_unordered(args.jobs.max(1))
+            .map(|(i, s)| async move { (i, run::run(s, student).await) })
+            .buffer_unordered(jobs)
             .inspect(|_| {
                 to_go -= 1;
                 if progress {

@@ -105,6 +105,7 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     }
     let options = UpOptions {
         only: args.only.clone(),
+        skip: Vec::new(),
         dns: args.dns,
         bind: args.bind,
         advertise: args.advertise,

@@ -9,6 +9,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use super::model::{RoleKind, Scenario, Step};
+use super::student::{self, StudentServer, StudentSetup};
 use super::value::{matches, Value};
 use crate::agent::compose::Draft;
 use crate::agent::mailbox::{Mailbox, MailboxError};
@@ -147,6 +148,24 @@ fn py_bytes(line: &str) -> Value {
 }
 
 impl Context<'_> {
+    /// SMTP and POP3 addresses of the server named `key` or hosting mail
+    /// domain `key`: mailnet's own as bound, a student's at the ports it was given.
+    fn endpoints(&self, key: &str) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+        let key = key.trim_end_matches('.');
+        let config = self
+            .net
+            .network
+            .server(key)
+            .or_else(|| self.net.network.server_for_domain(key))?;
+        Some(match self.net.server(&config.name) {
+            Some(running) => (running.smtp, running.pop3),
+            None => (
+                std::net::SocketAddr::from(([127, 0, 0, 1], config.smtp_port)),
+                std::net::SocketAddr::from(([127, 0, 0, 1], config.pop3_port)),
+            ),
+        })
+    }
+
     fn mailbox(&mut self) -> Result<&mut Mailbox, StepError> {
         self.pop3.as_mut().ok_or_else(|| {
             StepError::new("error_proto", "not logged in: a login step must come first")
@@ -194,15 +213,11 @@ impl Context<'_> {
                     .build(SystemTime::now())
                     .map_err(|e| StepError::new("ValueError", e))?;
                 let from = crate::agent::compose::bare_address(&draft.from).to_string();
-                let server = match args.get("server").and_then(|s| s.as_str()) {
-                    Some(name) => self
-                        .net
-                        .server(name)
-                        .or_else(|| self.net.server_for_domain(name)),
-                    None => crate::smtp::address::domain_of(&from)
-                        .and_then(|d| self.net.server_for_domain(&d)),
+                let key = match args.get("server").and_then(|s| s.as_str()) {
+                    Some(name) => name.to_string(),
+                    None => crate::smtp::address::domain_of(&from).unwrap_or_default(),
                 };
-                let server = server.ok_or_else(|| {
+                let (smtp, _) = self.endpoints(&key).ok_or_else(|| {
                     StepError::new("SMTPConnectError", format!("no server for {from}"))
                 })?;
                 let auth = args.contains_key("password").then(|| {
@@ -214,7 +229,7 @@ impl Context<'_> {
                     (user, text(args, "password"))
                 });
                 let options = SubmitOptions {
-                    server: Some(server.smtp.to_string()),
+                    server: Some(smtp.to_string()),
                     dns: self.net.dns.unwrap_or(crate::network::DEFAULT_DNS),
                     auth,
                     mechanism: AuthMechanism::Auto,
@@ -256,20 +271,15 @@ impl Context<'_> {
                 }
                 let user = text(args, "user");
                 let domain = crate::smtp::address::domain_of(&user).unwrap_or_default();
-                let server = self.net.server_for_domain(&domain).ok_or_else(|| {
+                let (_, pop3) = self.endpoints(&domain).ok_or_else(|| {
                     StepError::new(
                         "ConnectionRefusedError",
                         format!("no POP3 server for {user}"),
                     )
                 })?;
                 self.pop3 = Some(
-                    Mailbox::open(
-                        server.pop3,
-                        &user,
-                        &text(args, "pass"),
-                        Duration::from_secs(10),
-                    )
-                    .await?,
+                    Mailbox::open(pop3, &user, &text(args, "pass"), Duration::from_secs(10))
+                        .await?,
                 );
                 Ok(Value::Null)
             }
@@ -363,16 +373,10 @@ impl Context<'_> {
     /// for the greeting) and may `expect` the reply (prefix, or `/regex/`).
     async fn dialogue(&mut self, step: &Step) -> Result<Value, StepError> {
         let name = text(&step.args, "server");
-        let server = self
-            .net
-            .server(&name)
-            .or_else(|| self.net.server_for_domain(&name))
+        let (smtp, pop3) = self
+            .endpoints(&name)
             .ok_or_else(|| StepError::new("ValueError", format!("no server {name}")))?;
-        let addr = if step.action == "smtp" {
-            server.smtp
-        } else {
-            server.pop3
-        };
+        let addr = if step.action == "smtp" { smtp } else { pop3 };
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| StepError::new("ConnectionRefusedError", e))?;
@@ -458,8 +462,9 @@ async fn read_reply(stream: &mut BufReader<TcpStream>, smtp: bool) -> Result<Str
     }
 }
 
-/// Runs a scenario on a fresh network on free ports.
-pub async fn run(scenario: &Scenario) -> Outcome {
+/// Runs a scenario on a fresh network on free ports; servers the scenario
+/// marks `type: student` are started from `student` instead of run by mailnet.
+pub async fn run(scenario: &Scenario, student: Option<&StudentSetup>) -> Outcome {
     let started = std::time::Instant::now();
     let mut outcome = Outcome {
         scenario: scenario.name.clone(),
@@ -471,14 +476,6 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         steps: Vec::new(),
         millis: 0,
     };
-    if let Some(student) = scenario
-        .servers
-        .iter()
-        .find(|s| s.kind == RoleKind::Student)
-    {
-        outcome.message = Some(format!("server {} is a student's: this version of mailnet test runs scenarios against its own servers only", student.domain));
-        return outcome;
-    }
     let network = match &scenario.network {
         Some(path) => match Network::load(path) {
             Ok(n) => n,
@@ -489,14 +486,85 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         },
         None => Network::default_network(),
     };
-    let net =
-        match RunningNetwork::start(network.with_ephemeral_ports(), UpOptions::default()).await {
-            Ok(net) => net,
-            Err(e) => {
-                outcome.message = Some(format!("the network did not boot: {e}"));
+    let mut network = network.with_ephemeral_ports();
+
+    // The students' servers: which, and the ports they will be told to use.
+    let mut students: Vec<(String, String, [u16; 2])> = Vec::new();
+    for role in scenario
+        .servers
+        .iter()
+        .filter(|r| r.kind == RoleKind::Student)
+    {
+        let Some(setup) = student else {
+            outcome.message = Some(format!(
+                "server {} is a student's: give the command that starts it with --student",
+                role.domain
+            ));
+            return outcome;
+        };
+        let _ = setup;
+        let Some(server) = network
+            .servers
+            .iter_mut()
+            .find(|s| s.hosts_domain(&role.domain) || s.name.eq_ignore_ascii_case(&role.domain))
+        else {
+            outcome.message = Some(format!("no server of the network hosts {}", role.domain));
+            return outcome;
+        };
+        let ports = match (student::free_port(), student::free_port()) {
+            (Ok(a), Ok(b)) if a != b => [a, b],
+            _ => {
+                outcome.message = Some("no free ports for a student server".into());
                 return outcome;
             }
         };
+        server.smtp_port = ports[0];
+        server.pop3_port = ports[1];
+        students.push((server.name.clone(), role.domain.clone(), ports));
+    }
+    let options = UpOptions {
+        skip: students.iter().map(|(name, _, _)| name.clone()).collect(),
+        ..UpOptions::default()
+    };
+    let net = match RunningNetwork::start(network, options).await {
+        Ok(net) => net,
+        Err(e) => {
+            outcome.message = Some(format!("the network did not boot: {e}"));
+            return outcome;
+        }
+    };
+    let mut running_students = Vec::new();
+    if let Some(setup) = student.filter(|_| !students.is_empty()) {
+        // Every server's real ports, for the student's server to find the others.
+        let ports: Vec<(u16, u16)> = net
+            .network
+            .servers
+            .iter()
+            .map(|s| match net.server(&s.name) {
+                Some(running) => (running.smtp.port(), running.pop3.port()),
+                None => (s.smtp_port, s.pop3_port),
+            })
+            .collect();
+        if let Err(e) = crate::network::cs305::write(&net.network, &ports, &setup.dir) {
+            outcome.message = Some(format!(
+                "cannot write data/config.toml in {}: {e}",
+                setup.dir.display()
+            ));
+            net.stop().await;
+            return outcome;
+        }
+        for (name, domain, ports) in &students {
+            match StudentServer::start(setup, name, domain, *ports).await {
+                Ok(server) => running_students.push(server),
+                Err(message) => {
+                    outcome.message = Some(message);
+                    net.stop().await;
+                    outcome.millis = started.elapsed().as_millis();
+                    return outcome;
+                }
+            }
+        }
+    }
     let mut ctx = Context {
         net: &net,
         pop3: None,
@@ -557,6 +625,19 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     }
     if let Some(mailbox) = ctx.pop3.take() {
         let _ = mailbox.quit().await;
+    }
+    for mut server in running_students {
+        server.stop();
+        if outcome.status != Status::Passed {
+            let tail = server.output_tail();
+            if !tail.is_empty() {
+                let message = outcome.message.get_or_insert_with(String::new);
+                message.push_str(&format!(
+                    "\n    output of student server {}:\n{tail}",
+                    server.name()
+                ));
+            }
+        }
     }
     net.stop().await;
     outcome.millis = started.elapsed().as_millis();

@@ -135,3 +135,38 @@ fn only_an_unknown_server_is_refused() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("--only nope.test: the network has no such server"));
 }
+
+#[test]
+fn the_course_config_pair_boots_one_server_like_std_server_py() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = mailnet::network::Network::default_network();
+    let ports: Vec<(u16, u16)> = net.servers.iter().map(|_| (0, 0)).collect();
+    mailnet::network::cs305::write(&net, &ports, dir.path()).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--quiet", "up"])
+        .arg(dir.path().join("data/config.toml"))
+        .args(["--only", "gmail.com", "--data-dir"])
+        .arg(dir.path().join("mail"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut table = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = table.join("\n");
+    assert!(
+        text.contains("config.toml with 1 servers") || text.contains("with 1 servers"),
+        "{text}"
+    );
+    assert!(
+        text.contains("gmail.com") && text.contains("usr1@gmail.com"),
+        "{text}"
+    );
+}

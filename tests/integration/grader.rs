@@ -121,3 +121,116 @@ fn check_validates_scenarios_with_their_line() {
         .unwrap();
     assert!(out.status.success());
 }
+
+/// The CS305 scenarios with exmail.qq.com played by a student's server.
+fn student_scenarios(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(format!("{}/cs305", scenarios())).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "{domain: mail.sustech.edu.cn, type: std}",
+            "{domain: mail.sustech.edu.cn, type: student}",
+        );
+        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
+    }
+}
+
+#[test]
+fn a_broken_student_server_earns_less_and_is_told_why() {
+    if !Command::new("python3")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    {
+        assert!(
+            std::env::var_os("MAILNET_REQUIRE_INTEROP").is_none(),
+            "python3 is required"
+        );
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    student_scenarios(&dir.path().join("scenarios"));
+    let server = format!(
+        "{}/tests/student/broken_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(BIN)
+        .arg("test")
+        .arg(dir.path().join("scenarios"))
+        .args([
+            "--student",
+            &format!("python3 {server} -n {{server}}"),
+            "--student-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    // It relays nothing, takes any sender and fails NOOP: what it does right still scores.
+    assert!(stdout.contains("Score: 25/90"), "{stdout}");
+    assert!(
+        stdout.contains("[PASSED] POP3 USER, PASS and QUIT:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "[PASSED] Send an email to another user in the different domain and test STAT:"
+        ),
+        "mailnet relays to the student's server: {stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "[FAILED] Send an email to another user in the different domain and test LIST:"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("refused NOOP: -ERR no"), "{stdout}");
+    assert!(
+        stdout.contains("output of student server exmail.qq.com:"),
+        "{stdout}"
+    );
+    let config = std::fs::read_to_string(dir.path().join("data/config.toml")).unwrap();
+    assert!(config.contains("[server.\"exmail.qq.com\"]"), "{config}");
+}
+
+#[test]
+fn a_student_server_that_never_listens_costs_its_scenarios_only() {
+    let dir = tempfile::tempdir().unwrap();
+    student_scenarios(&dir.path().join("scenarios"));
+    std::fs::write(
+        dir.path().join("scenarios/8-std-only.yaml"),
+        "scenario: Only mailnet's servers\ncredit: 1\nsteps:\n  - {uses: login, args: [bob@gmail.com, password2]}\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("test")
+        .arg(dir.path().join("scenarios"))
+        .args([
+            "--student",
+            "echo starting {server}; exec sleep 30",
+            "--student-startup",
+            "300ms",
+            "--student-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout.contains("student server exmail.qq.com did not open port"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("starting exmail.qq.com"),
+        "its output is shown: {stdout}"
+    );
+    assert!(
+        stdout.contains("[PASSED] Only mailnet's servers:"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Score: 1/91"), "{stdout}");
+}
