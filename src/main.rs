@@ -5,12 +5,15 @@ use mailnet::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
-    let default = if cli.quiet {
+    // `test` prints a report; its networks' own logging would bury it.
+    let quiet = cli.quiet || matches!(cli.command, Command::Test(_));
+    let default = if quiet {
         "warn"
     } else if cli.verbose {
         "debug"
     } else {
-        "info"
+        // hickory logs every query at info: at thousands a second that drowns the rest.
+        "info,hickory_server=warn,hickory_proto=warn,hickory_resolver=warn,hickory_net=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()

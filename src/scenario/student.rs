@@ -108,7 +108,13 @@ impl StudentServer {
     pub fn stop(&mut self) {
         let pid = self.child.id();
         let group = format!("-{pid}");
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let quiet_kill = |signal: &str| {
+            let _ = Command::new("kill")
+                .args([signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        quiet_kill("-TERM");
         let deadline = Instant::now() + Duration::from_secs(2);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -116,7 +122,7 @@ impl StudentServer {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        quiet_kill("-KILL");
         let _ = self.child.wait();
     }
 }
