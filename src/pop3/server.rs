@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::content;
 use super::session::{Event, Listing, OpenError, Pop3Context, Session};
+use crate::listener::Input;
 use crate::mailhost::MailHost;
 use crate::store::{MailboxLock, StoredMessage};
 use crate::transcript::{keep_recent, SessionTranscript};
@@ -167,20 +168,20 @@ pub async fn run_session<S>(
         if session.is_closed() {
             break;
         }
-        tokio::select! {
-            read = tokio::time::timeout(policy.idle_timeout, stream.read_buf(&mut buf)) => match read {
-                // A dropped connection deletes nothing (RFC 1939: no UPDATE state).
-                Ok(Ok(0)) | Ok(Err(_)) => break,
-                Ok(Ok(_)) => {
-                    session.push(&buf);
-                    buf.clear();
-                }
-                Err(_) => {
-                    let _ = stream.write_all(&session.timeout()).await;
-                    break;
-                }
-            },
-            _ = shutdown.cancelled() => {
+        match crate::listener::next_input(&mut stream, &mut buf, policy.idle_timeout, &shutdown)
+            .await
+        {
+            Input::Data => {
+                session.push(&buf);
+                buf.clear();
+            }
+            // A dropped connection deletes nothing (RFC 1939: no UPDATE state).
+            Input::Closed => break,
+            Input::Idle => {
+                let _ = stream.write_all(&session.timeout()).await;
+                break;
+            }
+            Input::Shutdown => {
                 let _ = stream.write_all(&session.shutdown()).await;
                 break;
             }

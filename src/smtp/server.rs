@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::reply::Reply;
 use super::session::{Event, Session, SmtpContext};
+use crate::listener::Input;
 use crate::mailhost::MailHost;
 use crate::transcript::{keep_recent, SessionTranscript};
 
@@ -112,22 +113,20 @@ pub async fn run_session<S>(
         if session.is_closed() {
             break;
         }
-        tokio::select! {
-            read = tokio::time::timeout(policy.idle_timeout, stream.read_buf(&mut buf)) => match read {
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    // The client vanished; an unfinished message is dropped, never stored.
-                    break;
-                }
-                Ok(Ok(_)) => {
-                    session.push(&buf);
-                    buf.clear();
-                }
-                Err(_) => {
-                    let _ = stream.write_all(&session.timeout().to_wire()).await;
-                    break;
-                }
-            },
-            _ = shutdown.cancelled() => {
+        match crate::listener::next_input(&mut stream, &mut buf, policy.idle_timeout, &shutdown)
+            .await
+        {
+            Input::Data => {
+                session.push(&buf);
+                buf.clear();
+            }
+            // The client vanished: an unfinished message is dropped, never stored.
+            Input::Closed => break,
+            Input::Idle => {
+                let _ = stream.write_all(&session.timeout().to_wire()).await;
+                break;
+            }
+            Input::Shutdown => {
                 let _ = stream.write_all(&session.shutdown().to_wire()).await;
                 break;
             }
