@@ -26,7 +26,7 @@ pub const ACTIONS: &[(&str, &[&str])] = &[
             "server",
         ],
     ),
-    ("wait", &["seconds"]),
+    ("wait", &["seconds", "mailbox", "count"]),
     ("advance", &["duration"]),
     ("login", &["user", "pass"]),
     ("stat", &[]),
@@ -65,8 +65,8 @@ struct StepFile {
     uses: Spanned<String>,
     args: Option<Value>,
     expect: Option<Value>,
-    /// Spelled as the CS305 fixtures spell it; `expected_error` is accepted too.
-    #[serde(alias = "expected_error")]
+    /// Spelled as the CS305 fixtures spell it; `expect_error` and `expected_error` are accepted too.
+    #[serde(alias = "expected_error", alias = "expect_error")]
     excepted_error: Option<Value>,
 }
 

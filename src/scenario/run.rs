@@ -126,6 +126,8 @@ impl From<MailboxError> for StepError {
 struct Context<'a> {
     net: &'a RunningNetwork,
     pop3: Option<Mailbox>,
+    /// The scenario file's folder: relative paths start here.
+    base: std::path::PathBuf,
     /// Transcript lines already shown, per `server session`.
     shown: std::collections::HashMap<String, usize>,
 }
@@ -203,9 +205,10 @@ impl Context<'_> {
                     to,
                     subject: text(args, "subject"),
                     body: text(args, "body"),
+                    // Relative to the scenario file, as its author wrote them.
                     attachments: args
                         .get("attachments")
-                        .map(|v| v.strings().into_iter().map(Into::into).collect())
+                        .map(|v| v.strings().into_iter().map(|p| self.base.join(p)).collect())
                         .unwrap_or_default(),
                     ..Draft::default()
                 };
@@ -253,6 +256,28 @@ impl Context<'_> {
                         .unwrap_or(5.0)
                         .max(0.0),
                 );
+                if let Some(mailbox) = args.get("mailbox").and_then(|m| m.as_str()) {
+                    // A fact to wait for: the mailbox holding `count` messages.
+                    let count = args.get("count").and_then(|c| c.as_f64()).unwrap_or(1.0) as usize;
+                    let domain = crate::smtp::address::domain_of(mailbox).unwrap_or_default();
+                    let server = self.net.server_for_domain(&domain).ok_or_else(|| {
+                        StepError::new("ValueError", format!("{mailbox}: waiting on a mailbox needs one of mailnet's own servers"))
+                    })?;
+                    let store = server.host.store();
+                    if !store
+                        .wait_until(deadline, |s| s.count(mailbox) >= count)
+                        .await
+                    {
+                        return Err(StepError::new(
+                            "TimeoutError",
+                            format!(
+                                "{mailbox} held {} messages, not {count}, after {deadline:?}",
+                                store.count(mailbox)
+                            ),
+                        ));
+                    }
+                    return Ok(Value::Int(store.count(mailbox) as i64));
+                }
                 // At most that long, until every queue is empty: the network is idle.
                 for server in &self.net.servers {
                     server.host.queue().wait_until_empty(deadline).await;
@@ -343,7 +368,8 @@ impl Context<'_> {
                     ("from".to_string(), header("From: ")),
                     ("subject".to_string(), header("Subject: ")),
                     ("size".to_string(), Value::Int(raw.len() as i64)),
-                    ("text".to_string(), Value::Str(text.into_owned())),
+                    ("text".to_string(), Value::Str(text.to_string())),
+                    ("attachments".to_string(), attachments(&raw)),
                 ])))
             }
             "dele" => {
@@ -440,6 +466,39 @@ impl Context<'_> {
         }
         Ok(Value::List(replies))
     }
+}
+
+/// Each attachment of a message as `{name, type, size, md5}`, for expectations on checksums.
+fn attachments(raw: &[u8]) -> Value {
+    use mail_parser::MimeHeaders;
+    use md5::{Digest, Md5};
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return Value::List(Vec::new());
+    };
+    Value::List(
+        message
+            .attachments()
+            .map(|part| {
+                let ctype = part
+                    .content_type()
+                    .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+                    .unwrap_or_default();
+                let md5: String = Md5::digest(part.contents())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                Value::Map(BTreeMap::from([
+                    (
+                        "name".to_string(),
+                        Value::Str(part.attachment_name().unwrap_or("").to_string()),
+                    ),
+                    ("type".to_string(), Value::Str(ctype)),
+                    ("size".to_string(), Value::Int(part.contents().len() as i64)),
+                    ("md5".to_string(), Value::Str(md5)),
+                ]))
+            })
+            .collect(),
+    )
 }
 
 /// One reply: an SMTP reply's lines joined by newlines, or one POP3 line.
@@ -568,6 +627,11 @@ pub async fn run(scenario: &Scenario, student: Option<&StudentSetup>) -> Outcome
     let mut ctx = Context {
         net: &net,
         pop3: None,
+        base: scenario
+            .file
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
         shown: std::collections::HashMap::new(),
     };
     outcome.status = Status::Passed;
