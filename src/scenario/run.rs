@@ -554,14 +554,13 @@ pub async fn run(scenario: &Scenario, student: Option<&StudentSetup>) -> Outcome
         .iter()
         .filter(|r| r.kind == RoleKind::Student)
     {
-        let Some(setup) = student else {
+        if student.is_none() {
             outcome.message = Some(format!(
                 "server {} is a student's: give the command that starts it with --student",
                 role.domain
             ));
             return outcome;
-        };
-        let _ = setup;
+        }
         let Some(server) = network
             .servers
             .iter_mut()

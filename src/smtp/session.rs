@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN, MAIL_BODY_8BITMIME};
+use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
 
 use super::address::{domain_of, split_address};
 use super::data::{DataReader, Refusal};
@@ -227,8 +227,7 @@ impl Session {
     }
 
     fn record(&mut self, reply: Reply) -> Reply {
-        for (i, line) in reply.to_string().lines().enumerate() {
-            let _ = i;
+        for line in reply.to_string().lines() {
             self.transcript.push(Line::server(line));
         }
         reply
@@ -287,7 +286,7 @@ impl Session {
         let event = match request {
             Request::Helo { host } => self.hello(&host, false),
             Request::Ehlo { host } => self.hello(&host, true),
-            Request::Mail { from } => self.mail(&from.address, from.size, from.flags),
+            Request::Mail { from } => self.mail(&from.address, from.size),
             Request::Rcpt { to } => self.rcpt(&to.address, &text),
             Request::Data => self.data(),
             Request::Rset => {
@@ -407,7 +406,7 @@ impl Session {
         })
     }
 
-    fn mail(&mut self, from: &str, size: usize, flags: u64) -> Event {
+    fn mail(&mut self, from: &str, size: usize) -> Event {
         if self.helo.is_none() {
             return self.reply(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
         }
@@ -422,7 +421,6 @@ impl Session {
                 "Message size exceeds fixed maximum message size",
             ));
         }
-        let _ = flags & MAIL_BODY_8BITMIME;
         let submission = if from.is_empty() {
             // The null sender: a bounce from a peer.
             self.authenticated.is_some()
