@@ -406,7 +406,7 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
     }
     client.command("QUIT").await?;
     let start = Instant::now();
-    let listed = store.open_mailbox(user)?.len();
+    let listed = store.messages(user)?.len();
     let listing = start.elapsed();
     println!(
         "pop3 login to {login_messages} messages: {:.1} ms first, {:.1} ms again ({}); the store lists {listed} in {:.1} ms",

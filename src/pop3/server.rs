@@ -83,11 +83,10 @@ pub async fn run_session<S>(
                         None => Err(OpenError::InUse),
                         Some(held) => {
                             let store = host.store().clone();
-                            let listed =
-                                tokio::task::spawn_blocking(move || store.open_mailbox(&user))
-                                    .await
-                                    .map_err(|e| OpenError::System(e.to_string()))
-                                    .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
+                            let listed = tokio::task::spawn_blocking(move || store.messages(&user))
+                                .await
+                                .map_err(|e| OpenError::System(e.to_string()))
+                                .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
                             if listed.is_ok() {
                                 lock = Some(held);
                             }

@@ -176,14 +176,6 @@ impl Mailstore {
         format!("{nanos:020}.P{}Q{seq}.mailnet", std::process::id())
     }
 
-    /// Every message of a mailbox in delivery order, oldest first, for a POP3
-    /// session. Nothing moves here: opening a mailbox of 100,000 messages costs
-    /// one directory listing. A message moves from `new/` to `cur/` when it is
-    /// retrieved ([`Mailstore::mark_seen`]).
-    pub fn open_mailbox(&self, address: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.peek(address)
-    }
-
     /// Moves a message from `new/` to `cur/` (flagged seen, as Maildir readers
     /// do once a message was read) and returns it with its new path. A message
     /// already in `cur/` is returned as it is.
@@ -213,8 +205,12 @@ impl Mailstore {
         })
     }
 
-    /// Every message of a mailbox without moving anything: the grader's view.
-    pub fn peek(&self, address: &str) -> Result<Vec<StoredMessage>, StoreError> {
+    /// Every message of a mailbox in delivery order, oldest first: what a POP3
+    /// session lists and what the grader looks at. Nothing moves here, so
+    /// opening a mailbox of 100,000 messages costs one directory listing; a
+    /// message moves from `new/` to `cur/` when it is retrieved
+    /// ([`Mailstore::mark_seen`]).
+    pub fn messages(&self, address: &str) -> Result<Vec<StoredMessage>, StoreError> {
         let dir = self.mailbox_path(address);
         let err = |source| StoreError::Io {
             mailbox: address.to_string(),
@@ -235,7 +231,7 @@ impl Mailstore {
 
     /// How many messages `address` holds now.
     pub fn count(&self, address: &str) -> usize {
-        self.peek(address).map(|m| m.len()).unwrap_or(0)
+        self.messages(address).map(|m| m.len()).unwrap_or(0)
     }
 
     /// Deletes messages (POP3's UPDATE state). A message already gone is not an error.
@@ -362,7 +358,7 @@ mod tests {
         store
             .deliver("USR1@gmail.com", b"Subject: b\n\ntwo\n")
             .unwrap();
-        let messages = store.open_mailbox("usr1@gmail.com").unwrap();
+        let messages = store.messages("usr1@gmail.com").unwrap();
         assert_eq!(messages.len(), 2);
         assert_eq!(
             fs::read(&messages[0].path).unwrap(),
@@ -379,7 +375,7 @@ mod tests {
             assert_eq!(fs::read(&seen.path).unwrap(), fs::read(&seen.path).unwrap());
             assert_eq!(store.mark_seen(&seen).unwrap(), seen);
         }
-        let reopened = store.open_mailbox("usr1@gmail.com").unwrap();
+        let reopened = store.messages("usr1@gmail.com").unwrap();
         assert_eq!(
             reopened.iter().map(|m| &m.uid).collect::<Vec<_>>(),
             messages.iter().map(|m| &m.uid).collect::<Vec<_>>()
@@ -406,10 +402,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = Mailstore::open(dir.path(), false).unwrap();
         first.deliver("a@b.c", b"x\r\n").unwrap();
-        let before = first.open_mailbox("a@b.c").unwrap();
+        let before = first.messages("a@b.c").unwrap();
         let second = Mailstore::open(dir.path(), false).unwrap();
         second.deliver("a@b.c", b"y\r\n").unwrap();
-        let after = second.open_mailbox("a@b.c").unwrap();
+        let after = second.messages("a@b.c").unwrap();
         assert_eq!(after[0].uid, before[0].uid);
         assert_ne!(after[1].uid, before[0].uid);
     }

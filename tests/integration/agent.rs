@@ -45,7 +45,7 @@ async fn hw3_prompt_answers_piped_in_arrive_as_the_message_described() {
     assert_eq!(stdout.matches("sent to ").count(), 2, "{stdout}");
     let unc = net.server("cs.unc.edu").unwrap();
     let stored =
-        std::fs::read_to_string(&unc.host.store().peek("smithfd@cs.unc.edu").unwrap()[0].path)
+        std::fs::read_to_string(&unc.host.store().messages("smithfd@cs.unc.edu").unwrap()[0].path)
             .unwrap();
     for header in [
         "From: <jasleen@cs.unc.edu>",
@@ -58,7 +58,7 @@ async fn hw3_prompt_answers_piped_in_arrive_as_the_message_described() {
     }
     assert!(stored.ends_with("\r\n\r\nThis is a test.\r\n"), "{stored}");
     let second =
-        std::fs::read_to_string(&unc.host.store().peek("jeffay@cs.unc.edu").unwrap()[0].path)
+        std::fs::read_to_string(&unc.host.store().messages("jeffay@cs.unc.edu").unwrap()[0].path)
             .unwrap();
     assert!(
         second.ends_with("line 1\r\n..dot\r\n") || second.ends_with("line 1\r\n.dot\r\n"),

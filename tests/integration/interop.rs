@@ -157,7 +157,7 @@ async fn curl_smtp_and_pop3() {
     .await
     .unwrap();
     assert!(retr.ends_with(message), "{retr}");
-    let uid = &gmail.host.store().peek("bob@gmail.com").unwrap()[0].uid;
+    let uid = &gmail.host.store().messages("bob@gmail.com").unwrap()[0].uid;
     assert_eq!(uidl.trim(), format!("1 {uid}"));
     net.stop().await;
 }

@@ -79,7 +79,7 @@ async fn a_dropped_connection_deletes_nothing_and_quit_does() {
     assert_eq!(
         c.pop("STAT").await,
         "+OK 1 ".to_string()
-            + &gmail.host.store().peek("bob@gmail.com").unwrap()[0]
+            + &gmail.host.store().messages("bob@gmail.com").unwrap()[0]
                 .size
                 .to_string()
     );
@@ -126,7 +126,7 @@ async fn uids_are_the_same_after_a_restart_with_the_same_data_dir() {
             .unwrap()
             .host
             .store()
-            .peek("bob@gmail.com")
+            .messages("bob@gmail.com")
             .unwrap()
             .into_iter()
             .map(|m| m.uid)

@@ -26,7 +26,7 @@ async fn arrives(store: &Mailstore, address: &str, count: usize) {
 
 /// The text of a stored bounce, MIME decoded.
 fn bounce_text(store: &Mailstore, address: &str) -> String {
-    let stored = store.peek(address).unwrap();
+    let stored = store.messages(address).unwrap();
     let raw = std::fs::read(&stored[0].path).unwrap();
     let msg = MessageParser::default().parse(&raw).unwrap();
     let mut text = format!("Subject: {}\n", msg.subject().unwrap_or(""));
@@ -54,8 +54,9 @@ async fn cross_domain_mail_arrives_with_both_hops() {
     )
     .await;
     arrives(gmail.host.store(), "usr1@gmail.com", 1).await;
-    let raw = std::fs::read_to_string(&gmail.host.store().peek("usr1@gmail.com").unwrap()[0].path)
-        .unwrap();
+    let raw =
+        std::fs::read_to_string(&gmail.host.store().messages("usr1@gmail.com").unwrap()[0].path)
+            .unwrap();
     assert_eq!(
         raw.matches("\r\nReceived: ").count() + usize::from(raw.starts_with("Received: ")),
         2,
@@ -97,9 +98,14 @@ async fn unknown_remote_recipient_bounces_to_the_sender() {
         text.contains("Subject: to nobody"),
         "the original headers are attached: {text}"
     );
-    let stored =
-        std::fs::read_to_string(&qq.host.store().peek("usr1@mail.sustech.edu.cn").unwrap()[0].path)
-            .unwrap();
+    let stored = std::fs::read_to_string(
+        &qq.host
+            .store()
+            .messages("usr1@mail.sustech.edu.cn")
+            .unwrap()[0]
+            .path,
+    )
+    .unwrap();
     assert!(stored.starts_with("Return-Path: <>\r\n"));
     net.stop().await;
 }

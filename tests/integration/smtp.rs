@@ -115,7 +115,7 @@ async fn stored_message_is_byte_exact_after_the_trace_headers() {
     let gmail = net.server("gmail.com").unwrap();
     let message = "From: usr1@gmail.com\r\nSubject: exact\r\n\r\n..leading dot\r\n\tTab and 8-bit: caf\u{e9}\r\n";
     send_mail(gmail.smtp, "usr1@gmail.com", &["bob@gmail.com"], message).await;
-    let stored = gmail.host.store().peek("bob@gmail.com").unwrap();
+    let stored = gmail.host.store().messages("bob@gmail.com").unwrap();
     let bytes = std::fs::read(&stored[0].path).unwrap();
     let text = String::from_utf8(bytes).unwrap();
     assert!(text.starts_with("Return-Path: <usr1@gmail.com>\r\nReceived: from test.client ([127.0.0.1])\r\n\tby gmail.com (mailnet) with ESMTP id "));
@@ -298,7 +298,7 @@ async fn two_binary_attachments_arrive_intact_and_inspect_extracts_them() {
         &two_attachments(&png, &bin),
     )
     .await;
-    let stored = ust.host.store().peek("akc@cs.ust.hk").unwrap();
+    let stored = ust.host.store().messages("akc@cs.ust.hk").unwrap();
     let raw = std::fs::read(&stored[0].path).unwrap();
     let out = tempfile::tempdir().unwrap();
     let (text, files) = mailnet::cli::inspect::describe(&raw, Some(out.path())).unwrap();
