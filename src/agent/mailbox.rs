@@ -67,7 +67,7 @@ impl Mailbox {
             server,
             reason: e.to_string(),
         };
-        let (mut client, greeting) = Pop3Client::connect(server, timeout)
+        let (client, greeting) = Pop3Client::connect(server, timeout)
             .await
             .map_err(unreachable)?;
         if !greeting.ok {
@@ -77,27 +77,16 @@ impl Mailbox {
                 reply: greeting.line,
             });
         }
-        let reply = client
-            .command(&format!("USER {user}"))
-            .await
-            .map_err(unreachable)?;
-        if !reply.ok {
-            return Err(MailboxError::Login {
-                server,
-                reply: reply.line,
-            });
+        let mut mailbox = Mailbox { client, server };
+        for command in [format!("USER {user}"), format!("PASS {password}")] {
+            mailbox.status(&command).await.map_err(|e| match e {
+                MailboxError::Refused { server, reply, .. } => {
+                    MailboxError::Login { server, reply }
+                }
+                other => other,
+            })?;
         }
-        let reply = client
-            .command(&format!("PASS {password}"))
-            .await
-            .map_err(unreachable)?;
-        if !reply.ok {
-            return Err(MailboxError::Login {
-                server,
-                reply: reply.line,
-            });
-        }
-        Ok(Mailbox { client, server })
+        Ok(mailbox)
     }
 
     fn unreachable(&self, e: crate::smtp::client::ClientError) -> MailboxError {
@@ -162,19 +151,7 @@ impl Mailbox {
 
     /// Marks message `number` deleted (applied at [`Mailbox::quit`]).
     pub async fn dele(&mut self, number: usize) -> Result<(), MailboxError> {
-        let reply = self
-            .client
-            .command(&format!("DELE {number}"))
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !reply.ok {
-            return Err(MailboxError::Refused {
-                server: self.server,
-                command: format!("DELE {number}"),
-                reply: reply.line,
-            });
-        }
-        Ok(())
+        self.status(&format!("DELE {number}")).await.map(|_| ())
     }
 
     /// Sends a one-line command; its `+OK` line, or `Refused` with the `-ERR` line.
@@ -196,18 +173,6 @@ impl Mailbox {
 
     /// Ends the session, applying deletions.
     pub async fn quit(mut self) -> Result<(), MailboxError> {
-        let reply = self
-            .client
-            .command("QUIT")
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        if !reply.ok {
-            return Err(MailboxError::Refused {
-                server: self.server,
-                command: "QUIT".into(),
-                reply: reply.line,
-            });
-        }
-        Ok(())
+        self.status("QUIT").await.map(|_| ())
     }
 }
