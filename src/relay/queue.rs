@@ -35,7 +35,6 @@ struct Inner {
     dir: PathBuf,
     fsync: bool,
     seq: AtomicU64,
-    wake: tokio::sync::Notify,
     /// Bumped on every change, so waiters wake on facts, not timers.
     changes: tokio::sync::watch::Sender<u64>,
     /// The entries, mirrored in memory so the relay never lists the folder
@@ -54,7 +53,6 @@ impl Queue {
                 dir,
                 fsync,
                 seq: AtomicU64::new(0),
-                wake: tokio::sync::Notify::new(),
                 changes: tokio::sync::watch::channel(0).0,
                 index: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             }),
@@ -102,7 +100,6 @@ impl Queue {
                 recipients: recipients.to_vec(),
             },
         );
-        self.inner.wake.notify_one();
         self.inner.changes.send_modify(|n| *n += 1);
         Ok(id)
     }
@@ -145,8 +142,8 @@ impl Queue {
     }
 
     /// Every entry, oldest first.
-    pub fn entries(&self) -> io::Result<Vec<QueuedMessage>> {
-        Ok(self.index().values().cloned().collect())
+    pub fn entries(&self) -> Vec<QueuedMessage> {
+        self.index().values().cloned().collect()
     }
 
     /// Every complete entry on disk, oldest first (what a restart resumes).
@@ -211,9 +208,9 @@ impl Queue {
         }
     }
 
-    /// Resolves when something was enqueued since the last wait.
-    pub async fn wait_for_work(&self) {
-        self.inner.wake.notified().await
+    /// A receiver that changes whenever an entry is added, narrowed or removed.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// Waits until the queue is empty or `deadline` passes; returns whether it is empty.
@@ -271,7 +268,7 @@ mod tests {
         let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
         let id = queue.enqueue("s@z.test", &rcpts, b"msg\r\n").unwrap();
         let reopened = Queue::open(dir.path(), false).unwrap();
-        let entries = reopened.entries().unwrap();
+        let entries = reopened.entries();
         assert_eq!(
             entries,
             vec![QueuedMessage {
@@ -284,7 +281,7 @@ mod tests {
         reopened
             .update(&id, "s@z.test", &["b@y.test".to_string()])
             .unwrap();
-        assert_eq!(reopened.entries().unwrap()[0].recipients, vec!["b@y.test"]);
+        assert_eq!(reopened.entries()[0].recipients, vec!["b@y.test"]);
         reopened.update(&id, "s@z.test", &[]).unwrap();
         assert!(reopened.is_empty());
     }

@@ -35,15 +35,12 @@ pub async fn run(
 ) {
     let mut retries: HashMap<String, Retry> = HashMap::new();
     let mut advanced = clock.subscribe();
+    let mut queued = host.queue().subscribe();
     loop {
+        // Seen before reading: a change made after this wakes the wait below.
+        queued.borrow_and_update();
         let now = clock.now();
-        let entries = match host.queue().entries() {
-            Ok(entries) => entries,
-            Err(error) => {
-                tracing::error!(server = %host.config().name, %error, "cannot read the queue");
-                Vec::new()
-            }
-        };
+        let entries = host.queue().entries();
         retries.retain(|id, _| entries.iter().any(|e| &e.id == id));
         let due: Vec<QueuedMessage> = entries
             .iter()
@@ -61,7 +58,7 @@ pub async fn run(
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = host.queue().wait_for_work() => {}
+            _ = queued.changed() => {}
             _ = advanced.changed() => {}
             _ = tokio::time::sleep(wait) => {}
         }
