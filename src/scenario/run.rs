@@ -690,7 +690,7 @@ pub async fn run(scenario: &Scenario, student: Option<&StudentSetup>) -> Outcome
         let _ = mailbox.quit().await;
     }
     for mut server in running_students {
-        server.stop();
+        server.stop().await;
         if outcome.status != Status::Passed {
             let tail = server.output_tail();
             if !tail.is_empty() {

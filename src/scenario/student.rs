@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How to start students' servers.
@@ -21,7 +21,9 @@ pub struct StudentSetup {
 /// A running student server.
 pub struct StudentServer {
     name: String,
-    child: Child,
+    child: tokio::process::Child,
+    /// Its process group (the leader's pid): the group is signalled, not just the leader.
+    group: u32,
     output: PathBuf,
     _logs: tempfile::TempDir,
 }
@@ -48,25 +50,26 @@ impl StudentServer {
             .command
             .replace("{server}", name)
             .replace("{domain}", domain);
-        let mut cmd = Command::new("sh");
+        let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(&command)
             .current_dir(&setup.dir)
             .stdin(Stdio::null());
         cmd.stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
+        // Its own process group, so the whole tree can be stopped.
         #[cfg(unix)]
-        {
-            // Its own process group, so the whole tree can be stopped.
-            use std::os::unix::process::CommandExt;
-            cmd.process_group(0);
-        }
+        cmd.process_group(0);
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start `{command}` in {}: {e}", setup.dir.display()))?;
+        let group = child
+            .id()
+            .ok_or_else(|| format!("`{command}` exited at once"))?;
         let mut server = StudentServer {
             name: name.to_string(),
             child,
+            group,
             output,
             _logs: logs,
         };
@@ -82,7 +85,7 @@ impl StudentServer {
                 }
                 if Instant::now() >= deadline {
                     let tail = server.output_tail();
-                    server.stop();
+                    server.stop().await;
                     return Err(format!("student server {name} did not open port {port} within {:?}; its output:\n{tail}", setup.startup));
                 }
                 // Waiting on the port with a deadline; a connect attempt is the only signal there is.
@@ -104,33 +107,29 @@ impl StudentServer {
         &self.name
     }
 
-    /// Stops the whole process tree: TERM, then KILL if it lingers.
-    pub fn stop(&mut self) {
-        let pid = self.child.id();
-        let group = format!("-{pid}");
-        let quiet_kill = |signal: &str| {
-            let _ = Command::new("kill")
-                .args([signal, "--", &group])
-                .stderr(Stdio::null())
-                .status();
-        };
-        quiet_kill("-TERM");
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        quiet_kill("-KILL");
-        let _ = self.child.wait();
+    /// Stops the whole process tree: TERM, then, if it has not exited within
+    /// two seconds, KILL (and KILL for anything the group left behind).
+    pub async fn stop(&mut self) {
+        signal_group(self.group, "-TERM");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        signal_group(self.group, "-KILL");
+        let _ = self.child.wait().await;
     }
 }
 
+/// Signals a process group, quietly: a group already gone is not an error here.
+fn signal_group(group: u32, signal: &str) {
+    let _ = std::process::Command::new("kill")
+        .args([signal, "--", &format!("-{group}")])
+        .stderr(Stdio::null())
+        .status();
+}
+
 impl Drop for StudentServer {
+    /// A server never stopped (the run was cancelled) is killed, tree and all.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            self.stop();
+            signal_group(self.group, "-KILL");
         }
     }
 }
