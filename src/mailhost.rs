@@ -38,18 +38,18 @@ impl MailHost {
         live_transcripts: bool,
         fsync: bool,
     ) -> std::io::Result<MailHost> {
-        let store = Mailstore::open(dir.join("mail"), fsync)?;
+        let store = Mailstore::open(dir.join("mail"), fsync);
         let queue = Queue::open(dir.join("queue"), fsync)?;
         let smtp_log = TranscriptLog::open(
             &config.name,
             Some(&dir.join("transcripts/smtp.log")),
             live_transcripts,
-        )?;
+        );
         let pop3_log = TranscriptLog::open(
             &config.name,
             Some(&dir.join("transcripts/pop3.log")),
             live_transcripts,
-        )?;
+        );
         Ok(MailHost {
             inner: Arc::new(Inner {
                 config,

@@ -142,13 +142,9 @@ const RECENT: usize = 256;
 
 impl TranscriptLog {
     /// A log writing to `path` (created or appended on the first line), echoing
-    /// to stdout when `live`.
-    pub fn open(
-        server: &str,
-        path: Option<&std::path::Path>,
-        live: bool,
-    ) -> std::io::Result<TranscriptLog> {
-        Ok(TranscriptLog {
+    /// to stdout when `live`. Nothing is opened until then, so this cannot fail.
+    pub fn open(server: &str, path: Option<&std::path::Path>, live: bool) -> TranscriptLog {
+        TranscriptLog {
             server: server.to_string(),
             live,
             path: path.map(|p| p.to_path_buf()),
@@ -156,7 +152,7 @@ impl TranscriptLog {
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
             active: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
-        })
+        }
     }
 
     fn open_file(path: &std::path::Path) -> std::io::Result<LogFile> {

@@ -87,12 +87,13 @@ impl Drop for MailboxLock {
 }
 
 impl Mailstore {
-    /// Opens the store under `root` (folders are created on first delivery). With `fsync`, every delivery is
-    /// flushed to the disk before it is acknowledged; without it, a delivery
-    /// survives a crash of the process (the kernel has it) but not of the machine.
-    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> io::Result<Mailstore> {
+    /// The store under `root`; folders are created on first delivery. With
+    /// `fsync`, every delivery is flushed to the disk before it is
+    /// acknowledged; without it, a delivery survives a crash of the process
+    /// (the kernel has it) but not of the machine.
+    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Mailstore {
         let root = root.into();
-        Ok(Mailstore {
+        Mailstore {
             inner: Arc::new(Inner {
                 root,
                 fsync,
@@ -100,7 +101,7 @@ impl Mailstore {
                 locked: Mutex::new(HashSet::new()),
                 changes: watch::channel(0).0,
             }),
-        })
+        }
     }
 
     /// The folder that holds `address`'s mail.
@@ -345,7 +346,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Mailstore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Mailstore::open(dir.path().join("mail"), false).unwrap();
+        let store = Mailstore::open(dir.path().join("mail"), false);
         (dir, store)
     }
 
@@ -400,10 +401,10 @@ mod tests {
     #[test]
     fn uids_survive_reopening_a_store() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Mailstore::open(dir.path(), false).unwrap();
+        let first = Mailstore::open(dir.path(), false);
         first.deliver("a@b.c", b"x\r\n").unwrap();
         let before = first.messages("a@b.c").unwrap();
-        let second = Mailstore::open(dir.path(), false).unwrap();
+        let second = Mailstore::open(dir.path(), false);
         second.deliver("a@b.c", b"y\r\n").unwrap();
         let after = second.messages("a@b.c").unwrap();
         assert_eq!(after[0].uid, before[0].uid);
