@@ -49,7 +49,7 @@ pub async fn serve(
     .await
 }
 
-/// Runs one session over any byte stream (TCP now, TLS later, memory in tests).
+/// Runs one session over any byte stream: TCP now; generic so TLS can wrap it later.
 pub async fn run_session<S>(
     mut stream: S,
     peer: SocketAddr,
