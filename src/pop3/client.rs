@@ -42,6 +42,14 @@ impl Pop3Client<TcpStream> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
+    /// Wraps a connected stream (the greeting not yet read).
+    pub fn new(stream: S, timeout: Duration) -> Self {
+        Pop3Client {
+            stream: BufReader::with_capacity(64 * 1024, stream),
+            timeout,
+        }
+    }
+
     async fn line(&mut self) -> Result<Vec<u8>, ClientError> {
         let mut line = Vec::new();
         let n = tokio::time::timeout(self.timeout, self.stream.read_until(b'\n', &mut line))
@@ -51,6 +59,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
             return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
         }
         Ok(line)
+    }
+
+    /// Reads one raw line, newline included, of at most `limit + 1` bytes
+    /// (so a caller can tell a line longer than `limit`); empty at end of stream.
+    pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
+        let mut line = Vec::new();
+        tokio::time::timeout(
+            self.timeout,
+            (&mut self.stream)
+                .take(limit as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+        Ok(line)
+    }
+
+    /// Sends raw bytes.
+    pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.stream.get_mut().write_all(bytes).await?;
+        Ok(())
     }
 
     /// Reads a status line.

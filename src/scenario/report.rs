@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::run::{Outcome, Status};
+use super::run::{shown, Outcome, Status};
+use super::value::Value;
 
 /// Every scenario's outcome and the totals.
 #[derive(Debug, Clone, Serialize)]
@@ -15,6 +16,9 @@ pub struct Summary {
     pub total: u32,
     /// The outcomes, in the order the scenarios were given.
     pub scenarios: Vec<Outcome>,
+    /// Why grading stopped early, if it did (a submission that cannot be copied).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Summary {
@@ -24,6 +28,7 @@ impl Summary {
             score: scenarios.iter().map(|o| o.earned).sum(),
             total: scenarios.iter().map(|o| o.credit).sum(),
             scenarios,
+            error: None,
         }
     }
 
@@ -33,16 +38,37 @@ impl Summary {
     }
 }
 
+/// A value as the course prints it, long texts cut short (passing steps only).
+fn abbreviated(value: &Value) -> String {
+    fn cut(value: &Value) -> Value {
+        match value {
+            Value::Str(s) if s.chars().count() > 60 => Value::Str(format!(
+                "{}… ({} characters)",
+                s.chars().take(40).collect::<String>(),
+                s.chars().count()
+            )),
+            Value::List(items) => Value::List(items.iter().map(cut).collect()),
+            Value::Map(map) => Value::Map(map.iter().map(|(k, v)| (k.clone(), cut(v))).collect()),
+            other => other.clone(),
+        }
+    }
+    shown(&cut(value))
+}
+
 /// One scenario as the CS305 grader prints it while running.
 pub fn scenario_log(outcome: &Outcome) -> String {
     let mut out = format!("Setup scenario: {}\n", outcome.scenario);
-    for step in &outcome.steps {
+    for (i, step) in outcome.steps.iter().enumerate() {
+        let last = i + 1 == outcome.steps.len() && outcome.status != Status::Passed;
         let _ = writeln!(out, "TEST>>> Step: {}", step.name);
         if let Some(expect) = &step.expect {
-            let _ = writeln!(out, "    >>> Expect: {expect}");
+            let _ = writeln!(out, "    >>> Expect: {}", shown(expect));
             match &step.actual {
+                Some(actual) if last => {
+                    let _ = writeln!(out, "    >>> Actual: {}", shown(actual));
+                }
                 Some(actual) => {
-                    let _ = writeln!(out, "    >>> Actual: {actual}");
+                    let _ = writeln!(out, "    >>> Actual: {}", abbreviated(actual));
                 }
                 None => {
                     let _ = writeln!(out, "    >>> Actual: (no result)");
@@ -57,12 +83,79 @@ pub fn scenario_log(outcome: &Outcome) -> String {
     out
 }
 
-/// The summary and details, as the CS305 grader prints them, plus the
-/// transcript of the step that lost points.
-pub fn console(summary: &Summary) -> String {
+/// The summary and details, as the CS305 grader prints them, plus, where
+/// points were lost, what was expected and what came, why, the dialogue of
+/// that step and the student server's last output. `colour` marks statuses
+/// with ANSI colours (for a terminal).
+pub fn console(summary: &Summary, colour: bool) -> String {
+    let paint = |status: Status| {
+        let text = status.to_string();
+        if !colour {
+            return text;
+        }
+        let code = match status {
+            Status::Passed => "32",
+            Status::PartiallyPassed => "33",
+            Status::Failed | Status::Error => "31",
+        };
+        format!("\x1b[{code}m{text}\x1b[0m")
+    };
     let mut out = String::from("\n***** TEST SUMMARY *****\n");
     let _ = writeln!(out, "Score: {}/{}", summary.score, summary.total);
-    let counts: Vec<String> = [
+    let _ = writeln!(out, "{}", status_counts(summary).join(" "));
+    out.push_str("\n***** TEST DETAILS *****\n");
+    for o in &summary.scenarios {
+        let _ = writeln!(out, "[{}] {}:", paint(o.status), o.scenario);
+        let _ = writeln!(out, "    Credit: {}/{}", o.earned, o.credit);
+        let _ = writeln!(
+            out,
+            "    Message: {}",
+            o.message.as_deref().unwrap_or("None")
+        );
+        if o.earned == o.credit {
+            continue;
+        }
+        if o.confirmed_at_course_timing {
+            let _ = writeln!(
+                out,
+                "    (confirmed by a second run with the course's full waits)"
+            );
+        }
+        if let Some(step) = o.steps.last() {
+            if let Some(expect) = &step.expect {
+                let _ = writeln!(out, "    Expected: {}", shown(expect));
+                let _ = writeln!(
+                    out,
+                    "    Actual:   {}",
+                    step.actual
+                        .as_ref()
+                        .map(shown)
+                        .unwrap_or_else(|| "(no result)".into())
+                );
+            }
+            if let Some(error) = &step.error {
+                let _ = writeln!(out, "    Why:      {error}");
+            }
+            if !step.transcript.is_empty() {
+                let _ = writeln!(out, "    Transcript of step {}:", step.name);
+                for line in &step.transcript {
+                    let _ = writeln!(out, "        {line}");
+                }
+            }
+        }
+        for (server, tail) in &o.student_output {
+            let _ = writeln!(out, "    Last output of student server {server}:");
+            for line in tail.lines() {
+                let _ = writeln!(out, "        {line}");
+            }
+        }
+    }
+    out
+}
+
+/// `PASSED: 6`, `PARTIALLY PASSED: 1`, … for the statuses that occur.
+pub fn status_counts(summary: &Summary) -> Vec<String> {
+    [
         Status::Passed,
         Status::PartiallyPassed,
         Status::Failed,
@@ -77,40 +170,48 @@ pub fn console(summary: &Summary) -> String {
             .count();
         (n > 0).then(|| format!("{status}: {n}"))
     })
-    .collect();
-    let _ = writeln!(out, "{}", counts.join(" "));
-    out.push_str("\n***** TEST DETAILS *****\n");
-    for o in &summary.scenarios {
-        let _ = writeln!(out, "[{}] {}:", o.status, o.scenario);
-        let _ = writeln!(out, "    Credit: {}/{}", o.earned, o.credit);
-        let _ = writeln!(
-            out,
-            "    Message: {}",
-            o.message.as_deref().unwrap_or("None")
-        );
-        if o.status != Status::Passed {
-            if let Some(step) = o.steps.last() {
-                if let Some(expect) = &step.expect {
-                    let _ = writeln!(out, "    Expected: {expect}");
-                    let _ = writeln!(
-                        out,
-                        "    Actual:   {}",
-                        step.actual
-                            .as_ref()
-                            .map(|a| a.to_string())
-                            .unwrap_or_else(|| "(no result)".into())
-                    );
-                }
-                if !step.transcript.is_empty() {
-                    let _ = writeln!(out, "    Transcript of step {}:", step.name);
-                    for line in &step.transcript {
-                        let _ = writeln!(out, "        {line}");
-                    }
-                }
-            }
-        }
+    .collect()
+}
+
+/// Gradescope's `results.json`: the total and one test a scenario.
+pub fn gradescope(summary: &Summary) -> serde_json::Value {
+    serde_json::json!({
+        "score": summary.score,
+        "tests": summary.scenarios.iter().map(|o| serde_json::json!({
+            "name": o.scenario,
+            "score": o.earned,
+            "max_score": o.credit,
+            "status": if o.earned == o.credit { "passed" } else { "failed" },
+            "output": format!("[{}] {}\n{}", o.status, o.message.as_deref().unwrap_or("None"), scenario_log(o)),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// A CSV field, quoted when it must be.
+pub fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
     }
-    out
+}
+
+/// The class summary's header.
+pub const CSV_HEADER: &str = "name,score,max,passed,partially_passed,failed,error";
+
+/// One student's row in the class summary.
+pub fn csv_row(name: &str, summary: &Summary) -> String {
+    let count = |s: Status| summary.scenarios.iter().filter(|o| o.status == s).count();
+    format!(
+        "{},{},{},{},{},{},{}",
+        csv_field(name),
+        summary.score,
+        summary.total,
+        count(Status::Passed),
+        count(Status::PartiallyPassed),
+        count(Status::Failed),
+        count(Status::Error)
+    )
 }
 
 fn xml(text: &str) -> String {

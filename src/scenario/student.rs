@@ -1,20 +1,22 @@
 //! A student's server plugged into the network: started from a command
-//! template in its own process group, waited for until its ports accept,
-//! stopped with its whole process tree, its output kept for the report.
+//! template in its own process group in a private copy of the submission,
+//! given the course's setup time to open its ports, stopped with its whole
+//! process tree, its output kept for the report.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// How to start students' servers.
 #[derive(Debug, Clone)]
 pub struct StudentSetup {
-    /// A shell command; `{server}` and `{domain}` are replaced (e.g. `python3 server.py -n {server}`).
+    /// A shell command; `{server}` is replaced by the server's name and
+    /// `{domain}` by the fixture's `domain` (e.g. `python3 server.py -n {domain}`).
     pub command: String,
-    /// Where it runs; `data/config.toml` and `data/fdns.toml` are written here.
+    /// The submission: copied into a private folder for each student, where
+    /// `data/config.toml` and `data/fdns.toml` are written.
     pub dir: PathBuf,
-    /// How long its ports may take to open.
+    /// How long its ports may take to open: the course waits 2 s, then runs the steps anyway.
     pub startup: Duration,
 }
 
@@ -35,10 +37,38 @@ pub fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
+/// Whether some socket on this machine listens on TCP `port`, read from the
+/// kernel's socket tables: no connection is made, so the student's server
+/// sees only the grader's sessions, as under the course's grader.
+pub fn listening(port: u16) -> bool {
+    let wanted = format!(":{port:04X} ");
+    let mut known = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        known = true;
+        // Fields: sl local_address rem_address st …; st 0A is LISTEN.
+        if text.lines().skip(1).any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let local = fields.next().unwrap_or("");
+            let state = fields.nth(1).unwrap_or("");
+            state == "0A" && format!("{local} ").ends_with(&wanted)
+        }) {
+            return true;
+        }
+    }
+    // Without the tables, a connection attempt is the only way to know.
+    !known && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
 impl StudentServer {
-    /// Starts the server `name` (hosting `domain`) and waits until both ports accept.
+    /// Starts the server `name` (the fixture calls it `domain`) in `dir`, and
+    /// waits at most `setup.startup` for its ports to listen. A server that is
+    /// not listening by then still runs: the steps find out, as the course's do.
     pub async fn start(
         setup: &StudentSetup,
+        dir: &Path,
         name: &str,
         domain: &str,
         ports: [u16; 2],
@@ -53,8 +83,9 @@ impl StudentServer {
         let mut cmd = tokio::process::Command::new("sh");
         cmd.arg("-c")
             .arg(&command)
-            .current_dir(&setup.dir)
-            .stdin(Stdio::null());
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
         cmd.stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
         // Its own process group, so the whole tree can be stopped.
@@ -62,10 +93,8 @@ impl StudentServer {
         cmd.process_group(0);
         let child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start `{command}` in {}: {e}", setup.dir.display()))?;
-        let group = child
-            .id()
-            .ok_or_else(|| format!("`{command}` exited at once"))?;
+            .map_err(|e| format!("cannot start `{command}` in {}: {e}", dir.display()))?;
+        let group = child.id().unwrap_or(0);
         let mut server = StudentServer {
             name: name.to_string(),
             child,
@@ -74,23 +103,12 @@ impl StudentServer {
             _logs: logs,
         };
         let deadline = Instant::now() + setup.startup;
-        for port in ports {
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            loop {
-                if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                    break;
-                }
-                if let Ok(Some(status)) = server.child.try_wait() {
-                    return Err(format!("student server {name} exited ({status}) before opening port {port}; its output:\n{}", server.output_tail()));
-                }
-                if Instant::now() >= deadline {
-                    let tail = server.output_tail();
-                    server.stop().await;
-                    return Err(format!("student server {name} did not open port {port} within {:?}; its output:\n{tail}", setup.startup));
-                }
-                // Waiting on the port with a deadline; a connect attempt is the only signal there is.
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        while !ports.iter().all(|&p| listening(p)) && Instant::now() < deadline {
+            if let Ok(Some(_)) = server.child.try_wait() {
+                break;
             }
+            // The kernel's tables have no change signal: look again shortly.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(server)
     }
@@ -108,10 +126,10 @@ impl StudentServer {
     }
 
     /// Stops the whole process tree: TERM, then, if it has not exited within
-    /// two seconds, KILL (and KILL for anything the group left behind).
+    /// a second, KILL (and KILL for anything the group left behind).
     pub async fn stop(&mut self) {
         signal_group(self.group, "-TERM");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await;
         signal_group(self.group, "-KILL");
         let _ = self.child.wait().await;
     }
@@ -119,6 +137,9 @@ impl StudentServer {
 
 /// Signals a process group, quietly: a group already gone is not an error here.
 fn signal_group(group: u32, signal: &str) {
+    if group == 0 {
+        return;
+    }
     let _ = std::process::Command::new("kill")
         .args([signal, "--", &format!("-{group}")])
         .stderr(Stdio::null())
@@ -128,8 +149,30 @@ fn signal_group(group: u32, signal: &str) {
 impl Drop for StudentServer {
     /// A server never stopped (the run was cancelled) is killed, tree and all.
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            signal_group(self.group, "-KILL");
+        signal_group(self.group, "-KILL");
+    }
+}
+
+/// Copies the folder `from` into `to` (created), leaving out `.git` and
+/// Python's caches: a student's own files are never written to.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".git" || name == "__pycache__" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let target = to.join(&name);
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
         }
     }
+    Ok(())
 }

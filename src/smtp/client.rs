@@ -123,6 +123,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         }
     }
 
+    /// Reads one raw line, newline included, of at most `limit + 1` bytes
+    /// (so a caller can tell a line longer than `limit`); empty at end of stream.
+    pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
+        use tokio::io::AsyncReadExt;
+        let mut line = Vec::new();
+        tokio::time::timeout(
+            self.timeout,
+            (&mut self.stream)
+                .take(limit as u64 + 1)
+                .read_until(b'\n', &mut line),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+        Ok(line)
+    }
+
+    /// Records a line of the dialogue (for callers that frame replies themselves).
+    pub fn note_line(&mut self, line: crate::transcript::Line) {
+        self.note(line);
+    }
+
     /// Sends raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
         self.stream.get_mut().write_all(bytes).await?;

@@ -140,10 +140,19 @@ fn only_an_unknown_server_is_refused() {
 fn the_course_config_pair_boots_one_server_like_std_server_py() {
     let dir = tempfile::tempdir().unwrap();
     let net = mailnet::network::Network::default_network();
-    let ports: Vec<(u16, u16)> = net.servers.iter().map(|_| (0, 0)).collect();
+    let ports: Vec<mailnet::network::cs305::CoursePorts> = net
+        .servers
+        .iter()
+        .map(|s| mailnet::network::cs305::CoursePorts {
+            smtp: s.smtp_port,
+            pop: s.pop3_port,
+            published_smtp: s.smtp_port,
+        })
+        .collect();
     mailnet::network::cs305::write(&net, &ports, dir.path()).unwrap();
+    // --ephemeral: the file's fixed ports are replaced by free ones, so tests run in parallel.
     let mut child = Command::new(BIN)
-        .args(["--quiet", "up"])
+        .args(["--quiet", "up", "--ephemeral"])
         .arg(dir.path().join("data/config.toml"))
         .args(["--only", "gmail.com", "--data-dir"])
         .arg(dir.path().join("mail"))

@@ -31,10 +31,14 @@ fn the_built_in_scenarios_all_earn_full_credit() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("TEST>>> Step: List the email\n    >>> Expect: [{\"msg_num\":1}]"),
+        stdout.contains("TEST>>> Step: List the email\n    >>> Expect: [{'mesg_num': 1}]"),
         "{stdout}"
     );
     assert!(stdout.contains("***** TEST SUMMARY *****"), "{stdout}");
+    assert!(
+        stdout.starts_with("Note: no --student given: the students' servers (exmail.qq.com, gmail.com) are played by mailnet's own servers."),
+        "{stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["score"], report["total"]);
@@ -83,10 +87,16 @@ fn wrong_expectations_lose_points_with_expected_actual_and_transcript() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("Score: 3/18"), "{stdout}");
-    assert!(stdout.contains("[FAILED] Expects two messages:\n    Credit: 0/10\n    Message: step Count: the result does not match\n    Expected: [{\"count\":2}]\n    Actual:   [{\"count\":1,\"size\":"), "{stdout}");
-    assert!(stdout.contains("[ERROR] Wrong password:\n    Credit: 0/5\n    Message: Raised error in step Bad login: error_proto: login refused"), "{stdout}");
+    assert!(stdout.contains("[FAILED] Expects two messages:\n    Credit: 0/10\n    Message: Result mismatch in step Count\n    Expected: [{'count': 2}]\n    Actual:   [{'count': 1, 'size':"), "{stdout}");
     assert!(
-        stdout.contains("Transcript of step Bad login:") && stdout.contains("C: PASS [password]"),
+        stdout.contains("    Why:      [0].count: expected 2, got 1\n"),
+        "the first differing key is named: {stdout}"
+    );
+    assert!(stdout.contains("[ERROR] Wrong password:\n    Credit: 0/5\n    Message: Error in step Bad login: error_proto(b'-ERR"), "{stdout}");
+    assert!(
+        stdout.contains("Transcript of step Bad login:")
+            && stdout.contains("[grader pop3] C: PASS ****")
+            && !stdout.contains("PASS nope"),
         "{stdout}"
     );
     let out = Command::new(BIN)
@@ -122,115 +132,313 @@ fn check_validates_scenarios_with_their_line() {
     assert!(out.status.success());
 }
 
-/// The CS305 scenarios with exmail.qq.com played by a student's server.
-fn student_scenarios(dir: &std::path::Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for entry in std::fs::read_dir(format!("{}/cs305", scenarios())).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap().replace(
-            "{domain: mail.sustech.edu.cn, type: std}",
-            "{domain: mail.sustech.edu.cn, type: student}",
-        );
-        std::fs::write(dir.join(path.file_name().unwrap()), text).unwrap();
-    }
-}
-
-#[test]
-fn a_broken_student_server_earns_less_and_is_told_why() {
-    if !Command::new("python3")
+fn python3() -> bool {
+    let found = Command::new("python3")
         .arg("--version")
         .output()
         .map(|o| o.status.success())
-        .unwrap_or(false)
-    {
+        .unwrap_or(false);
+    if !found {
         assert!(
             std::env::var_os("MAILNET_REQUIRE_INTEROP").is_none(),
             "python3 is required"
         );
         eprintln!("skipped: python3 is not installed");
-        return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    student_scenarios(&dir.path().join("scenarios"));
-    let server = format!(
-        "{}/tests/student/broken_server.py",
+    found
+}
+
+fn student_server() -> String {
+    format!(
+        "{}/tests/student/course_server.py",
         env!("CARGO_MANIFEST_DIR")
-    );
+    )
+}
+
+/// Grades `tests/student/course_server.py --variant VARIANT` on the shipped CS305 scenarios.
+fn grade(variant: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .arg("test")
-        .arg(dir.path().join("scenarios"))
+        .args(["test", &format!("{}/cs305", scenarios())])
         .args([
             "--student",
-            &format!("python3 {server} -n {{server}}"),
+            &format!(
+                "python3 {} -n {{domain}} --variant {variant}",
+                student_server()
+            ),
             "--student-dir",
         ])
         .arg(dir.path())
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    // It relays nothing, takes any sender and fails NOOP: what it does right still scores.
-    assert!(stdout.contains("Score: 25/90"), "{stdout}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        stdout.contains("[PASSED] POP3 USER, PASS and QUIT:"),
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the submission folder is never written to"
+    );
+    (out.status.code(), stdout)
+}
+
+// The marks below are those the course's own grader (test.py of
+// as1-benchmark-release) printed for the same server on its own fixtures.
+
+#[test]
+fn a_correct_student_server_earns_what_the_course_gives_90_of_90() {
+    if !python3() {
+        return;
+    }
+    let (code, stdout) = grade("correct");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("Score: 90/90\nPASSED: 6 PARTIALLY PASSED: 1\n"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains(
-            "[PASSED] Send an email to another user in the different domain and test STAT:"
-        ),
-        "mailnet relays to the student's server: {stdout}"
-    );
-    assert!(
-        stdout.contains(
-            "[FAILED] Send an email to another user in the different domain and test LIST:"
-        ),
-        "{stdout}"
-    );
-    assert!(stdout.contains("refused NOOP: -ERR no"), "{stdout}");
-    assert!(
-        stdout.contains("output of student server exmail.qq.com:"),
-        "{stdout}"
-    );
-    let config = std::fs::read_to_string(dir.path().join("data/config.toml")).unwrap();
-    assert!(config.contains("[server.\"exmail.qq.com\"]"), "{config}");
+    assert!(!stdout.contains("Note: no --student"), "{stdout}");
 }
 
 #[test]
-fn a_student_server_that_never_listens_costs_its_scenarios_only() {
-    let dir = tempfile::tempdir().unwrap();
-    student_scenarios(&dir.path().join("scenarios"));
-    std::fs::write(
-        dir.path().join("scenarios/8-std-only.yaml"),
-        "scenario: Only mailnet's servers\ncredit: 1\nsteps:\n  - {uses: login, args: [bob@gmail.com, password2]}\n",
-    )
-    .unwrap();
+fn a_server_without_uidl_and_top_loses_nothing() {
+    if !python3() {
+        return;
+    }
+    let (code, stdout) = grade("no-uidl");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("Score: 90/90\n"), "{stdout}");
+}
+
+#[test]
+fn a_slow_relay_within_the_courses_waits_keeps_full_marks() {
+    if !python3() {
+        return;
+    }
+    let (code, stdout) = grade("slow-relay");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("Score: 90/90\n"), "{stdout}");
+}
+
+#[test]
+fn wrong_answers_score_as_the_course_scores_them() {
+    if !python3() {
+        return;
+    }
+    let (code, stdout) = grade("wrong");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(
+        stdout.contains("Score: 25/90\nPASSED: 3 FAILED: 4\n"),
+        "{stdout}"
+    );
+    // LIST numbers from 0: the course's `mesg_num: 1` does not match.
+    assert!(stdout.contains("[FAILED] Send an email to another user in the different domain and test LIST:\n    Credit: 0/5\n    Message: Result mismatch in step List the email\n"), "{stdout}");
+    assert!(
+        stdout.contains("Why:      [0].mesg_num: expected 1, got 0"),
+        "{stdout}"
+    );
+    // Any sender is taken, so the mail from a non-existing sender arrives.
+    assert!(stdout.contains("[FAILED] Send an email to another user from a non-existing email address:\n    Credit: 0/5\n    Message: Result mismatch in step Show the status\n"), "{stdout}");
+    assert!(
+        stdout.contains("(confirmed by a second run with the course's full waits)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_server_that_crashes_or_never_listens_scores_0() {
+    if !python3() {
+        return;
+    }
+    for variant in ["crash", "silent"] {
+        let (code, stdout) = grade(variant);
+        assert_eq!(code, Some(1), "{stdout}");
+        assert!(
+            stdout.contains("Score: 0/90\nERROR: 7\n"),
+            "{variant}: {stdout}"
+        );
+        assert!(stdout.contains("Message: Error in step Login the account in different domain: ConnectionRefusedError(111, 'Connection refused')"), "{variant}: {stdout}");
+    }
+}
+
+#[test]
+fn a_student_command_that_is_not_a_server_scores_0() {
+    let (code, stdout) = {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "test",
+                &format!("{}/cs305", scenarios()),
+                "--student",
+                "false",
+                "--student-dir",
+            ])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("Score: 0/90"), "{stdout}");
+}
+
+#[test]
+fn student_given_where_no_scenario_has_a_student_server_is_an_error() {
     let out = Command::new(BIN)
-        .arg("test")
-        .arg(dir.path().join("scenarios"))
+        .args([
+            "test",
+            &format!("{}/seeds", scenarios()),
+            "--student",
+            "python3 server.py -n {domain}",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--student was given, but no scenario has a student's server"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_course_files_written_load_in_python_with_the_courses_types() {
+    if !python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let net = mailnet::network::Network::default_network();
+    let ports: Vec<mailnet::network::cs305::CoursePorts> = net
+        .servers
+        .iter()
+        .map(|s| mailnet::network::cs305::CoursePorts {
+            smtp: s.smtp_port,
+            pop: s.pop3_port,
+            published_smtp: s.smtp_port,
+        })
+        .collect();
+    mailnet::network::cs305::write(&net, &ports, dir.path()).unwrap();
+    // What students' servers and the course's agent read, with the course's types.
+    let script = "import tomllib\nc = tomllib.load(open('data/config.toml','rb'))\nf = tomllib.load(open('data/fdns.toml','rb'))\nassert c['agent']['mail.sustech.edu.cn'] == {'smtp': 'smtp.exmail.qq.com', 'pop': 'pop.exmail.qq.com'}, c['agent']\nassert c['server']['exmail.qq.com'] == {'smtp': 1125, 'pop': 1210}\nassert c['accounts']['gmail.com']['usr1@gmail.com'] == 'password1'\nassert f['MX']['gmail.com.'] == 'gmail-smtp-in.l.google.com.'\nassert f['P']['smtp.gmail.com.'] == '2125' and f['P']['pop.gmail.com.'] == '2210' and f['P']['gmail-smtp-in.l.google.com.'] == '2125'\nprint('ok')\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_whole_class_is_graded_with_a_csv_and_each_students_reports() {
+    if !python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let class = dir.path().join("class");
+    for (student, variant) in [("alice", "correct"), ("bob", "crash"), ("carol", "no-uidl")] {
+        std::fs::create_dir_all(class.join(student)).unwrap();
+        std::fs::write(
+            class.join(student).join("server.py"),
+            format!("import runpy, sys\nsys.argv += ['--variant', '{variant}']\nrunpy.run_path({:?}, run_name='__main__')\n", student_server()),
+        )
+        .unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    let out = Command::new(BIN)
+        .args(["test", &format!("{}/cs305", scenarios()), "--jobs", "3"])
         .args([
             "--student",
-            "echo starting {server}; exec sleep 30",
-            "--student-startup",
-            "300ms",
-            "--student-dir",
+            "python3 server.py -n {domain}",
+            "--submissions",
         ])
-        .arg(dir.path())
+        .arg(&class)
+        .arg("--summary")
+        .arg(out_dir.join("class.csv"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout.contains("student server exmail.qq.com did not open port"),
-        "{stdout}"
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let csv = std::fs::read_to_string(out_dir.join("class.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "name,score,max,passed,partially_passed,failed,error\nalice,90,90,6,1,0,0\nbob,0,90,0,0,0,7\ncarol,90,90,6,1,0,0\n"
+    );
+    let report = std::fs::read_to_string(out_dir.join("bob.txt")).unwrap();
     assert!(
-        stdout.contains("starting exmail.qq.com"),
-        "its output is shown: {stdout}"
+        report.contains("Score: 0/90") && report.contains("this server crashes at start"),
+        "{report}"
     );
+    let gradescope: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("alice.results.json")).unwrap())
+            .unwrap();
+    assert_eq!(gradescope["score"], 90);
+    assert_eq!(gradescope["tests"].as_array().unwrap().len(), 7);
+    assert_eq!(gradescope["tests"][4]["max_score"], 50);
     assert!(
-        stdout.contains("[PASSED] Only mailnet's servers:"),
-        "{stdout}"
+        std::fs::read_dir(class.join("alice")).unwrap().count() == 1,
+        "submissions are not written to"
     );
-    assert!(stdout.contains("Score: 1/91"), "{stdout}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_every_student_server_and_still_reports() {
+    if !python3() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A private copy, so its command line names this test alone.
+    let server = dir.path().join("marker_server.py");
+    std::fs::copy(student_server(), &server).unwrap();
+    let json = dir.path().join("partial.json");
+    let child = Command::new(BIN)
+        .args(["test", &format!("{}/cs305", scenarios())])
+        .args([
+            "--student",
+            &format!(
+                "python3 {} -n {{domain}} --variant slow-relay",
+                server.display()
+            ),
+            "--student-dir",
+        ])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&json)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &server.display().to_string()])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !running() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the student's server never started"
+        );
+        std::thread::yield_now();
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(!running(), "a student's server outlived mailnet test");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report["scenarios"].is_array());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("***** TEST SUMMARY *****"));
 }

@@ -1,0 +1,711 @@
+//! What each step does, against a running network. The CS305 actions
+//! (`sendmail`, `wait`, `login`, `stat`, `list`, `retr`, `dele`, `rset`,
+//! `noop`, `quit`) behave as the course grader's functions do, through its
+//! own clients' bytes ([`super::pyclient`]) and with its time limits; the
+//! others are mailnet's extensions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use super::model::Step;
+use super::pyclient::{mime_text, parse_int, AfterData, Poplib, Smtplib};
+use super::python::{dict, py_bytes, py_str, PyError};
+use super::relay_watch::RelayWatch;
+use super::value::{matches, Value};
+use crate::agent::compose::Draft;
+use crate::agent::submit::{submit, AuthMechanism, SubmitError, SubmitOptions};
+use crate::orchestrator::RunningNetwork;
+
+/// How long the course grader lets each action run (`@timeout(…)`).
+const SENDMAIL_LIMIT: Duration = Duration::from_secs(10);
+const POP3_LIMIT: Duration = Duration::from_secs(8);
+/// The course's `SENDMAIL` waits this long between DATA and QUIT.
+const SENDMAIL_PAUSE: Duration = Duration::from_secs(3);
+/// After the relays a wait expects have ended, the network must stay quiet
+/// this long (a bounce is written just after its relay session closes).
+const QUIET: Duration = Duration::from_millis(100);
+/// How often a wait looks at what it waits for.
+const LOOK_EVERY: Duration = Duration::from_millis(5);
+
+/// How the steps spend the course's fixed waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// A wait ends as soon as what it waits for has visibly happened.
+    Fast,
+    /// Every wait lasts as long as the course's grader makes it last.
+    Course,
+}
+
+/// A relay the grader expects after a `sendmail`: from the sender's server to a recipient's.
+#[derive(Debug, Clone)]
+struct Expected {
+    from: String,
+    to: String,
+    /// Relay sessions into `to` that had ended when the message was sent.
+    ended_before: u64,
+}
+
+/// A student's server as the steps reach it.
+pub struct StudentPorts {
+    /// Its SMTP port.
+    pub smtp: u16,
+    /// Its POP3 port.
+    pub pop: u16,
+    /// The watcher published in front of its SMTP port.
+    pub watch: RelayWatch,
+}
+
+/// The state steps share within one scenario run.
+pub struct Context<'a> {
+    pub(super) net: &'a RunningNetwork,
+    pub(super) students: HashMap<String, StudentPorts>,
+    pub(super) timing: Timing,
+    /// The scenario file's folder: relative paths start here.
+    pub(super) base: std::path::PathBuf,
+    pop3: Option<Poplib>,
+    /// Course time not yet spent (the pause inside `sendmail`).
+    owed: Duration,
+    expected: Vec<Expected>,
+    /// Whether a wait ended before the course's would have.
+    pub(super) shortened: bool,
+    /// Transcript lines already shown, per `server session`.
+    shown: HashMap<String, usize>,
+    /// The grader's own client dialogue during the current step.
+    client_lines: Vec<String>,
+}
+
+fn text(args: &BTreeMap<String, Value>, key: &str) -> String {
+    args.get(key)
+        .map(|v| match v {
+            Value::Str(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default()
+}
+
+fn number(args: &BTreeMap<String, Value>, key: &str, default: f64) -> f64 {
+    args.get(key).and_then(|v| v.as_f64()).unwrap_or(default)
+}
+
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit('@')
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}
+
+fn resp(line: &[u8]) -> Value {
+    dict([("resp", Value::Str(py_bytes(line)))])
+}
+
+fn timed_out() -> PyError {
+    PyError::new("TimeoutError", "TimeoutError('Timed Out')")
+}
+
+impl<'a> Context<'a> {
+    /// A context for one run.
+    pub fn new(
+        net: &'a RunningNetwork,
+        students: HashMap<String, StudentPorts>,
+        timing: Timing,
+        base: std::path::PathBuf,
+    ) -> Context<'a> {
+        Context {
+            net,
+            students,
+            timing,
+            base,
+            pop3: None,
+            owed: Duration::ZERO,
+            expected: Vec::new(),
+            shortened: false,
+            shown: HashMap::new(),
+            client_lines: Vec::new(),
+        }
+    }
+
+    /// The server name hosting mail domain (or named) `key`.
+    fn server_name(&self, key: &str) -> Option<String> {
+        let key = key.trim_end_matches('.');
+        let network = &self.net.network;
+        network
+            .server_for_domain(key)
+            .or_else(|| network.server(key))
+            .map(|s| s.name.clone())
+    }
+
+    /// SMTP and POP3 addresses of a server: mailnet's own as bound, a student's as given.
+    fn endpoints(&self, name: &str) -> Option<(SocketAddr, SocketAddr)> {
+        if let Some(s) = self.students.get(name) {
+            return Some((
+                SocketAddr::from(([127, 0, 0, 1], s.smtp)),
+                SocketAddr::from(([127, 0, 0, 1], s.pop)),
+            ));
+        }
+        self.net.server(name).map(|r| (r.smtp, r.pop3))
+    }
+
+    /// As the course's `CONFIG['agent'][domain]`: the server a user of
+    /// `address` talks to, or `KeyError`.
+    fn agent(&self, address: &str) -> Result<(SocketAddr, SocketAddr, String), PyError> {
+        let domain = domain_of(address);
+        self.server_name(&domain)
+            .and_then(|name| self.endpoints(&name).map(|(s, p)| (s, p, name)))
+            .ok_or_else(|| PyError::new("KeyError", format!("KeyError({})", py_str(&domain))))
+    }
+
+    /// Relay sessions into `server` that have ended.
+    fn ended_into(&self, server: &str) -> u64 {
+        if let Some(s) = self.students.get(server) {
+            return s.watch.closed();
+        }
+        self.net
+            .server(server)
+            .map_or(0, |r| r.host.smtp_log().recent().len() as u64)
+    }
+
+    /// Everything that has happened on the network, as one number that
+    /// changes whenever something does.
+    fn activity(&self) -> u64 {
+        let watched: u64 = self
+            .students
+            .values()
+            .map(|s| s.watch.opened() * 2 + s.watch.closed())
+            .sum();
+        let own: u64 = self
+            .net
+            .servers
+            .iter()
+            .map(|r| {
+                r.host.smtp_log().recent().len() as u64 + r.host.queue().entries().len() as u64
+            })
+            .sum();
+        watched + own
+    }
+
+    fn relays_done(&self) -> bool {
+        let open = self
+            .students
+            .values()
+            .any(|s| s.watch.opened() > s.watch.closed());
+        !open
+            && self
+                .expected
+                .iter()
+                .all(|e| match self.net.server(&e.from) {
+                    Some(own) => own.host.queue().is_empty(),
+                    None => self.ended_into(&e.to) > e.ended_before,
+                })
+    }
+
+    /// Spends up to `budget` of course time waiting: at once to the end under
+    /// [`Timing::Course`]; under [`Timing::Fast`] until the expected relays
+    /// have ended and the network has been quiet for [`QUIET`].
+    async fn spend(&mut self, budget: Duration) {
+        if self.timing == Timing::Course {
+            tokio::time::sleep(budget).await;
+            return;
+        }
+        let deadline = Instant::now() + budget;
+        let mut last = (self.activity(), Instant::now());
+        while Instant::now() < deadline {
+            let now = self.activity();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            if self.relays_done() && last.1.elapsed() >= QUIET {
+                self.shortened = true;
+                self.expected.clear();
+                return;
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
+        self.expected.clear();
+    }
+
+    /// Spends course time still owed from an earlier step.
+    pub async fn settle(&mut self) {
+        let owed = std::mem::take(&mut self.owed);
+        if !owed.is_zero() {
+            self.spend(owed).await;
+        }
+    }
+
+    /// The lines every server and watcher recorded since the last call, and
+    /// the grader's own client lines, in time order.
+    pub fn new_transcripts(&mut self) -> Vec<String> {
+        let mut fresh: Vec<(SystemTime, String)> = Vec::new();
+        for server in &self.net.servers {
+            let name = &server.host.config().name;
+            for log in [server.host.smtp_log(), server.host.pop3_log()] {
+                for (session, lines) in log.sessions() {
+                    let key = format!("{name} {session}");
+                    let shown = self.shown.entry(key.clone()).or_insert(0);
+                    for line in lines.iter().skip(*shown) {
+                        fresh.push((line.at, format!("[{key}] {}", line.line)));
+                    }
+                    *shown = (*shown).max(lines.len());
+                }
+            }
+        }
+        fresh.sort_by_key(|(at, _)| *at);
+        let mut out: Vec<String> = std::mem::take(&mut self.client_lines);
+        out.extend(fresh.into_iter().map(|(_, line)| line));
+        for s in self.students.values() {
+            out.extend(s.watch.take_lines());
+        }
+        out
+    }
+
+    fn note_client(&mut self, session: &str, lines: Vec<crate::transcript::Line>) {
+        for line in lines {
+            self.client_lines.push(format!("[grader {session}] {line}"));
+        }
+    }
+
+    /// Runs one step; its result, or the exception the course's grader would see.
+    pub async fn step(&mut self, step: &Step) -> Result<Value, PyError> {
+        if step.action != "wait" {
+            self.settle().await;
+        }
+        let args = &step.args;
+        match step.action.as_str() {
+            "sendmail" => self.sendmail(args).await,
+            "wait" => self.wait(args).await,
+            "login" => {
+                let limited = tokio::time::timeout(POP3_LIMIT, self.login(args)).await;
+                limited.unwrap_or_else(|_| Err(timed_out()))
+            }
+            "stat" | "list" | "uidl" | "retr" | "top" | "dele" | "rset" | "noop" | "quit" => {
+                let limited = tokio::time::timeout(POP3_LIMIT, self.pop3_step(step)).await;
+                let result = limited.unwrap_or_else(|_| Err(timed_out()));
+                if let Some(pop) = self.pop3.as_mut() {
+                    let lines = pop.transcript();
+                    self.note_client("pop3", lines);
+                }
+                result
+            }
+            "send" => self.send(args).await,
+            "advance" => {
+                let by = crate::network::duration::parse(&text(args, "duration"))
+                    .map_err(|e| PyError::with_message("ValueError", &e.to_string()))?;
+                self.net.clock.advance(by);
+                Ok(Value::Null)
+            }
+            "smtp" | "pop3" => self.dialogue(step).await,
+            other => Err(PyError::with_message(
+                "NameError",
+                &format!("name '{}' is not defined", other.to_ascii_uppercase()),
+            )),
+        }
+    }
+
+    /// The course's `SENDMAIL`: `smtplib` to the sender's server, the
+    /// `MIMEText` message, three seconds, `quit()`; ten seconds in all.
+    async fn sendmail(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let from = text(args, "from");
+        let to = args.get("to").map(|v| v.strings()).unwrap_or_default();
+        let (smtp, _, sender_server) = self.agent(&from)?;
+        let message = mime_text(&from, &text(args, "subject"), &text(args, "body"));
+        let started = Instant::now();
+        let after = match self.timing {
+            Timing::Course => AfterData::WaitThenQuit(SENDMAIL_PAUSE),
+            Timing::Fast => AfterData::QuitThenAwaitClose(SENDMAIL_PAUSE),
+        };
+        // Under Fast timing the pause is not spent here, so the real time
+        // left is the limit less the pause: a server slower than that times
+        // out here exactly when it would time out there.
+        let limit = match self.timing {
+            Timing::Course => SENDMAIL_LIMIT,
+            Timing::Fast => SENDMAIL_LIMIT - SENDMAIL_PAUSE,
+        };
+        let mut client: Option<Smtplib> = None;
+        let outcome = tokio::time::timeout(limit, async {
+            let session = client.insert(Smtplib::connect(smtp).await?);
+            session.sendmail(&from, &to, &message, after).await
+        })
+        .await;
+        if let Some(mut session) = client {
+            let lines = session.transcript();
+            self.note_client("smtp", lines);
+        }
+        outcome.unwrap_or_else(|_| Err(timed_out()))?;
+        if self.timing == Timing::Fast {
+            // What of the pause was spent awaiting the close is spent.
+            let spent = started.elapsed().min(SENDMAIL_PAUSE);
+            self.owed = SENDMAIL_PAUSE.saturating_sub(spent);
+            for rcpt in &to {
+                if let Some(target) = self.server_name(&domain_of(rcpt)) {
+                    if target != sender_server {
+                        let ended_before = self.ended_into(&target);
+                        self.expected.push(Expected {
+                            from: sender_server.clone(),
+                            to: target,
+                            ended_before,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(Value::Null)
+    }
+
+    /// The course's `WAIT(seconds)`; with `mailbox`, mailnet's wait on a
+    /// mailbox of its own servers reaching `count` messages.
+    async fn wait(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let seconds = Duration::from_secs_f64(number(args, "seconds", 5.0).clamp(0.0, 86_400.0));
+        let Some(mailbox) = args.get("mailbox").and_then(|m| m.as_str()) else {
+            let budget = std::mem::take(&mut self.owed) + seconds;
+            self.spend(budget).await;
+            return Ok(Value::Null);
+        };
+        self.settle().await;
+        let count = number(args, "count", 1.0) as usize;
+        let server = self
+            .net
+            .server_for_domain(&domain_of(mailbox))
+            .ok_or_else(|| {
+                PyError::with_message(
+                    "ValueError",
+                    &format!("{mailbox}: waiting on a mailbox needs one of mailnet's own servers"),
+                )
+            })?;
+        let store = server.host.store();
+        if !store
+            .wait_until(seconds, |s| s.count(mailbox) >= count)
+            .await
+        {
+            return Err(PyError::with_message(
+                "TimeoutError",
+                &format!(
+                    "{mailbox} held {} messages, not {count}, after {seconds:?}",
+                    store.count(mailbox)
+                ),
+            ));
+        }
+        Ok(Value::Int(store.count(mailbox) as i64))
+    }
+
+    /// The course's `LOGIN`: `POP3(...)`, `user()`, `pass_()`.
+    async fn login(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let user = text(args, "user");
+        let (_, pop3, _) = self.agent(&user)?;
+        let mut pop = Poplib::connect(pop3).await?;
+        let result = async {
+            pop.shortcmd(&format!("USER {user}")).await?;
+            pop.shortcmd(&format!("PASS {}", text(args, "pass"))).await
+        }
+        .await;
+        let lines = pop.transcript();
+        self.note_client("pop3", lines);
+        // The grader's `conn` is the new connection even when logging in failed.
+        self.pop3 = Some(pop);
+        result.map(|_| Value::Null)
+    }
+
+    fn pop(&mut self) -> Result<&mut Poplib, PyError> {
+        self.pop3
+            .as_mut()
+            .ok_or_else(|| PyError::with_message("NameError", "name 'conn' is not defined"))
+    }
+
+    async fn pop3_step(&mut self, step: &Step) -> Result<Value, PyError> {
+        let which = || number(&step.args, "which", 1.0) as i64;
+        match step.action.as_str() {
+            "stat" => {
+                let (count, size) = self.pop()?.stat().await?;
+                Ok(Value::List(vec![dict([
+                    ("count", Value::Int(count)),
+                    ("size", Value::Int(size)),
+                ])]))
+            }
+            "list" => {
+                let (_, lines) = self.pop()?.longcmd("LIST").await?;
+                let mut out = Vec::new();
+                for line in lines {
+                    let mut m = BTreeMap::new();
+                    for (key, field) in ["mesg_num", "octets"].into_iter().zip(
+                        line.split(|b| b.is_ascii_whitespace())
+                            .filter(|f| !f.is_empty()),
+                    ) {
+                        m.insert(key.to_string(), Value::Int(parse_int(field)?));
+                    }
+                    out.push(Value::Map(m));
+                }
+                Ok(Value::List(out))
+            }
+            "uidl" => {
+                let (_, lines) = self.pop()?.longcmd("UIDL").await?;
+                let mut out = Vec::new();
+                for line in lines {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    let (n, uid) = text.split_once(' ').unwrap_or((&text, ""));
+                    out.push(dict([
+                        ("mesg_num", Value::Int(parse_int(n.as_bytes())?)),
+                        ("uid", Value::Str(uid.trim().to_string())),
+                    ]));
+                }
+                Ok(Value::List(out))
+            }
+            "retr" | "top" => {
+                let command = match step.action.as_str() {
+                    "retr" => format!("RETR {}", which()),
+                    _ => format!(
+                        "TOP {} {}",
+                        which(),
+                        number(&step.args, "lines", 0.0) as i64
+                    ),
+                };
+                let (_, lines) = self.pop()?.longcmd(&command).await?;
+                retr_result(&lines)
+            }
+            "dele" => {
+                let command = format!("DELE {}", which());
+                Ok(resp(&self.pop()?.shortcmd(&command).await?))
+            }
+            "rset" => Ok(resp(&self.pop()?.shortcmd("RSET").await?)),
+            "noop" => Ok(resp(&self.pop()?.shortcmd("NOOP").await?)),
+            _ => {
+                self.pop()?.shortcmd("QUIT").await?;
+                Ok(Value::Null)
+            }
+        }
+    }
+
+    /// mailnet's `send`: the agent's submission, with attachments and AUTH.
+    async fn send(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let draft = Draft {
+            from: text(args, "from"),
+            to: args.get("to").map(|v| v.strings()).unwrap_or_default(),
+            subject: text(args, "subject"),
+            body: text(args, "body"),
+            // Relative to the scenario file, as its author wrote them.
+            attachments: args
+                .get("attachments")
+                .map(|v| v.strings().into_iter().map(|p| self.base.join(p)).collect())
+                .unwrap_or_default(),
+            ..Draft::default()
+        };
+        let message = draft
+            .build(SystemTime::now())
+            .map_err(|e| PyError::with_message("ValueError", &e.to_string()))?;
+        let from = crate::agent::compose::bare_address(&draft.from).to_string();
+        let key = match args.get("server").and_then(|s| s.as_str()) {
+            Some(name) => name.to_string(),
+            None => domain_of(&from),
+        };
+        let smtp = self
+            .server_name(&key)
+            .and_then(|n| self.endpoints(&n))
+            .map(|(smtp, _)| smtp)
+            .ok_or_else(|| PyError::new("KeyError", format!("KeyError({})", py_str(&key))))?;
+        let auth = args.contains_key("password").then(|| {
+            let user = args
+                .get("user")
+                .and_then(|u| u.as_str())
+                .unwrap_or(&from)
+                .to_string();
+            (user, text(args, "password"))
+        });
+        let options = SubmitOptions {
+            server: Some(smtp.to_string()),
+            dns: self.net.dns.unwrap_or(crate::network::DEFAULT_DNS),
+            auth,
+            mechanism: AuthMechanism::Auto,
+            helo: "grader.mailnet".into(),
+            timeout: SENDMAIL_LIMIT,
+        };
+        let done = submit(&message, &from, &draft.recipients(), &options)
+            .await
+            .map_err(submit_error)?;
+        Ok(dict([("reply", Value::Str(done.reply))]))
+    }
+
+    /// A raw line dialogue, like telnet: each item `send`s a line (or nothing,
+    /// for the greeting) and may `expect` the reply (prefix, or `/regex/`).
+    async fn dialogue(&mut self, step: &Step) -> Result<Value, PyError> {
+        let name = text(&step.args, "server");
+        let (smtp, pop3) = self
+            .server_name(&name)
+            .and_then(|n| self.endpoints(&n))
+            .ok_or_else(|| PyError::with_message("ValueError", &format!("no server {name}")))?;
+        let addr = if step.action == "smtp" { smtp } else { pop3 };
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| PyError::with_message("ConnectionRefusedError", &e.to_string()))?;
+        let mut stream = BufReader::new(stream);
+        let Some(Value::List(items)) = step.args.get("dialogue") else {
+            return Err(PyError::with_message(
+                "ValueError",
+                "dialogue must be a list of {send, expect}",
+            ));
+        };
+        let mut replies = Vec::new();
+        for item in items {
+            let (send, data, expect) = match item {
+                Value::Map(m) => (
+                    m.get("send").and_then(|s| s.as_str()).map(str::to_string),
+                    m.get("data").and_then(|s| s.as_str()).map(str::to_string),
+                    m.get("expect").cloned(),
+                ),
+                Value::Str(s) => (Some(s.clone()), None, None),
+                _ => (None, None, None),
+            };
+            // `send` is one line; `data` is a message body after 354, sent
+            // dot-stuffed with its terminating `.`.
+            let mut wire = Vec::new();
+            if let Some(line) = &send {
+                wire.extend_from_slice(format!("{line}\r\n").as_bytes());
+            }
+            if let Some(body) = &data {
+                crate::pop3::content::stuffed(
+                    body.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes(),
+                    &mut wire,
+                );
+            }
+            if !wire.is_empty() {
+                stream
+                    .get_mut()
+                    .write_all(&wire)
+                    .await
+                    .map_err(|e| PyError::with_message("ConnectionResetError", &e.to_string()))?;
+            }
+            let send = send.or(data.map(|_| "(message data)".to_string()));
+            let reply = read_reply(&mut stream, step.action == "smtp")
+                .await
+                .map_err(|e| PyError::with_message("TimeoutError", &e))?;
+            if let Some(expect) = expect {
+                if !matches(&expect, &Value::Str(reply.clone())) {
+                    return Err(PyError::new(
+                        "AssertionError",
+                        format!(
+                            "after {:?} expected {expect} but the server said {reply:?}",
+                            send.unwrap_or_else(|| "(connecting)".into()),
+                        ),
+                    ));
+                }
+            }
+            replies.push(Value::Str(reply));
+        }
+        Ok(Value::List(replies))
+    }
+
+    /// Ends the POP3 session left open, if any.
+    pub async fn close(&mut self) {
+        if let Some(mut pop) = self.pop3.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), pop.shortcmd("QUIT")).await;
+        }
+    }
+}
+
+/// The course's `RETR` result: the value after `Subject: ` and `From: ` on
+/// the last line starting `Subject:` / `From:` (as its loop leaves them),
+/// plus mailnet's `size`, `text` and `attachments`.
+fn retr_result(lines: &[Vec<u8>]) -> Result<Value, PyError> {
+    let field = |prefix: &[u8], split: &str| -> Result<Value, PyError> {
+        let mut found = Value::Null;
+        for line in lines.iter().filter(|l| l.starts_with(prefix)) {
+            let text = std::str::from_utf8(line).map_err(|e| {
+                PyError::new(
+                    "UnicodeDecodeError",
+                    format!("UnicodeDecodeError('utf-8', {}, {e})", py_bytes(line)),
+                )
+            })?;
+            let value = text
+                .split_once(split)
+                .map(|(_, v)| v.to_string())
+                .ok_or_else(|| PyError::with_message("IndexError", "list index out of range"))?;
+            found = Value::Str(value);
+        }
+        Ok(found)
+    };
+    let raw: Vec<u8> = lines
+        .iter()
+        .flat_map(|l| [l.as_slice(), b"\r\n"].concat())
+        .collect();
+    Ok(dict([
+        ("from", field(b"From:", "From: ")?),
+        ("subject", field(b"Subject:", "Subject: ")?),
+        ("size", Value::Int(raw.len() as i64)),
+        (
+            "text",
+            Value::Str(String::from_utf8_lossy(&raw).into_owned()),
+        ),
+        ("attachments", attachments(&raw)),
+    ]))
+}
+
+/// smtplib's names for the agent's failures.
+fn submit_error(e: SubmitError) -> PyError {
+    let class = match &e {
+        SubmitError::Locate(_) => "SMTPConnectError",
+        SubmitError::Unreachable { .. } => "ConnectionRefusedError",
+        SubmitError::Auth { .. } => "SMTPAuthenticationError",
+        SubmitError::RecipientsRefused { .. } => "SMTPRecipientsRefused",
+        SubmitError::Refused { stage, .. } => match stage.as_str() {
+            "the sender" => "SMTPSenderRefused",
+            "HELO" => "SMTPHeloError",
+            "the connection" => "SMTPConnectError",
+            _ => "SMTPDataError",
+        },
+    };
+    PyError::with_message(class, &e.to_string())
+}
+
+/// Each attachment of a message as `{name, type, size, md5}`, for expectations on checksums.
+fn attachments(raw: &[u8]) -> Value {
+    use mail_parser::MimeHeaders;
+    use md5::{Digest, Md5};
+    let Some(message) = mail_parser::MessageParser::default().parse(raw) else {
+        return Value::List(Vec::new());
+    };
+    Value::List(
+        message
+            .attachments()
+            .map(|part| {
+                let ctype = part
+                    .content_type()
+                    .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+                    .unwrap_or_default();
+                let md5: String = Md5::digest(part.contents())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                dict([
+                    (
+                        "name",
+                        Value::Str(part.attachment_name().unwrap_or("").to_string()),
+                    ),
+                    ("type", Value::Str(ctype)),
+                    ("size", Value::Int(part.contents().len() as i64)),
+                    ("md5", Value::Str(md5)),
+                ])
+            })
+            .collect(),
+    )
+}
+
+/// One reply: an SMTP reply's lines joined by newlines, or one POP3 line.
+async fn read_reply(stream: &mut BufReader<TcpStream>, smtp: bool) -> Result<String, String> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        match tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line)).await {
+            Err(_) => return Err("no reply within 10 s".into()),
+            Ok(Err(e)) => return Err(e.to_string()),
+            Ok(Ok(0)) => return Err("the server closed the connection".into()),
+            Ok(Ok(_)) => {}
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        let more = smtp && line.as_bytes().get(3) == Some(&b'-');
+        lines.push(line);
+        if !more {
+            return Ok(lines.join("\n"));
+        }
+    }
+}
