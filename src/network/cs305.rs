@@ -413,7 +413,7 @@ mod tests {
         let e = load(&dir.path().join("config.toml"))
             .unwrap_err()
             .to_string();
-        assert!(e.ends_with("config.toml:7:29: a port must be a whole number from 1 to 65535 (written 1125 or \"1125\"), not \"twenty\""), "{e}");
+        assert!(e.ends_with("config.toml:7:24: a port must be a whole number from 1 to 65535 (written 1125 or \"1125\"), not \"twenty\""), "{e}");
         let dir = course_dir(COURSE_CONFIG, &COURSE_FDNS.replace("[P]", "[P\n"));
         let e = load(&dir.path().join("config.toml"))
             .unwrap_err()
@@ -426,6 +426,6 @@ mod tests {
         let e = load(&dir.path().join("config.toml"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("config.toml:6:41: a port must be"), "{e}");
+        assert!(e.contains("config.toml:6:40: a port must be"), "{e}");
     }
 }
