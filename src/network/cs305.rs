@@ -233,6 +233,20 @@ pub struct CoursePorts {
     pub published_smtp: u16,
 }
 
+/// Each server's ports as its network file gives them (none published in
+/// front of another): what `mailnet up` on the written files would bind.
+pub fn configured_ports(network: &Network) -> Vec<CoursePorts> {
+    network
+        .servers
+        .iter()
+        .map(|s| CoursePorts {
+            smtp: s.smtp_port,
+            pop: s.pop3_port,
+            published_smtp: s.smtp_port,
+        })
+        .collect()
+}
+
 /// A TOML basic string.
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -360,15 +374,7 @@ mod tests {
     fn written_files_have_the_course_shape_and_round_trip() {
         let dir = course_dir(COURSE_CONFIG, COURSE_FDNS);
         let net = load(&dir.path().join("config.toml")).unwrap();
-        let ports: Vec<CoursePorts> = net
-            .servers
-            .iter()
-            .map(|s| CoursePorts {
-                smtp: s.smtp_port,
-                pop: s.pop3_port,
-                published_smtp: s.smtp_port,
-            })
-            .collect();
+        let ports = configured_ports(&net);
         let (config, fdns) = render(&net, &ports);
         assert!(config.contains("[agent]\n\"mail.sustech.edu.cn\" = { smtp = \"smtp.exmail.qq.com\", pop = \"pop.exmail.qq.com\" }\n"), "{config}");
         assert!(

@@ -64,16 +64,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
     /// Reads one raw line, newline included, of at most `limit + 1` bytes
     /// (so a caller can tell a line longer than `limit`); empty at end of stream.
     pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        let mut line = Vec::new();
-        tokio::time::timeout(
-            self.timeout,
-            (&mut self.stream)
-                .take(limit as u64 + 1)
-                .read_until(b'\n', &mut line),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout)??;
-        Ok(line)
+        crate::smtp::client::read_line_limited(&mut self.stream, limit, self.timeout).await
     }
 
     /// Sends raw bytes.

@@ -46,6 +46,14 @@ fn connect_error(e: &std::io::Error) -> PyError {
     }
 }
 
+/// A failed write, as the socket's `sendall` raises it.
+fn write_error(e: ClientError) -> PyError {
+    match e {
+        ClientError::Io(io) => connect_error(&io),
+        other => PyError::with_message("OSError", &other.to_string()),
+    }
+}
+
 async fn connect(addr: SocketAddr) -> Result<TcpStream, PyError> {
     let stream = TcpStream::connect(addr)
         .await
@@ -242,10 +250,7 @@ impl Smtplib {
         self.client
             .write(format!("{command}\r\n").as_bytes())
             .await
-            .map_err(|e| match e {
-                ClientError::Io(io) => connect_error(&io),
-                other => PyError::with_message("OSError", &other.to_string()),
-            })
+            .map_err(write_error)
     }
 
     async fn docmd(&mut self, command: &str) -> Result<(i32, Vec<u8>), PyError> {
@@ -459,10 +464,7 @@ impl Poplib {
         self.client
             .write(format!("{command}\r\n").as_bytes())
             .await
-            .map_err(|e| match e {
-                ClientError::Io(io) => connect_error(&io),
-                other => PyError::with_message("OSError", &other.to_string()),
-            })
+            .map_err(write_error)
     }
 
     /// `_shortcmd()`: a command and its status line.

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use super::value::Value;
+use super::value::{pattern, Value};
 
 /// A Python exception as the grader would catch it: its class and `repr(e)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -255,18 +255,6 @@ fn mismatch(path: &str, want: &Value, got: &Value) -> PyError {
     ))
 }
 
-/// mailnet's extension: an expected string written `/…/` is a regular
-/// expression (one that does not compile matches nothing).
-fn regex_of(expect: &Value) -> Option<regex_lite::Regex> {
-    let Value::Str(text) = expect else {
-        return None;
-    };
-    let pattern = text.strip_prefix('/')?.strip_suffix('/')?;
-    Some(regex_lite::Regex::new(pattern).unwrap_or_else(|_| {
-        regex_lite::Regex::new("[^\\s\\S]").expect("a pattern matching nothing compiles")
-    }))
-}
-
 fn text_of(value: &Value) -> String {
     match value {
         Value::Str(s) => s.clone(),
@@ -291,7 +279,7 @@ pub fn check(expect: &Value, actual: &Value) -> Result<(), PyError> {
                 let got = index_key(actual, key)?;
                 match w {
                     Value::Str(prefix) => {
-                        if let Some(re) = regex_of(w) {
+                        if let Some(re) = pattern(w) {
                             if !re.is_match(&text_of(got)) {
                                 return Err(mismatch(key, w, got));
                             }
@@ -343,7 +331,7 @@ pub fn check(expect: &Value, actual: &Value) -> Result<(), PyError> {
                     Value::Map(fields) => {
                         for (key, w) in fields {
                             let g = index_key(got, key)?;
-                            if let Some(re) = regex_of(w) {
+                            if let Some(re) = pattern(w) {
                                 if !re.is_match(&text_of(g)) {
                                     return Err(mismatch(&format!("[{i}].{key}"), w, g));
                                 }

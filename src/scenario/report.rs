@@ -4,7 +4,8 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use super::run::{shown, Outcome, Status};
+use super::python::py_repr as shown;
+use super::run::{Outcome, Status};
 use super::value::Value;
 
 /// Every scenario's outcome and the totals.

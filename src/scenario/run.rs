@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::model::{RoleKind, Scenario, Step};
-use super::python::{check, py_repr, PyError};
+use super::python::{check, PyError};
 use super::relay_watch::RelayWatch;
 use super::steps::{Context, StudentPorts, Timing};
 use super::student::{self, StudentServer, StudentSetup};
@@ -392,9 +392,4 @@ async fn run_once(
     net.stop().await;
     outcome.millis = started.elapsed().as_millis();
     (outcome, shortened)
-}
-
-/// `Expect`/`Actual` as the course grader prints them (Python's `repr`).
-pub fn shown(value: &Value) -> String {
-    py_repr(value)
 }

@@ -70,6 +70,18 @@ impl fmt::Display for Value {
     }
 }
 
+/// An expected string written `/…/`, as a regular expression (one that does
+/// not compile matches nothing); `None` for any other value.
+pub fn pattern(expect: &Value) -> Option<regex_lite::Regex> {
+    let Value::Str(text) = expect else {
+        return None;
+    };
+    let source = text.strip_prefix('/')?.strip_suffix('/')?;
+    Some(regex_lite::Regex::new(source).unwrap_or_else(|_| {
+        regex_lite::Regex::new("[^\\s\\S]").expect("a pattern matching nothing compiles")
+    }))
+}
+
 /// Whether `actual` matches `expect` by the CS305 grader's rules: in a map,
 /// only the listed keys count; a string matches as a prefix (or, written
 /// `/…/`, as a regular expression); other values must be equal; a list
@@ -90,11 +102,9 @@ pub fn matches(expect: &Value, actual: &Value) -> bool {
                 Value::Bool(b) => b.to_string(),
                 _ => return false,
             };
-            match want.strip_prefix('/').and_then(|w| w.strip_suffix('/')) {
-                Some(pattern) if want.len() > 1 => regex_lite::Regex::new(pattern)
-                    .map(|re| re.is_match(&got_text))
-                    .unwrap_or(false),
-                _ => got_text.starts_with(want.as_str()),
+            match pattern(expect) {
+                Some(re) => re.is_match(&got_text),
+                None => got_text.starts_with(want.as_str()),
             }
         }
         (Value::Int(w), Value::Float(g)) | (Value::Float(g), Value::Int(w)) => {

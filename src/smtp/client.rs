@@ -22,6 +22,25 @@ pub enum ClientError {
     Malformed(String),
 }
 
+/// Reads one line, newline included, of at most `limit + 1` bytes (so a
+/// caller can tell a line longer than `limit`), within `timeout`; empty at
+/// end of stream. Both protocol clients read raw lines through this.
+pub async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ClientError> {
+    use tokio::io::AsyncReadExt;
+    let mut line = Vec::new();
+    tokio::time::timeout(
+        timeout,
+        reader.take(limit as u64 + 1).read_until(b'\n', &mut line),
+    )
+    .await
+    .map_err(|_| ClientError::Timeout)??;
+    Ok(line)
+}
+
 /// A connected SMTP client.
 pub struct SmtpClient<S> {
     stream: BufReader<S>,
@@ -126,17 +145,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// Reads one raw line, newline included, of at most `limit + 1` bytes
     /// (so a caller can tell a line longer than `limit`); empty at end of stream.
     pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        use tokio::io::AsyncReadExt;
-        let mut line = Vec::new();
-        tokio::time::timeout(
-            self.timeout,
-            (&mut self.stream)
-                .take(limit as u64 + 1)
-                .read_until(b'\n', &mut line),
-        )
-        .await
-        .map_err(|_| ClientError::Timeout)??;
-        Ok(line)
+        read_line_limited(&mut self.stream, limit, self.timeout).await
     }
 
     /// Records a line of the dialogue (for callers that frame replies themselves).

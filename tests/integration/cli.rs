@@ -140,15 +140,7 @@ fn only_an_unknown_server_is_refused() {
 fn the_course_config_pair_boots_one_server_like_std_server_py() {
     let dir = tempfile::tempdir().unwrap();
     let net = mailnet::network::Network::default_network();
-    let ports: Vec<mailnet::network::cs305::CoursePorts> = net
-        .servers
-        .iter()
-        .map(|s| mailnet::network::cs305::CoursePorts {
-            smtp: s.smtp_port,
-            pop: s.pop3_port,
-            published_smtp: s.smtp_port,
-        })
-        .collect();
+    let ports = mailnet::network::cs305::configured_ports(&net);
     mailnet::network::cs305::write(&net, &ports, dir.path()).unwrap();
     // --ephemeral: the file's fixed ports are replaced by free ones, so tests run in parallel.
     let mut child = Command::new(BIN)

@@ -314,15 +314,7 @@ fn the_course_files_written_load_in_python_with_the_courses_types() {
     }
     let dir = tempfile::tempdir().unwrap();
     let net = mailnet::network::Network::default_network();
-    let ports: Vec<mailnet::network::cs305::CoursePorts> = net
-        .servers
-        .iter()
-        .map(|s| mailnet::network::cs305::CoursePorts {
-            smtp: s.smtp_port,
-            pop: s.pop3_port,
-            published_smtp: s.smtp_port,
-        })
-        .collect();
+    let ports = mailnet::network::cs305::configured_ports(&net);
     mailnet::network::cs305::write(&net, &ports, dir.path()).unwrap();
     // What students' servers and the course's agent read, with the course's types.
     let script = "import tomllib\nc = tomllib.load(open('data/config.toml','rb'))\nf = tomllib.load(open('data/fdns.toml','rb'))\nassert c['agent']['mail.sustech.edu.cn'] == {'smtp': 'smtp.exmail.qq.com', 'pop': 'pop.exmail.qq.com'}, c['agent']\nassert c['server']['exmail.qq.com'] == {'smtp': 1125, 'pop': 1210}\nassert c['accounts']['gmail.com']['usr1@gmail.com'] == 'password1'\nassert f['MX']['gmail.com.'] == 'gmail-smtp-in.l.google.com.'\nassert f['P']['smtp.gmail.com.'] == '2125' and f['P']['pop.gmail.com.'] == '2210' and f['P']['gmail-smtp-in.l.google.com.'] == '2125'\nprint('ok')\n";
