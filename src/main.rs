@@ -1,7 +1,9 @@
 //! The `mailnet` binary: parse the command line, set up logging, dispatch.
 
+mod cli;
+
 use clap::Parser;
-use mailnet::cli::{self, Cli, Command, LogFormat};
+use cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {

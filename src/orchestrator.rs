@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::mailhost::MailHost;
-use crate::network::{Network, ServerConfig};
+use crate::network::{Network, Ports, ServerConfig};
 use crate::resolve::MailResolver;
+use crate::service::Service;
 
 /// How to boot.
 #[derive(Debug, Clone, Default)]
@@ -73,10 +74,15 @@ pub enum UpError {
 pub struct RunningServer {
     /// Its state (config, mailboxes, queue, transcripts).
     pub host: MailHost,
-    /// Where its SMTP server listens.
-    pub smtp: SocketAddr,
-    /// Where its POP3 server listens.
-    pub pop3: SocketAddr,
+    /// Where each service listens, at [`Service::index`].
+    listening: [SocketAddr; Service::ALL.len()],
+}
+
+impl RunningServer {
+    /// Where its `service` listens.
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        self.listening[service.index()]
+    }
 }
 
 /// A booted network.
@@ -185,11 +191,17 @@ impl RunningNetwork {
         let mut listeners = Vec::new();
         for &i in &selected {
             let server = &network.servers[i];
-            let smtp_addr = SocketAddr::new(network.bind, server.smtp_port);
-            let pop3_addr = SocketAddr::new(network.bind, server.pop3_port);
-            let smtp = bind_tcp(format!("server {}: SMTP", server.name), smtp_addr).await?;
-            let pop3 = bind_tcp(format!("server {}: POP3", server.name), pop3_addr).await?;
-            listeners.push((i, smtp, pop3));
+            let mut bound = Vec::with_capacity(Service::ALL.len());
+            for service in Service::ALL {
+                let addr = SocketAddr::new(network.bind, server.port(service));
+                let what = format!("server {}: {service}", server.name);
+                let listener = bind_tcp(what.clone(), addr).await?;
+                let real = listener
+                    .local_addr()
+                    .map_err(|e| bind_error(what, addr, e))?;
+                bound.push((service, listener, real));
+            }
+            listeners.push((i, bound));
         }
         tracing::debug!("listeners bound");
         let dns_sockets = if options.only.is_none() {
@@ -199,16 +211,11 @@ impl RunningNetwork {
         };
 
         // Publish real ports: ours as bound, others' as the file says.
-        let mut ports: Vec<(u16, u16)> = network
-            .servers
-            .iter()
-            .map(|s| (s.smtp_port, s.pop3_port))
-            .collect();
-        for (i, smtp, pop3) in &listeners {
-            ports[*i] = (
-                smtp.local_addr().map(|a| a.port()).unwrap_or(0),
-                pop3.local_addr().map(|a| a.port()).unwrap_or(0),
-            );
+        let mut ports: Vec<Ports> = network.servers.iter().map(|s| s.ports).collect();
+        for (i, bound) in &listeners {
+            for (service, _, real) in bound {
+                ports[*i][service.index()] = real.port();
+            }
         }
         let zone = ZoneHandle::new(Zone::build(&network.facts(&ports))?);
         tracing::debug!("zone built");
@@ -253,39 +260,31 @@ impl RunningNetwork {
 
         let clock = crate::relay::RelayClock::default();
         let mut servers = Vec::new();
-        for (i, smtp, pop3) in listeners {
+        for (i, bound) in listeners {
             let config: ServerConfig = network.servers[i].clone();
             let dir = crate::network::server_dir(&data_dir, &config);
             let host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?;
-            let running = RunningServer {
-                host: host.clone(),
-                smtp: smtp
-                    .local_addr()
-                    .map_err(|e| UpError::DataDir(dir.clone(), e))?,
-                pop3: pop3
-                    .local_addr()
-                    .map_err(|e| UpError::DataDir(dir.clone(), e))?,
-            };
-            tracker.spawn(crate::smtp::server::serve(
-                smtp,
-                host.clone(),
-                shutdown.clone(),
-                tracker.clone(),
-            ));
+            let mut listening = [SocketAddr::from(([127, 0, 0, 1], 0)); Service::ALL.len()];
+            for (service, listener, real) in bound {
+                listening[service.index()] = real;
+                let (host, stop, sessions) = (host.clone(), shutdown.clone(), tracker.clone());
+                match service {
+                    Service::Smtp => {
+                        tracker.spawn(crate::smtp::server::serve(listener, host, stop, sessions))
+                    }
+                    Service::Pop3 => {
+                        tracker.spawn(crate::pop3::server::serve(listener, host, stop, sessions))
+                    }
+                };
+            }
             tracker.spawn(crate::relay::worker::run(
                 host.clone(),
                 resolver.clone(),
                 clock.clone(),
                 shutdown.clone(),
             ));
-            tracker.spawn(crate::pop3::server::serve(
-                pop3,
-                host,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
-            servers.push(running);
+            servers.push(RunningServer { host, listening });
         }
 
         Ok(RunningNetwork {

@@ -12,6 +12,8 @@ use fake_dns::proto::rr::{RData, RecordType};
 use fake_dns::{Answer, ZoneHandle};
 use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::TokioResolver;
 
 /// Why a name could not be resolved.
@@ -128,9 +130,13 @@ impl MailResolver {
                     name: name.to_string(),
                 }),
                 Err(e) if e.is_no_records_found() => Err(no_records(name, rtype)),
-                Err(e) if e.to_string().contains("Refused") => Err(ResolveError::NoSuchDomain {
-                    name: name.to_string(),
-                }),
+                // A name outside every zone of the network is refused, not
+                // NXDOMAIN; for mail it is just as absent.
+                Err(NetError::Dns(DnsError::ResponseCode(ResponseCode::Refused))) => {
+                    Err(ResolveError::NoSuchDomain {
+                        name: name.to_string(),
+                    })
+                }
                 Err(e) => Err(ResolveError::Temporary {
                     name: name.to_string(),
                     reason: e.to_string(),

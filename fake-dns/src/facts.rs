@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 /// One mail server of the network as DNS sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MailHost {
+pub struct HostFacts {
     /// The server's own host name, e.g. `exmail.qq.com`.
     pub name: String,
     /// Mail domains it receives mail for, e.g. `mail.sustech.edu.cn`.
@@ -27,7 +27,7 @@ pub struct MailHost {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkFacts {
     /// The mail servers.
-    pub hosts: Vec<MailHost>,
+    pub hosts: Vec<HostFacts>,
     /// Record TTL in seconds; short, because ports change every time a network boots.
     pub ttl: u32,
 }

@@ -15,7 +15,7 @@ pub mod facts;
 pub mod server;
 pub mod zone;
 
-pub use facts::{MailHost, NetworkFacts};
+pub use facts::{HostFacts, NetworkFacts};
 pub use server::{serve, DnsServerError, ZoneHandle};
 pub use zone::{Answer, Zone};
 

@@ -1,6 +1,6 @@
 //! The thin network layer: hickory-server answering UDP and TCP from a [`ZoneHandle`].
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Metadata, OpCode, ResponseCode};
@@ -13,27 +13,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::zone::{Answer, Zone};
 
-/// A shared, replaceable zone: the orchestrator publishes a new one when a
-/// server's ports change (a student server started, a network rebooted).
-///
-/// A `std` lock, not tokio's: it is held only to clone an `Arc`, never across an `.await`.
+/// The zone a server answers from, shared with the resolver that reads it
+/// directly when a server runs alone. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct ZoneHandle(Arc<RwLock<Arc<Zone>>>);
+pub struct ZoneHandle(Arc<Zone>);
 
 impl ZoneHandle {
     /// Wraps a zone.
     pub fn new(zone: Zone) -> Self {
-        ZoneHandle(Arc::new(RwLock::new(Arc::new(zone))))
+        ZoneHandle(Arc::new(zone))
     }
 
-    /// The zone in force now.
+    /// The zone.
     pub fn current(&self) -> Arc<Zone> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Publishes a new zone; queries in flight finish with the old one.
-    pub fn replace(&self, zone: Zone) {
-        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(zone);
+        self.0.clone()
     }
 }
 

@@ -289,13 +289,13 @@ fn service_name(service: &str, host: &Name) -> Result<Name, ZoneError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::MailHost;
+    use crate::facts::HostFacts;
 
     fn facts() -> NetworkFacts {
         NetworkFacts {
             ttl: 5,
             hosts: vec![
-                MailHost {
+                HostFacts {
                     name: "exmail.qq.com".into(),
                     domains: vec!["mail.sustech.edu.cn".into()],
                     mx: "mxbiz1.qq.com".into(),
@@ -305,7 +305,7 @@ mod tests {
                     smtp_port: 1125,
                     pop3_port: 1210,
                 },
-                MailHost {
+                HostFacts {
                     name: "gmail.com".into(),
                     domains: vec!["gmail.com".into()],
                     mx: "gmail-smtp-in.l.google.com".into(),

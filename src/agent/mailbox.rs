@@ -63,7 +63,7 @@ impl Mailbox {
         password: &str,
         timeout: Duration,
     ) -> Result<Mailbox, MailboxError> {
-        let unreachable = |e: crate::smtp::client::ClientError| MailboxError::Unreachable {
+        let unreachable = |e: crate::pop3::client::ClientError| MailboxError::Unreachable {
             server,
             reason: e.to_string(),
         };
@@ -89,7 +89,7 @@ impl Mailbox {
         Ok(mailbox)
     }
 
-    fn unreachable(&self, e: crate::smtp::client::ClientError) -> MailboxError {
+    fn unreachable(&self, e: crate::pop3::client::ClientError) -> MailboxError {
         MailboxError::Unreachable {
             server: self.server,
             reason: e.to_string(),

@@ -1,17 +1,18 @@
 //! `mailnet bench`: measurements, never assertions. Each prints what it ran
 //! and the figures; `benches/compare.sh` runs them beside the reference tools.
 
+use mailnet::service::Service;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::network::Network;
-use crate::orchestrator::{RunningNetwork, UpOptions};
-use crate::pop3::client::Pop3Client;
-use crate::resolve::MailResolver;
-use crate::smtp::client::SmtpClient;
+use mailnet::network::Network;
+use mailnet::orchestrator::{RunningNetwork, UpOptions};
+use mailnet::pop3::client::Pop3Client;
+use mailnet::resolve::MailResolver;
+use mailnet::smtp::client::SmtpClient;
 
 /// `mailnet bench` arguments.
 #[derive(Debug, clap::Args)]
@@ -243,7 +244,7 @@ async fn smtp(
             let addr = running
                 .server_for_domain("gmail.com")
                 .context("no gmail.com")?
-                .smtp;
+                .addr(Service::Smtp);
             local = Some(running);
             addr
         }
@@ -365,7 +366,8 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
             .context("user")?
             .password
             .clone();
-        let (mut client, _) = Pop3Client::connect(gmail.pop3, Duration::from_secs(60)).await?;
+        let (mut client, _) =
+            Pop3Client::connect(gmail.addr(Service::Pop3), Duration::from_secs(60)).await?;
         client.command(&format!("USER {user}")).await?;
         client.command(&format!("PASS {password}")).await?;
         let start = Instant::now();
@@ -390,13 +392,15 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
     for _ in 0..login_messages {
         store.deliver(user, &small)?;
     }
-    let (mut client, _) = Pop3Client::connect(gmail.pop3, Duration::from_secs(60)).await?;
+    let (mut client, _) =
+        Pop3Client::connect(gmail.addr(Service::Pop3), Duration::from_secs(60)).await?;
     client.command(&format!("USER {user}")).await?;
     let start = Instant::now();
     let status = client.command("PASS password4").await?;
     let first = start.elapsed();
     client.command("QUIT").await?;
-    let (mut client, _) = Pop3Client::connect(gmail.pop3, Duration::from_secs(60)).await?;
+    let (mut client, _) =
+        Pop3Client::connect(gmail.addr(Service::Pop3), Duration::from_secs(60)).await?;
     client.command(&format!("USER {user}")).await?;
     let start = Instant::now();
     let second = client.command("PASS password4").await?;
@@ -420,13 +424,14 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
 }
 
 /// The default network on free ports: exmail.qq.com's SMTP address and gmail.com's store.
-async fn relay_network() -> anyhow::Result<(RunningNetwork, SocketAddr, crate::store::Mailstore)> {
+async fn relay_network() -> anyhow::Result<(RunningNetwork, SocketAddr, mailnet::store::Mailstore)>
+{
     let net = Network::default_network().with_ephemeral_ports();
     let running = RunningNetwork::start(net, UpOptions::default()).await?;
     let qq = running
         .server("exmail.qq.com")
         .context("no exmail.qq.com")?
-        .smtp;
+        .addr(Service::Smtp);
     let store = running
         .server("gmail.com")
         .context("no gmail.com")?

@@ -1,13 +1,13 @@
 //! `mailnet check`: validate network and scenario files without running anything.
 
-use crate::network::Network;
+use mailnet::network::Network;
 
 /// Checks each file; returns the number that failed. Errors go to stderr, one line each.
 pub fn run(args: &super::CheckArgs) -> usize {
     let mut failed = 0;
     for file in &args.files {
         if super::test::is_scenario(file) {
-            match crate::scenario::Scenario::load(file) {
+            match mailnet::scenario::Scenario::load(file) {
                 Ok(s) => println!(
                     "{}: ok, scenario \"{}\" of {} steps",
                     file.display(),

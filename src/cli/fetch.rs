@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use crate::agent::mailbox::{Entry, Mailbox};
-use crate::agent::submit::locate;
+use mailnet::agent::locate::locate;
+use mailnet::agent::mailbox::{Entry, Mailbox};
 
 /// `mailnet fetch` arguments.
 #[derive(Debug, clap::Args)]
@@ -58,7 +58,7 @@ const SEEN_FILE: &str = ".mailnet-seen";
 
 /// Runs `mailnet fetch`.
 pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
-    let domain = crate::smtp::address::domain_of(&args.user)
+    let domain = mailnet::smtp::address::domain_of(&args.user)
         .with_context(|| format!("--user {}: not an address", args.user))?;
     let password = match &args.password {
         Some(p) => p.clone(),
@@ -113,7 +113,7 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
 }
 
 fn save_attachments(raw: &[u8], dir: &Path) -> anyhow::Result<()> {
-    let (_, files) = super::inspect::describe(raw, Some(dir))?;
+    let (_, files) = mailnet::mime::describe(raw, Some(dir))?;
     for file in files {
         eprintln!("saved {}", file.display());
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
-use crate::agent::compose::{address_list, bare_address, Draft};
-use crate::agent::submit::{submit, AuthMechanism, SubmitOptions};
+use mailnet::agent::compose::{address_list, bare_address, Draft};
+use mailnet::agent::submit::{submit, AuthMechanism, SubmitOptions};
 
 /// `mailnet send` arguments.
 #[derive(Debug, clap::Args)]
@@ -122,7 +122,7 @@ fn options(args: &SendArgs, from: &str) -> anyhow::Result<SubmitOptions> {
         dns: args.dns,
         auth: password.map(|p| (user, p)),
         mechanism: args.auth.unwrap_or(AuthMechanism::Auto),
-        helo: crate::smtp::address::domain_of(bare_address(from))
+        helo: mailnet::smtp::address::domain_of(bare_address(from))
             .unwrap_or_else(|| "localhost".into()),
         timeout: Duration::from_secs(30),
     })
@@ -174,11 +174,11 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
 /// Refuses recipients whose domain has no mail server, before connecting.
 /// When the DNS does not answer at all, the server will judge instead.
 async fn check_domains(draft: &Draft, dns: SocketAddr) -> anyhow::Result<()> {
-    let resolver = crate::resolve::MailResolver::from_dns(dns);
+    let resolver = mailnet::resolve::MailResolver::from_dns(dns);
     let mut domains: Vec<String> = draft
         .recipients()
         .iter()
-        .filter_map(|r| crate::smtp::address::domain_of(r))
+        .filter_map(|r| mailnet::smtp::address::domain_of(r))
         .collect();
     domains.sort();
     domains.dedup();

@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex};
 use anyhow::Context;
 use futures::StreamExt;
 
-use crate::scenario::model::RoleKind;
-use crate::scenario::report::{self, Summary};
-use crate::scenario::run::{self, Outcome, StudentRun};
-use crate::scenario::student::{copy_tree, StudentSetup};
-use crate::scenario::Scenario;
+use mailnet::scenario::model::RoleKind;
+use mailnet::scenario::report::{self, Summary};
+use mailnet::scenario::run::{self, Outcome, StudentRun};
+use mailnet::scenario::student::{copy_tree, StudentSetup};
+use mailnet::scenario::Scenario;
 
 /// `mailnet test` arguments.
 #[derive(Debug, clap::Args)]
@@ -52,7 +52,7 @@ pub struct TestArgs {
     #[arg(long, value_name = "FILE", requires = "submissions")]
     pub summary: Option<PathBuf>,
     /// How long a student's server may take to open its ports (the course's grader waits 2 s).
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::network::duration::parse)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = mailnet::network::duration::parse)]
     pub student_startup: std::time::Duration,
 }
 

@@ -1,13 +1,14 @@
 //! `mailnet up` and `mailnet dns`.
 
+use mailnet::service::Service;
 use std::fmt::Write as _;
 
 use anyhow::Context;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
-use crate::network::Network;
-use crate::orchestrator::{RunningNetwork, UpOptions};
+use mailnet::network::Network;
+use mailnet::orchestrator::{RunningNetwork, UpOptions};
 
 /// Loads the file named, or the built-in network.
 pub fn load_network(file: Option<&std::path::Path>) -> anyhow::Result<Network> {
@@ -48,8 +49,8 @@ pub fn table(running: &RunningNetwork) -> String {
             "{:<16} {:<28} {:>6} {:>6}  {}",
             config.name,
             config.domains.join(","),
-            server.smtp.port(),
-            server.pop3.port(),
+            server.addr(Service::Smtp).port(),
+            server.addr(Service::Pop3).port(),
             users.join(" ")
         );
     }
@@ -133,11 +134,7 @@ pub async fn dns(args: &super::DnsArgs) -> anyhow::Result<()> {
         network.advertise = Some(advertise);
     }
     let listen = args.listen.unwrap_or(network.dns);
-    let ports: Vec<(u16, u16)> = network
-        .servers
-        .iter()
-        .map(|s| (s.smtp_port, s.pop3_port))
-        .collect();
+    let ports: Vec<_> = network.servers.iter().map(|s| s.ports).collect();
     let zone = fake_dns::Zone::build(&network.facts(&ports))?;
     let udp = UdpSocket::bind(listen)
         .await

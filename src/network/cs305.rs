@@ -23,6 +23,7 @@
 //! and the same value types as the course's files: ports are integers in
 //! `[server]` and strings in `[P]`. Reading accepts either type in both places.
 
+use crate::service::Service;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -193,8 +194,7 @@ pub fn load(config_path: &Path) -> Result<Network, NetworkError> {
             smtp_host: agent.map_or_else(|| format!("smtp.{name_key}"), |h| undot(&h.smtp)),
             pop3_host: agent.map_or_else(|| format!("pop.{name_key}"), |h| undot(&h.pop)),
             domains,
-            smtp_port,
-            pop3_port,
+            ports: [smtp_port, pop3_port],
             advertise: None,
             users: accounts
                 .into_iter()
@@ -240,9 +240,9 @@ pub fn configured_ports(network: &Network) -> Vec<CoursePorts> {
         .servers
         .iter()
         .map(|s| CoursePorts {
-            smtp: s.smtp_port,
-            pop: s.pop3_port,
-            published_smtp: s.smtp_port,
+            smtp: s.port(Service::Smtp),
+            pop: s.port(Service::Pop3),
+            published_smtp: s.port(Service::Smtp),
         })
         .collect()
 }
@@ -356,7 +356,7 @@ mod tests {
         let dir = course_dir(COURSE_CONFIG, COURSE_FDNS);
         let net = load(&dir.path().join("config.toml")).unwrap();
         let qq = net.server("exmail.qq.com").unwrap();
-        assert_eq!((qq.smtp_port, qq.pop3_port), (1125, 1210));
+        assert_eq!(qq.ports, [1125, 1210]);
         assert_eq!(qq.domains, vec!["mail.sustech.edu.cn"]);
         assert_eq!(qq.mx, "mxbiz1.qq.com");
         assert_eq!(qq.smtp_host, "smtp.exmail.qq.com");

@@ -8,6 +8,7 @@ pub mod duration;
 mod file;
 mod policy;
 
+use crate::service::Service;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -43,10 +44,8 @@ pub struct ServerConfig {
     pub smtp_host: String,
     /// The host name clients read mail from.
     pub pop3_host: String,
-    /// SMTP port; 0 picks a free one.
-    pub smtp_port: u16,
-    /// POP3 port; 0 picks a free one.
-    pub pop3_port: u16,
+    /// Its port for each service, at [`Service::index`]; 0 picks a free one.
+    pub ports: Ports,
     /// The address published in `A`/`AAAA` records for this server, if not the network's.
     pub advertise: Option<IpAddr>,
     /// Its users.
@@ -55,7 +54,20 @@ pub struct ServerConfig {
     pub policy: Policy,
 }
 
+/// One port per service, at [`Service::index`].
+pub type Ports = [u16; Service::ALL.len()];
+
 impl ServerConfig {
+    /// Its port for `service` (0: any free one).
+    pub fn port(&self, service: Service) -> u16 {
+        self.ports[service.index()]
+    }
+
+    /// Sets its port for `service`.
+    pub fn set_port(&mut self, service: Service, port: u16) {
+        self.ports[service.index()] = port;
+    }
+
     /// Whether `domain` is one of this server's mail domains (case-insensitive).
     pub fn hosts_domain(&self, domain: &str) -> bool {
         let domain = domain.trim_end_matches('.');
@@ -163,13 +175,13 @@ impl Network {
     }
 
     /// What the fake DNS publishes, given each server's real ports
-    /// (`ports[i]` = (smtp, pop3) of `servers[i]`).
-    pub fn facts(&self, ports: &[(u16, u16)]) -> fake_dns::NetworkFacts {
+    /// (`ports[i]` for `servers[i]`).
+    pub fn facts(&self, ports: &[Ports]) -> fake_dns::NetworkFacts {
         let hosts = self
             .servers
             .iter()
             .zip(ports)
-            .map(|(server, &(smtp_port, pop3_port))| fake_dns::MailHost {
+            .map(|(server, ports)| fake_dns::HostFacts {
                 name: server.name.clone(),
                 domains: server.domains.clone(),
                 mx: server.mx.clone(),
@@ -179,8 +191,8 @@ impl Network {
                     .advertise
                     .or(self.advertise)
                     .unwrap_or(self.advertised_bind())],
-                smtp_port,
-                pop3_port,
+                smtp_port: ports[Service::Smtp.index()],
+                pop3_port: ports[Service::Pop3.index()],
             })
             .collect();
         fake_dns::NetworkFacts {
@@ -334,8 +346,7 @@ impl Network {
                 mx,
                 smtp_host,
                 pop3_host,
-                smtp_port: spec.smtp.port.value,
-                pop3_port: spec.pop3.port.value,
+                ports: [spec.smtp.port.value, spec.pop3.port.value],
                 advertise: spec.advertise,
                 users,
                 policy: spec.policy,
@@ -356,8 +367,7 @@ impl Network {
     pub fn with_ephemeral_ports(mut self) -> Network {
         self.dns.set_port(0);
         for server in &mut self.servers {
-            server.smtp_port = 0;
-            server.pop3_port = 0;
+            server.ports = [0; Service::ALL.len()];
         }
         self
     }

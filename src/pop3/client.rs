@@ -2,10 +2,40 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::smtp::client::ClientError;
+use crate::wire::ReadError;
+
+/// A POP3 client failure below the level of status lines.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The connection failed or broke.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The server did not answer in time.
+    #[error("timed out after {0:?} waiting for the server")]
+    Timeout(Duration),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server's line was not POP3.
+    #[error("malformed status line: {0:?}")]
+    Malformed(String),
+}
+
+impl From<ReadError> for ClientError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Io(e) => ClientError::Io(e),
+            ReadError::Timeout(t) => ClientError::Timeout(t),
+        }
+    }
+}
+
+/// Longest line read from a server (RFC 1939 allows 512 in replies; bodies
+/// may carry RFC 5322's 998 plus CRLF, and real messages break that).
+const MAX_LINE: usize = 64 * 1024;
 
 /// A connected POP3 client.
 pub struct Pop3Client<S> {
@@ -30,7 +60,7 @@ impl Pop3Client<TcpStream> {
     ) -> Result<(Self, Status), ClientError> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout)??;
+            .map_err(|_| ClientError::Timeout(timeout))??;
         let _ = stream.set_nodelay(true);
         let mut client = Pop3Client {
             stream: BufReader::with_capacity(64 * 1024, stream),
@@ -51,12 +81,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
     }
 
     async fn line(&mut self) -> Result<Vec<u8>, ClientError> {
-        let mut line = Vec::new();
-        let n = tokio::time::timeout(self.timeout, self.stream.read_until(b'\n', &mut line))
-            .await
-            .map_err(|_| ClientError::Timeout)??;
-        if n == 0 {
-            return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+        let line = self.read_line_raw(MAX_LINE).await?;
+        if line.is_empty() {
+            return Err(ClientError::Closed);
         }
         Ok(line)
     }
@@ -64,12 +91,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
     /// Reads one raw line, newline included, of at most `limit + 1` bytes
     /// (so a caller can tell a line longer than `limit`); empty at end of stream.
     pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        crate::smtp::client::read_line_limited(&mut self.stream, limit, self.timeout).await
+        Ok(crate::wire::read_line_limited(&mut self.stream, limit, self.timeout).await?)
     }
 
     /// Sends raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        self.stream.get_mut().write_all(bytes).await?;
+        tokio::time::timeout(self.timeout, self.stream.get_mut().write_all(bytes))
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))??;
         Ok(())
     }
 
@@ -90,10 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
 
     /// Sends a command and reads its status line.
     pub async fn command(&mut self, line: &str) -> Result<Status, ClientError> {
-        self.stream
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await?;
+        self.write(format!("{line}\r\n").as_bytes()).await?;
         self.status().await
     }
 

@@ -1,27 +1,4 @@
-//! What goes on the wire for RETR and TOP: byte-stuffing and the first lines.
-
-/// Appends `message` to `out` byte-stuffed (a line starting with `.` gets one
-/// more), ending in CRLF, followed by the terminating `.CRLF`.
-pub fn stuffed(message: &[u8], out: &mut Vec<u8>) {
-    out.reserve(message.len() + message.len() / 64 + 5);
-    let mut at_line_start = true;
-    for chunk in message.split_inclusive(|&b| b == b'\n') {
-        if at_line_start && chunk.first() == Some(&b'.') {
-            out.push(b'.');
-        }
-        out.extend_from_slice(chunk);
-        at_line_start = chunk.last() == Some(&b'\n');
-    }
-    if !message.is_empty() && !message.ends_with(b"\r\n") {
-        if message.ends_with(b"\n") {
-            out.pop();
-            out.extend_from_slice(b"\r\n");
-        } else {
-            out.extend_from_slice(b"\r\n");
-        }
-    }
-    out.extend_from_slice(b".\r\n");
-}
+//! What TOP sends: the header block and the first lines of the body.
 
 /// The header block, the blank line, and the first `lines` lines of the body (TOP).
 pub fn top(message: &[u8], lines: usize) -> &[u8] {
@@ -45,16 +22,6 @@ pub fn top(message: &[u8], lines: usize) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stuffing() {
-        let mut out = Vec::new();
-        stuffed(b"a\r\n.b\r\n..\r\n.\r\nend", &mut out);
-        assert_eq!(out, b"a\r\n..b\r\n...\r\n..\r\nend\r\n.\r\n");
-        let mut out = Vec::new();
-        stuffed(b"", &mut out);
-        assert_eq!(out, b".\r\n");
-    }
 
     #[test]
     fn top_lines() {

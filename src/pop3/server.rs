@@ -1,20 +1,24 @@
-//! The thin tokio layer for POP3: sockets, the maildrop lock, file reads, deletions.
+//! The thin tokio layer for POP3: the [`Protocol`] that locks maildrops,
+//! reads and deletes messages for the core, run by the shared session loop.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::content;
 use super::session::{Event, Listing, OpenError, Pop3Context, Session};
-use crate::listener::Input;
+use crate::listener::{Flow, Limits, Outbox, Protocol};
 use crate::mailhost::MailHost;
+use crate::service::Service;
 use crate::store::{MailboxLock, StoredMessage};
-use crate::transcript::{keep_recent, SessionTranscript};
+use crate::transcript::Line;
+
+/// Replies are sent in parts of about this size, so a session retrieving
+/// large messages never holds more than this in memory.
+const SEND_IN_PARTS: usize = 256 * 1024;
 
 /// Accepts POP3 connections until `shutdown`; each session runs on `tracker`.
 pub async fn serve(
@@ -37,161 +41,165 @@ pub async fn serve(
         busy,
         shutdown,
         tracker,
-        |stream, peer| run_session(stream, peer, ctx.clone(), host.clone(), stop.clone()),
+        |stream, peer| {
+            let (host, stop) = (host.clone(), stop.clone());
+            let protocol = Pop3Protocol::new(ctx.clone(), host.clone());
+            async move {
+                let policy = &host.config().policy;
+                let limits = Limits {
+                    idle: policy.idle_timeout,
+                    write: policy.idle_timeout,
+                };
+                let log = host.log(Service::Pop3);
+                crate::listener::run_session(stream, peer, protocol, log, "pop3", limits, &stop)
+                    .await
+            }
+        },
     )
     .await
 }
 
-/// Runs one POP3 session over any byte stream.
-pub async fn run_session<S>(
-    mut stream: S,
-    peer: SocketAddr,
-    ctx: Arc<Pop3Context>,
+/// POP3 as the session loop drives it. The maildrop lock lives here, so it
+/// is released however the session ends.
+pub struct Pop3Protocol {
+    session: Session,
     host: MailHost,
-    shutdown: CancellationToken,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let log = host.pop3_log();
-    let name = log.session_name("pop3");
-    let policy = &ctx.server.policy;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let challenge = format!("<{}.{nanos}@{}>", std::process::id(), ctx.hostname);
-    let mut session = Session::new(ctx.clone(), challenge);
-    let mut out = session.greeting();
-    let mut buf: Vec<u8> = Vec::with_capacity(4 * 1024);
-    let mut lines = Vec::new();
-    // Held while the maildrop is open; dropped however the session ends.
-    let mut lock: Option<MailboxLock> = None;
-    let mut messages: Vec<StoredMessage> = Vec::new();
+    greeted: bool,
+    lock: Option<MailboxLock>,
+    messages: Vec<StoredMessage>,
+}
 
-    'session: loop {
-        while let Some(event) = session.next_event() {
+impl Pop3Protocol {
+    /// A new session with a fresh APOP challenge.
+    pub fn new(ctx: Arc<Pop3Context>, host: MailHost) -> Pop3Protocol {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let challenge = format!("<{}.{nanos}@{}>", std::process::id(), ctx.hostname);
+        Pop3Protocol {
+            session: Session::new(ctx, challenge),
+            host,
+            greeted: false,
+            lock: None,
+            messages: Vec::new(),
+        }
+    }
+
+    async fn open(&mut self, user: String) -> Result<Vec<Listing>, OpenError> {
+        let held = self.host.store().lock(&user).ok_or(OpenError::InUse)?;
+        let store = self.host.store().clone();
+        let found = tokio::task::spawn_blocking(move || store.messages(&user))
+            .await
+            .map_err(|e| OpenError::System(e.to_string()))?
+            .map_err(|e| OpenError::System(e.to_string()))?;
+        self.lock = Some(held);
+        self.messages = found;
+        Ok(self
+            .messages
+            .iter()
+            .map(|m| Listing {
+                uid: m.uid.clone(),
+                size: m.size,
+            })
+            .collect())
+    }
+
+    async fn send(&mut self, status: Vec<u8>, index: usize, top: Option<usize>, out: &mut Outbox) {
+        let Some(message) = self.messages.get(index).cloned() else {
+            out.push(b"-ERR [SYS/TEMP] no such message\r\n");
+            return;
+        };
+        match tokio::fs::read(&message.path).await {
+            Ok(body) => {
+                if top.is_none() {
+                    // Retrieved whole: now it has been seen.
+                    match self.host.store().mark_seen(&message) {
+                        Ok(seen) => self.messages[index] = seen,
+                        Err(error) => tracing::warn!(%error, "cannot move a message to cur/"),
+                    }
+                }
+                out.push(&status);
+                let part = match top {
+                    Some(n) => content::top(&body, n),
+                    None => &body,
+                };
+                let mut wire = Vec::new();
+                crate::wire::stuffed(part, &mut wire);
+                out.push(&wire);
+            }
+            Err(e) => out.push(format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes()),
+        }
+    }
+
+    async fn commit(&mut self, delete: Vec<usize>) -> Result<(), String> {
+        let doomed: Vec<StoredMessage> = delete
+            .iter()
+            .filter_map(|&i| self.messages.get(i).cloned())
+            .collect();
+        let store = self.host.store().clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let refs: Vec<&StoredMessage> = doomed.iter().collect();
+            store.delete(&refs)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        // Release the maildrop before answering, so a client that
+        // reconnects the moment it reads +OK finds it free.
+        self.lock = None;
+        result
+    }
+}
+
+impl Protocol for Pop3Protocol {
+    fn push(&mut self, bytes: &[u8]) {
+        self.session.push(bytes);
+    }
+
+    async fn advance(&mut self, out: &mut Outbox) -> Flow {
+        if !std::mem::replace(&mut self.greeted, true) {
+            out.push(&self.session.greeting());
+        }
+        while let Some(event) = self.session.next_event() {
             match event {
-                Event::Reply(bytes) => out.extend_from_slice(&bytes),
+                Event::Reply(bytes) => out.push(&bytes),
                 Event::LoginFailed(bytes) => {
-                    let _ = stream.write_all(&out).await;
-                    out.clear();
-                    tokio::time::sleep(policy.login_delay).await;
-                    out.extend_from_slice(&bytes);
+                    out.pause(self.host.config().policy.login_delay);
+                    out.push(&bytes);
                 }
                 Event::OpenMailbox { user } => {
-                    let result = match host.store().lock(&user) {
-                        None => Err(OpenError::InUse),
-                        Some(held) => {
-                            let store = host.store().clone();
-                            let listed = tokio::task::spawn_blocking(move || store.messages(&user))
-                                .await
-                                .map_err(|e| OpenError::System(e.to_string()))
-                                .and_then(|r| r.map_err(|e| OpenError::System(e.to_string())));
-                            if listed.is_ok() {
-                                lock = Some(held);
-                            }
-                            listed
-                        }
-                    };
-                    let listing = result.map(|found| {
-                        messages = found;
-                        messages
-                            .iter()
-                            .map(|m| Listing {
-                                uid: m.uid.clone(),
-                                size: m.size,
-                            })
-                            .collect()
-                    });
-                    out.extend_from_slice(&session.opened(listing));
+                    let listing = self.open(user).await;
+                    out.push(&self.session.opened(listing));
                 }
                 Event::Send { status, index, top } => {
-                    let path = messages[index].path.clone();
-                    match tokio::fs::read(&path).await {
-                        Ok(body) => {
-                            if top.is_none() {
-                                // Retrieved whole: now it has been seen.
-                                match host.store().mark_seen(&messages[index]) {
-                                    Ok(seen) => messages[index] = seen,
-                                    Err(error) => {
-                                        tracing::warn!(%error, "cannot move a message to cur/")
-                                    }
-                                }
-                            }
-                            out.extend_from_slice(&status);
-                            let part = match top {
-                                Some(n) => content::top(&body, n),
-                                None => &body,
-                            };
-                            content::stuffed(part, &mut out);
-                        }
-                        Err(e) => out.extend_from_slice(
-                            format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes(),
-                        ),
-                    }
-                    // Large messages go out now rather than piling up behind pipelined commands.
-                    if out.len() > 256 * 1024 {
-                        if stream.write_all(&out).await.is_err() {
-                            break 'session;
-                        }
-                        out.clear();
+                    self.send(status, index, top, out).await;
+                    if out.len() > SEND_IN_PARTS {
+                        return Flow::More;
                     }
                 }
                 Event::Commit { delete } => {
-                    let doomed: Vec<StoredMessage> =
-                        delete.iter().map(|&i| messages[i].clone()).collect();
-                    let store = host.store().clone();
-                    let result = tokio::task::spawn_blocking(move || {
-                        let refs: Vec<&StoredMessage> = doomed.iter().collect();
-                        store.delete(&refs)
-                    })
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                    // Release the maildrop before answering, so a client that
-                    // reconnects the moment it reads +OK finds it free.
-                    lock = None;
-                    out.extend_from_slice(&session.committed(result));
+                    let result = self.commit(delete).await;
+                    out.push(&self.session.committed(result));
                 }
             }
         }
-        // Logged before it is sent: a client that has read a reply can
-        // rely on finding it in the transcript.
-        keep_recent(&mut lines, log.write(&name, session.take_transcript()));
-        if !out.is_empty() {
-            if stream.write_all(&out).await.is_err() {
-                break;
-            }
-            out.clear();
-        }
-        if session.is_closed() {
-            break;
-        }
-        match crate::listener::next_input(&mut stream, &mut buf, policy.idle_timeout, &shutdown)
-            .await
-        {
-            Input::Data => {
-                session.push(&buf);
-                buf.clear();
-            }
-            // A dropped connection deletes nothing (RFC 1939: no UPDATE state).
-            Input::Closed => break,
-            Input::Idle => {
-                let _ = stream.write_all(&session.timeout()).await;
-                break;
-            }
-            Input::Shutdown => {
-                let _ = stream.write_all(&session.shutdown()).await;
-                break;
-            }
+        if self.session.is_closed() {
+            Flow::Close
+        } else {
+            Flow::Read
         }
     }
-    drop(lock);
-    keep_recent(&mut lines, log.write(&name, session.take_transcript()));
-    let _ = stream.shutdown().await;
-    log.finish(SessionTranscript {
-        session: name,
-        peer: peer.to_string(),
-        lines,
-    });
+
+    fn idle(&mut self, out: &mut Outbox) {
+        out.push(&self.session.timeout());
+    }
+
+    fn shutting_down(&mut self, out: &mut Outbox) {
+        out.push(&self.session.shutdown());
+    }
+
+    fn take_transcript(&mut self) -> Vec<Line> {
+        self.session.take_transcript()
+    }
 }

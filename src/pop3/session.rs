@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine;
+use crate::wire::{decode_plain, Framed, LineFramer};
 use md5::{Digest, Md5};
 
 use crate::network::ServerConfig;
@@ -91,7 +90,7 @@ pub struct Session {
     /// The APOP challenge from the greeting.
     challenge: String,
     input: Vec<u8>,
-    discarding: bool,
+    framer: LineFramer,
     messages: Vec<Listing>,
     deleted: Vec<bool>,
     transcript: Vec<Line>,
@@ -116,7 +115,7 @@ impl Session {
             state: State::Authorization { user: None },
             challenge,
             input: Vec::new(),
-            discarding: false,
+            framer: LineFramer::default(),
             messages: Vec::new(),
             deleted: Vec::new(),
             transcript: Vec::new(),
@@ -187,20 +186,15 @@ impl Session {
             return None;
         }
         loop {
-            let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
-                if self.input.len() > MAX_LINE {
-                    self.discarding = true;
-                    self.input.clear();
+            let line = match self.framer.next_line(&mut self.input, MAX_LINE)? {
+                Framed::Line(line) => line,
+                Framed::TooLong => {
+                    self.transcript.push(Line::client(format!(
+                        "[line longer than {MAX_LINE} octets]"
+                    )));
+                    return Some(self.reply(err("line too long")));
                 }
-                return None;
             };
-            let line: Vec<u8> = self.input.drain(..=lf).collect();
-            if std::mem::take(&mut self.discarding) || line.len() > MAX_LINE {
-                self.transcript.push(Line::client(format!(
-                    "[line longer than {MAX_LINE} octets]"
-                )));
-                return Some(self.reply(err("line too long")));
-            }
             let text = String::from_utf8_lossy(&line)
                 .trim_end_matches(['\r', '\n'])
                 .to_string();
@@ -259,11 +253,16 @@ impl Session {
             Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
             None => (text.trim().to_ascii_uppercase(), ""),
         };
-        self.transcript.push(Line::client(if verb == "PASS" {
-            "PASS [password]".to_string()
-        } else {
-            text.to_string()
-        }));
+        // Passwords and PLAIN tokens never reach the transcript.
+        let shown = match verb.as_str() {
+            "PASS" => "PASS [password]".to_string(),
+            "AUTH" if arg.split_whitespace().count() > 1 => {
+                let mechanism = arg.split_whitespace().next().unwrap_or("");
+                format!("AUTH {mechanism} [credentials]")
+            }
+            _ => text.to_string(),
+        };
+        self.transcript.push(Line::client(shown));
         let event = match (&self.state, verb.as_str()) {
             (_, "CAPA") => self.reply(self.capabilities()),
             (_, "NOOP") if matches!(self.state, State::Transaction) => self.reply(ok("")),
@@ -442,23 +441,12 @@ impl Session {
     }
 
     fn auth_plain(&mut self, response: &str) -> Event {
-        if response.trim() == "*" {
-            return self.reply(err("authentication cancelled"));
-        }
-        let decoded = B64
-            .decode(response.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok());
-        let Some(decoded) = decoded else {
-            return self.reply(err("cannot decode response"));
-        };
-        let mut parts = decoded.split('\0');
-        match (parts.next(), parts.next(), parts.next(), parts.next()) {
-            (Some(_), Some(user), Some(password), None) => {
-                let password = password.to_string();
-                self.login(user, |expected| expected == password)
+        match decode_plain(response) {
+            Ok(creds) => {
+                let password = creds.password;
+                self.login(&creds.user, |expected| expected == password)
             }
-            _ => self.reply(err("malformed PLAIN response")),
+            Err(e) => self.reply(err(e.to_string())),
         }
     }
 

@@ -1,14 +1,68 @@
 //! Delivering queued mail for one domain: resolve its MX, connect, and send
 //! every queued message for it over one connection, pipelining when offered.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::resolve::MailResolver;
-use crate::smtp::client::{ClientError, SmtpClient};
-use crate::smtp::Reply;
+use crate::resolve::{MailResolver, ResolveError};
+use crate::smtp::client::{ClientError, Envelope, RecipientOutcome, Response, SmtpClient, Stage};
+
+/// Why a recipient was not delivered (this time).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cause {
+    /// A server answered, and refused.
+    Refused {
+        /// The server, as `host[ip:port]`.
+        remote: String,
+        /// The step it refused.
+        stage: Stage,
+        /// Its reply.
+        reply: Response,
+    },
+    /// No server of the domain could be reached, or the session broke.
+    Unreachable(String),
+    /// The domain's mail server could not be found.
+    Dns(ResolveError),
+    /// DNS says the domain has no mail server.
+    NoMailServer(String),
+}
+
+impl Cause {
+    /// The remote server that answered, if one did.
+    pub fn remote(&self) -> Option<&str> {
+        match self {
+            Cause::Refused { remote, .. } => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// The RFC 3463 status for a delivery report.
+    pub fn status(&self) -> String {
+        match self {
+            Cause::Refused { reply, .. } => reply.status_text(),
+            Cause::Unreachable(_) => "4.4.1".into(),
+            Cause::Dns(e) if e.is_temporary() => "4.4.3".into(),
+            Cause::Dns(_) | Cause::NoMailServer(_) => "5.1.2".into(),
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    /// Postfix's wording: `550 5.1.1 <x@y>: User unknown (in reply to RCPT TO command)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Refused { reply, stage, .. } => {
+                write!(f, "{reply} (in reply to {})", stage.command())
+            }
+            Cause::Unreachable(reason) => f.write_str(reason),
+            Cause::Dns(e) => write!(f, "cannot find the mail server: {e}"),
+            Cause::NoMailServer(domain) => write!(f, "no mail server for domain {domain}"),
+        }
+    }
+}
 
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,16 +70,30 @@ pub enum Outcome {
     /// The next server accepted it.
     Delivered,
     /// Try again later: a 4xx, a refused connection, a timeout, a DNS failure.
-    Temporary(String),
+    Temporary(Cause),
     /// Give up and bounce: a 5xx or a domain with no mail server.
-    Permanent {
-        /// The remote server that refused, if one answered.
-        remote: Option<String>,
-        /// The enhanced status code.
-        status: String,
-        /// The reply or reason.
-        diagnostic: String,
-    },
+    Permanent(Cause),
+}
+
+impl Outcome {
+    fn of(remote: &str, recipient: RecipientOutcome) -> Outcome {
+        match recipient {
+            RecipientOutcome::Accepted(_) => Outcome::Delivered,
+            RecipientOutcome::Refused { stage, reply } => {
+                let temporary = reply.is_temporary();
+                let cause = Cause::Refused {
+                    remote: remote.to_string(),
+                    stage,
+                    reply,
+                };
+                if temporary {
+                    Outcome::Temporary(cause)
+                } else {
+                    Outcome::Permanent(cause)
+                }
+            }
+        }
+    }
 }
 
 /// One queued message's share of a domain.
@@ -39,39 +107,10 @@ pub struct Job {
     pub message: Vec<u8>,
 }
 
-fn permanent(remote: Option<&str>, reply: &Reply, stage: &str) -> Outcome {
-    let text = reply_text(reply);
-    let status = text
-        .split_whitespace()
-        .next()
-        .filter(|w| w.split('.').count() == 3 && w.starts_with('5'))
-        .map(str::to_string)
-        .unwrap_or_else(|| "5.0.0".to_string());
-    Outcome::Permanent {
-        remote: remote.map(str::to_string),
-        status,
-        diagnostic: format!("{} {text} (in reply to {stage})", reply.code),
-    }
-}
-
-fn reply_text(reply: &Reply) -> String {
-    reply.lines.join(" ")
-}
-
-/// Classifies a reply for every recipient in `rcpts`.
-fn by_code(remote: &str, reply: &Reply, stage: &str) -> Outcome {
-    if reply.code < 400 {
-        Outcome::Delivered
-    } else if reply.code < 500 {
-        Outcome::Temporary(format!(
-            "{remote} said: {} {} (in reply to {stage})",
-            reply.code,
-            reply_text(reply)
-        ))
-    } else {
-        permanent(Some(remote), reply, stage)
-    }
-}
+/// What a delivery attempt learned: an outcome per recipient of each job
+/// it got to. A job missing at the end was never handed over (the session
+/// broke before it), so only those jobs are retried.
+pub type Attempt = Vec<Vec<Outcome>>;
 
 /// Delivers `jobs` (all for `domain`); returns one outcome per recipient, job by job.
 pub async fn deliver_domain(
@@ -80,141 +119,88 @@ pub async fn deliver_domain(
     domain: &str,
     jobs: &[Job],
     timeout: Duration,
-) -> Vec<Vec<Outcome>> {
-    let all = |outcome: Outcome| {
+) -> Attempt {
+    let all = |outcome: Outcome| -> Attempt {
         jobs.iter()
             .map(|j| vec![outcome.clone(); j.recipients.len()])
             .collect()
     };
-    let targets = match resolver.relay_targets(domain).await {
-        Ok(targets) if !targets.is_empty() => targets,
-        Ok(_) => {
-            return all(Outcome::Permanent {
-                remote: None,
-                status: "5.1.2".into(),
-                diagnostic: format!("no mail server for domain {domain}"),
-            })
-        }
-        Err(e) if e.is_temporary() => return all(Outcome::Temporary(e.to_string())),
-        Err(e) => {
-            return all(Outcome::Permanent {
-                remote: None,
-                status: "5.1.2".into(),
-                diagnostic: format!("cannot find the mail server of {domain}: {e}"),
-            })
+    let targets = match tokio::time::timeout(timeout, resolver.relay_targets(domain)).await {
+        Ok(Ok(targets)) if !targets.is_empty() => targets,
+        Ok(Ok(_)) => return all(Outcome::Permanent(Cause::NoMailServer(domain.into()))),
+        Ok(Err(e)) if e.is_temporary() => return all(Outcome::Temporary(Cause::Dns(e))),
+        Ok(Err(e)) => return all(Outcome::Permanent(Cause::Dns(e))),
+        Err(_) => {
+            return all(Outcome::Temporary(Cause::Unreachable(format!(
+                "DNS lookup for {domain} timed out after {timeout:?}"
+            ))))
         }
     };
     let mut last_error = String::new();
+    let mut results: Attempt = Vec::with_capacity(jobs.len());
     for (host, addr) in targets {
-        match session(&host, addr, helo, jobs, timeout).await {
-            Ok(outcomes) => return outcomes,
-            Err(e) => last_error = format!("connect to {host}[{addr}]: {e}"),
+        let remote = format!("{host}[{addr}]");
+        match session(
+            &remote,
+            addr,
+            helo,
+            &jobs[results.len()..],
+            timeout,
+            &mut results,
+        )
+        .await
+        {
+            Ok(()) => return results,
+            Err(e) => last_error = format!("connect to {remote}: {e}"),
         }
     }
-    all(Outcome::Temporary(last_error))
+    // Jobs handed over before the session broke keep their outcomes; the
+    // rest wait for the next attempt.
+    let rest = Outcome::Temporary(Cause::Unreachable(last_error));
+    for job in &jobs[results.len()..] {
+        results.push(vec![rest.clone(); job.recipients.len()]);
+    }
+    results
 }
 
-/// One SMTP session carrying every job. A connection-level failure before
-/// any job was handed over is an `Err` (the caller tries the next MX).
+/// One SMTP session carrying `jobs`, pushing each job's outcomes onto
+/// `results` as soon as they are final. A failure of the connection is an
+/// `Err`; the jobs already in `results` stay there.
 async fn session(
-    host: &str,
+    remote: &str,
     addr: SocketAddr,
     helo: &str,
     jobs: &[Job],
     timeout: Duration,
-) -> Result<Vec<Vec<Outcome>>, ClientError> {
+    results: &mut Attempt,
+) -> Result<(), ClientError> {
     let (mut client, greeting) = SmtpClient::<TcpStream>::connect(addr, timeout).await?;
     if greeting.code != 220 {
-        return Err(ClientError::Malformed(format!(
-            "greeting {} {}",
-            greeting.code,
-            reply_text(&greeting)
-        )));
+        return Err(ClientError::Malformed(format!("greeting {greeting}")));
     }
-    let remote = format!("{host}[{addr}]");
-    let mut ehlo = client.command(&format!("EHLO {helo}")).await?;
-    if ehlo.code != 250 {
-        ehlo = client.command(&format!("HELO {helo}")).await?;
-        if ehlo.code != 250 {
-            return Err(ClientError::Malformed(format!(
-                "HELO refused: {} {}",
-                ehlo.code,
-                reply_text(&ehlo)
-            )));
-        }
-    }
-    let pipelining = ehlo
-        .lines
-        .iter()
-        .any(|l| l.eq_ignore_ascii_case("PIPELINING"));
-
-    let mut results = Vec::with_capacity(jobs.len());
-    // After a transaction that did not end with the message sent, the next
-    // one starts with RSET; after a completed one the server is already reset.
+    let caps = match client.hello(helo).await? {
+        Ok(caps) => caps,
+        Err(refused) => return Err(ClientError::Malformed(format!("HELO refused: {refused}"))),
+    };
     let mut needs_reset = false;
     for job in jobs {
         if needs_reset {
             client.command("RSET").await?;
         }
-        let mut commands = vec![format!("MAIL FROM:<{}>", job.mail_from)];
-        commands.extend(job.recipients.iter().map(|r| format!("RCPT TO:<{r}>")));
-        let (replies, data) = if pipelining {
-            // RFC 2920: DATA may close the group; the server refuses it when
-            // no recipient was accepted.
-            commands.push("DATA".into());
-            let mut replies = client.pipeline(&commands).await?;
-            let data = replies.pop();
-            (replies, data)
-        } else {
-            let mut replies = Vec::new();
-            for c in &commands {
-                let reply = client.command(c).await?;
-                let stop = replies.is_empty() && reply.code >= 400;
-                replies.push(reply);
-                if stop {
-                    break;
-                }
-            }
-            (replies, None)
+        let envelope = Envelope {
+            mail_from: &job.mail_from,
+            recipients: &job.recipients,
+            message: &job.message,
         };
-        let mail = &replies[0];
-        if mail.code >= 400 {
-            let outcome = by_code(&remote, mail, "MAIL FROM command");
-            results.push(vec![outcome; job.recipients.len()]);
-            needs_reset = true;
-            continue;
-        }
-        let mut outcomes: Vec<Outcome> = replies[1..]
-            .iter()
-            .map(|r| by_code(&remote, r, "RCPT TO command"))
-            .collect();
-        let accepted: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i] == Outcome::Delivered)
-            .collect();
-        if accepted.is_empty() {
-            results.push(outcomes);
-            needs_reset = true;
-            continue;
-        }
-        let data = match data {
-            Some(reply) => reply,
-            None => client.command("DATA").await?,
-        };
-        let (end, stage) = if data.code == 354 {
-            (
-                client.send_message(&job.message).await?,
-                "end of DATA command",
-            )
-        } else {
-            (data, "DATA command")
-        };
-        needs_reset = end.code >= 400;
-        let final_outcome = by_code(&remote, &end, stage);
-        for i in accepted {
-            outcomes[i] = final_outcome.clone();
-        }
-        results.push(outcomes);
+        let tx = client.send_mail(envelope, caps.pipelining).await?;
+        needs_reset = tx.needs_reset();
+        results.push(
+            tx.outcomes(job.recipients.len())
+                .into_iter()
+                .map(|o| Outcome::of(remote, o))
+                .collect(),
+        );
     }
-    let _ = client.command("QUIT").await;
-    Ok(results)
+    client.quit().await;
+    Ok(())
 }

@@ -27,7 +27,7 @@ pub fn bounce(
     failures: &[Failure],
     original: &[u8],
     date: &str,
-) -> Vec<u8> {
+) -> Result<Vec<u8>, BounceError> {
     let mut text = format!(
         "This is the mail system at host {reporting_mta}.\r\n\r\n\
          I'm sorry to have to inform you that your message could not\r\n\
@@ -78,8 +78,13 @@ pub fn bounce(
         .header("Date", Raw::new(date.to_string()))
         .body(report)
         .write_to_vec()
-        .unwrap_or_default()
+        .map_err(BounceError)
 }
+
+/// A bounce that could not be built; the caller logs it and sends nothing.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the delivery status notification")]
+pub struct BounceError(#[source] pub std::io::Error);
 
 /// Where the header block ends (after its blank line), or the whole message.
 fn find_header_end(message: &[u8]) -> usize {
@@ -113,7 +118,8 @@ mod tests {
             &failures,
             original,
             "Mon, 23 Nov 2026 08:00:00 +0000",
-        );
+        )
+        .unwrap();
         let msg = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(msg.subject(), Some("Undelivered Mail Returned to Sender"));
         assert_eq!(

@@ -1,7 +1,6 @@
 //! Mail for other domains: the durable outbound queue, delivery over SMTP to
 //! the domain's MX found through DNS, retries, and bounces.
 //!
-//! - [`queue`]: entries on disk before the `250`.
 //! - [`deliver`]: one SMTP session per domain carrying every due message.
 //! - [`worker`]: the loop: wake, deliver, retry with back-off, bounce.
 //! - [`dsn`]: the RFC 3464 report a sender gets back.
@@ -10,8 +9,6 @@
 mod clock;
 pub mod deliver;
 pub mod dsn;
-mod queue;
 pub mod worker;
 
 pub use clock::RelayClock;
-pub use queue::{Queue, QueuedMessage};

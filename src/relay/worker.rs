@@ -8,11 +8,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::deliver::{deliver_domain, Job, Outcome};
 use super::dsn::{self, Failure};
-use super::queue::QueuedMessage;
 use super::RelayClock;
+use crate::id::QueueId;
 use crate::mailhost::MailHost;
 use crate::resolve::MailResolver;
 use crate::smtp::address::domain_of;
+use crate::store::QueuedMessage;
 
 /// How long one relay connection may stay silent.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -48,7 +49,12 @@ pub async fn run(
             .cloned()
             .collect();
         if !due.is_empty() {
-            attempt(&host, &resolver, &clock, &due, &mut retries).await;
+            // A delivery stuck on a silent peer must not hold up shutdown:
+            // what it had not finished stays queued for the next run.
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = attempt(&host, &resolver, &clock, &due, &mut retries) => {}
+            }
             continue;
         }
         let wait = retries
@@ -87,8 +93,27 @@ async fn attempt(
     // domain -> (entry index, recipients)
     let mut by_domain: BTreeMap<String, Vec<(usize, Vec<String>)>> = BTreeMap::new();
     let mut messages = Vec::with_capacity(due.len());
+    let mut due_ok = Vec::with_capacity(due.len());
+    for entry in due {
+        match host.queue().message(&entry.id) {
+            Ok(message) => {
+                messages.push(message);
+                due_ok.push(entry.clone());
+            }
+            // Never relay what cannot be read as if it were empty: keep it
+            // aside for a person to look at.
+            Err(error) => match host.queue().set_aside(&entry.id) {
+                Ok(path) => {
+                    tracing::error!(server = %me, id = %entry.id, error = %crate::error_chain(&error), kept = %path.display(), "unreadable queue entry set aside")
+                }
+                Err(e) => {
+                    tracing::error!(server = %me, id = %entry.id, error = %crate::error_chain(&error), "unreadable queue entry; cannot set it aside either: {e}")
+                }
+            },
+        }
+    }
+    let due = &due_ok[..];
     for (i, entry) in due.iter().enumerate() {
-        messages.push(host.queue().message(&entry.id).unwrap_or_default());
         let mut split: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for rcpt in &entry.recipients {
             split
@@ -133,20 +158,16 @@ async fn attempt(
                 Outcome::Delivered => {
                     tracing::info!(server = %me, id = %entry.id, to = %rcpt, "relayed")
                 }
-                Outcome::Temporary(reason) => {
-                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, %reason, "will retry");
-                    last_error = reason.clone();
+                Outcome::Temporary(cause) => {
+                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, reason = %cause, "will retry");
+                    last_error = cause.to_string();
                     pending.push(rcpt.clone());
                 }
-                Outcome::Permanent {
-                    remote,
-                    status,
-                    diagnostic,
-                } => failures.push(Failure {
+                Outcome::Permanent(cause) => failures.push(Failure {
                     recipient: rcpt.clone(),
-                    status: status.clone(),
-                    remote_mta: remote.clone(),
-                    diagnostic: diagnostic.clone(),
+                    status: cause.status(),
+                    remote_mta: cause.remote().map(str::to_string),
+                    diagnostic: cause.to_string(),
                 }),
             }
         }
@@ -205,7 +226,13 @@ fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original
         return;
     }
     let date = crate::date::rfc5322(SystemTime::now());
-    let report = dsn::bounce(me, &entry.mail_from, failures, original, &date);
+    let report = match dsn::bounce(me, &entry.mail_from, failures, original, &date) {
+        Ok(report) => report,
+        Err(error) => {
+            tracing::error!(server = %me, id = %entry.id, %error, "cannot build a bounce; none sent");
+            return;
+        }
+    };
     let sender = &entry.mail_from;
     let local = domain_of(sender)
         .map(|d| host.config().hosts_domain(&d))
@@ -223,7 +250,7 @@ fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original
             .map_err(|e| e.to_string())
     } else {
         host.queue()
-            .enqueue("", std::slice::from_ref(sender), &report)
+            .enqueue(&QueueId::next(), "", std::slice::from_ref(sender), &report)
             .map(|_| ())
             .map_err(|e| e.to_string())
     };

@@ -2,6 +2,7 @@
 //! does: the first failing step ends the scenario, and what it raised decides
 //! the status and the points.
 
+use crate::service::Service;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -219,8 +220,7 @@ fn plan(scenario: &Scenario, with_students: bool) -> Result<Plan, String> {
             (Ok(a), Ok(b)) if a != b => [a, b],
             _ => return Err("no free ports for a student server".into()),
         };
-        server.smtp_port = ports[0];
-        server.pop3_port = ports[1];
+        server.ports = ports;
         students.push((server.name.clone(), role.domain.clone(), ports));
     }
     Ok(Plan {
@@ -263,14 +263,14 @@ async fn start_students(
                 published_smtp: p.watch.port(),
             },
             (None, Some(own)) => CoursePorts {
-                smtp: own.smtp.port(),
-                pop: own.pop3.port(),
-                published_smtp: own.smtp.port(),
+                smtp: own.addr(Service::Smtp).port(),
+                pop: own.addr(Service::Pop3).port(),
+                published_smtp: own.addr(Service::Smtp).port(),
             },
             (None, None) => CoursePorts {
-                smtp: s.smtp_port,
-                pop: s.pop3_port,
-                published_smtp: s.smtp_port,
+                smtp: s.port(Service::Smtp),
+                pop: s.port(Service::Pop3),
+                published_smtp: s.port(Service::Smtp),
             },
         })
         .collect();

@@ -4,6 +4,7 @@
 //! own clients' bytes ([`super::pyclient`]) and with its time limits; the
 //! others are mailnet's extensions.
 
+use crate::service::Service;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +20,7 @@ use super::value::{matches, Value};
 use crate::agent::compose::Draft;
 use crate::agent::submit::{submit, AuthMechanism, SubmitError, SubmitOptions};
 use crate::orchestrator::RunningNetwork;
+use crate::smtp::client::Stage;
 
 /// How long the course grader lets each action run (`@timeout(…)`).
 const SENDMAIL_LIMIT: Duration = Duration::from_secs(10);
@@ -147,7 +149,9 @@ impl<'a> Context<'a> {
                 SocketAddr::from(([127, 0, 0, 1], s.pop)),
             ));
         }
-        self.net.server(name).map(|r| (r.smtp, r.pop3))
+        self.net
+            .server(name)
+            .map(|r| (r.addr(Service::Smtp), r.addr(Service::Pop3)))
     }
 
     /// As the course's `CONFIG['agent'][domain]`: the server a user of
@@ -164,9 +168,9 @@ impl<'a> Context<'a> {
         if let Some(s) = self.students.get(server) {
             return s.watch.closed();
         }
-        self.net
-            .server(server)
-            .map_or(0, |r| r.host.smtp_log().recent().len() as u64)
+        self.net.server(server).map_or(0, |r| {
+            r.host.log(crate::service::Service::Smtp).recent().len() as u64
+        })
     }
 
     /// Everything that has happened on the network, as one number that
@@ -182,7 +186,8 @@ impl<'a> Context<'a> {
             .servers
             .iter()
             .map(|r| {
-                r.host.smtp_log().recent().len() as u64 + r.host.queue().entries().len() as u64
+                r.host.log(crate::service::Service::Smtp).recent().len() as u64
+                    + r.host.queue().entries().len() as u64
             })
             .sum();
         watched + own
@@ -242,7 +247,7 @@ impl<'a> Context<'a> {
         let mut fresh: Vec<(SystemTime, String)> = Vec::new();
         for server in &self.net.servers {
             let name = &server.host.config().name;
-            for log in [server.host.smtp_log(), server.host.pop3_log()] {
+            for log in crate::service::Service::ALL.map(|s| server.host.log(s)) {
                 for (session, lines) in log.sessions() {
                     let key = format!("{name} {session}");
                     let shown = self.shown.entry(key.clone()).or_insert(0);
@@ -523,7 +528,7 @@ impl<'a> Context<'a> {
         let done = submit(&message, &from, &draft.recipients(), &options)
             .await
             .map_err(submit_error)?;
-        Ok(dict([("reply", Value::Str(done.reply))]))
+        Ok(dict([("reply", Value::Str(done.reply.to_string()))]))
     }
 
     /// A raw line dialogue, like telnet: each item `send`s a line (or nothing,
@@ -563,7 +568,7 @@ impl<'a> Context<'a> {
                 wire.extend_from_slice(format!("{line}\r\n").as_bytes());
             }
             if let Some(body) = &data {
-                crate::pop3::content::stuffed(
+                crate::wire::stuffed(
                     body.replace("\r\n", "\n").replace('\n', "\r\n").as_bytes(),
                     &mut wire,
                 );
@@ -647,11 +652,13 @@ fn submit_error(e: SubmitError) -> PyError {
         SubmitError::Unreachable { .. } => "ConnectionRefusedError",
         SubmitError::Auth { .. } => "SMTPAuthenticationError",
         SubmitError::RecipientsRefused { .. } => "SMTPRecipientsRefused",
-        SubmitError::Refused { stage, .. } => match stage.as_str() {
-            "the sender" => "SMTPSenderRefused",
-            "HELO" => "SMTPHeloError",
-            "the connection" => "SMTPConnectError",
-            _ => "SMTPDataError",
+        SubmitError::Refused { stage, .. } => match stage {
+            Stage::MailFrom => "SMTPSenderRefused",
+            Stage::Hello => "SMTPHeloError",
+            Stage::Greeting => "SMTPConnectError",
+            Stage::Auth => "SMTPAuthenticationError",
+            Stage::RcptTo => "SMTPRecipientsRefused",
+            Stage::Data | Stage::EndOfData => "SMTPDataError",
         },
     };
     PyError::with_message(class, &e.to_string())

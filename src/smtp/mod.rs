@@ -4,11 +4,15 @@
 //! - [`data`]: reading a message after DATA (dot-stuffing, limits).
 //! - [`strict`]: the exact COMP 431 grammar, when a network asks for it.
 //! - [`reply`], [`address`], [`trace`]: replies, address checks, trace headers.
-//! - [`server`]: the listener and per-connection I/O.
+//! - [`envelope`], [`delivery`]: what the core accepts, stored into mailboxes and the queue.
+//! - [`server`]: the [`crate::listener::Protocol`] the shared session loop runs.
+//! - [`client`]: the one SMTP client (relay, agent, grader, benchmarks).
 
 pub mod address;
 pub mod client;
 pub mod data;
+pub mod delivery;
+pub mod envelope;
 pub mod reply;
 pub mod server;
 pub mod session;

@@ -8,14 +8,17 @@
 
 use std::sync::Arc;
 
+use crate::wire::{decode_base64, decode_plain, Framed, LineFramer, SaslError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
 
 use super::address::{domain_of, split_address};
 use super::data::{DataReader, Refusal};
+pub use super::envelope::{DeliveryError, Envelope};
 use super::reply::Reply;
 use super::strict::{self, Verdict};
+use crate::id::QueueId;
 use crate::network::ServerConfig;
 use crate::transcript::{abbreviate_message, Line};
 
@@ -26,25 +29,6 @@ pub struct SmtpContext {
     pub hostname: String,
     /// The server's domains, users and policy.
     pub server: ServerConfig,
-}
-
-/// A message accepted by the protocol, ready to be stored or queued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
-    /// The name the client gave in HELO/EHLO.
-    pub helo: String,
-    /// Whether the client used EHLO.
-    pub esmtp: bool,
-    /// The user who authenticated, if any.
-    pub authenticated: Option<String>,
-    /// The reverse path, as typed; empty for the null sender.
-    pub mail_from: String,
-    /// Recipients in this server's domains.
-    pub local: Vec<String>,
-    /// Recipients elsewhere, to relay.
-    pub remote: Vec<String>,
-    /// The message as received, dot-stuffing undone.
-    pub message: Vec<u8>,
 }
 
 /// What the I/O layer must do next.
@@ -81,8 +65,7 @@ pub struct Session {
     ctx: Arc<SmtpContext>,
     state: State,
     input: Vec<u8>,
-    /// Inside a command line already too long: drop bytes up to its LF.
-    discarding: bool,
+    framer: LineFramer,
     helo: Option<String>,
     esmtp: bool,
     authenticated: Option<String>,
@@ -97,7 +80,7 @@ impl Session {
             ctx,
             state: State::Command,
             input: Vec::new(),
-            discarding: false,
+            framer: LineFramer::default(),
             helo: None,
             esmtp: false,
             authenticated: None,
@@ -189,20 +172,15 @@ impl Session {
                 }
                 State::Command | State::AuthLogin { .. } | State::AuthPlain => {
                     let limit = self.ctx.server.policy.max_command_line;
-                    let Some(lf) = self.input.iter().position(|&b| b == b'\n') else {
-                        if self.input.len() > limit {
-                            self.discarding = true;
-                            self.input.clear();
+                    let line = match self.framer.next_line(&mut self.input, limit)? {
+                        Framed::Line(line) => line,
+                        Framed::TooLong => {
+                            self.transcript
+                                .push(Line::client(format!("[line longer than {limit} octets]")));
+                            self.state = State::Command;
+                            return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
                         }
-                        return None;
                     };
-                    let line: Vec<u8> = self.input.drain(..=lf).collect();
-                    if std::mem::take(&mut self.discarding) || line.len() > limit {
-                        self.transcript
-                            .push(Line::client(format!("[line longer than {limit} octets]")));
-                        self.state = State::Command;
-                        return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
-                    }
                     if let Some(event) = self.line(&line) {
                         return Some(event);
                     }
@@ -212,16 +190,16 @@ impl Session {
     }
 
     /// Answers the delivery of the envelope last handed out: `Ok(id)` once it
-    /// is on disk, `Err(reason)` when it could not be stored.
-    pub fn delivered(&mut self, outcome: Result<String, String>) -> Reply {
+    /// is on disk, `Err` when it could not be stored (the client may retry).
+    pub fn delivered(&mut self, outcome: Result<QueueId, DeliveryError>) -> Reply {
         self.state = State::Command;
         self.tx = None;
         match outcome {
             Ok(id) => self.record(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
-            Err(reason) => self.record(Reply::new(
+            Err(error) => self.record(Reply::new(
                 451,
                 "4.3.0",
-                format!("Requested action aborted: local error in processing ({reason})"),
+                format!("Requested action aborted: local error in processing ({error})"),
             )),
         }
     }
@@ -256,7 +234,8 @@ impl Session {
             }
             _ => {}
         }
-        self.transcript.push(Line::client(text.clone()));
+        self.transcript
+            .push(Line::client(without_credentials(&text)));
         if text.is_empty() {
             return Some(self.reply(Reply::new(
                 500,
@@ -606,11 +585,9 @@ impl Session {
     }
 
     fn auth_login_step(&mut self, user: Option<String>, line: &str) -> Event {
-        if line.trim() == "*" {
-            return self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
-        }
-        let Some(decoded) = decode_b64(line) else {
-            return self.reply(Reply::new(501, "5.5.2", "Cannot decode response"));
+        let decoded = match decode_base64(line) {
+            Ok(decoded) => decoded,
+            Err(e) => return self.sasl_refusal(e),
         };
         match user {
             None => {
@@ -624,21 +601,23 @@ impl Session {
     }
 
     fn auth_plain(&mut self, line: &str) -> Event {
-        if line.trim() == "*" {
-            return self.reply(Reply::new(501, "5.0.0", "Authentication cancelled"));
+        match decode_plain(line) {
+            Ok(creds) => self.check_credentials(&creds.user, &creds.password),
+            Err(e) => self.sasl_refusal(e),
         }
-        let Some(decoded) = decode_b64(line) else {
-            return self.reply(Reply::new(501, "5.5.2", "Cannot decode response"));
+    }
+
+    fn sasl_refusal(&mut self, error: SaslError) -> Event {
+        let status = match error {
+            SaslError::Cancelled => "5.0.0",
+            SaslError::Undecodable | SaslError::Malformed => "5.5.2",
         };
-        let mut parts = decoded.split('\0');
-        let (_authzid, user, password) = (parts.next(), parts.next(), parts.next());
-        match (user, password, parts.next()) {
-            (Some(user), Some(password), None) => {
-                let (user, password) = (user.to_string(), password.to_string());
-                self.check_credentials(&user, &password)
-            }
-            _ => self.reply(Reply::new(501, "5.5.2", "Malformed PLAIN response")),
-        }
+        let text = match error {
+            SaslError::Cancelled => "Authentication cancelled",
+            SaslError::Undecodable => "Cannot decode response",
+            SaslError::Malformed => "Malformed PLAIN response",
+        };
+        self.reply(Reply::new(501, status, text))
     }
 
     fn check_credentials(&mut self, user: &str, password: &str) -> Event {
@@ -656,9 +635,18 @@ impl Session {
     }
 }
 
-fn decode_b64(line: &str) -> Option<String> {
-    let bytes = B64.decode(line.trim()).ok()?;
-    String::from_utf8(bytes).ok()
+/// A command line as the transcript shows it: `AUTH PLAIN <token>` carries
+/// the password, so the token is left out.
+fn without_credentials(text: &str) -> String {
+    let mut words = text.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some(verb), Some(mechanism), Some(_))
+            if verb.eq_ignore_ascii_case("AUTH") && mechanism.eq_ignore_ascii_case("PLAIN") =>
+        {
+            format!("{verb} {mechanism} [credentials]")
+        }
+        _ => text.to_string(),
+    }
 }
 
 /// Counts `Received:` header fields in the header block.

@@ -1,7 +1,7 @@
 //! Trace header fields a server adds (RFC 5321 §4.4): `Received:` at every
 //! hop and `Return-Path:` at final delivery.
 
-use super::session::Envelope;
+use super::envelope::Envelope;
 
 /// The `Received:` field this server adds, folded over three lines.
 pub fn received(

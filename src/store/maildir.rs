@@ -28,6 +28,7 @@ pub enum StoreError {
         /// The mailbox address.
         mailbox: String,
         /// Why.
+        #[source]
         source: io::Error,
     },
 }

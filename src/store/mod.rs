@@ -7,6 +7,8 @@
 
 mod maildir;
 mod name;
+mod queue;
 
 pub use maildir::{Delivered, MailboxLock, Mailstore, StoreError, StoredMessage};
 pub use name::mailbox_folder;
+pub use queue::{Queue, QueueError, QueuedMessage};

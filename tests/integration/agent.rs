@@ -1,5 +1,6 @@
 //! `mailnet send` and `mailnet fetch` as a user runs them, against a network on free ports.
 
+use mailnet::service::Service;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -191,7 +192,7 @@ async fn attachments_cross_domains_and_come_back_byte_identical() {
     {
         let url = format!(
             "pop3://usr1%40mail.sustech.edu.cn:password1@127.0.0.1:{}/1",
-            qq.pop3.port()
+            qq.addr(Service::Pop3).port()
         );
         let curl =
             in_blocking(move || Command::new("curl").args(["-sS", &url]).output().unwrap()).await;
@@ -283,7 +284,7 @@ async fn fetch_lists_downloads_only_new_mail_and_deletes() {
     let gmail = net.server("gmail.com").unwrap().clone();
     for subject in ["first", "second"] {
         crate::support::send_mail(
-            gmail.smtp,
+            gmail.addr(Service::Smtp),
             "usr1@gmail.com",
             &["bob@gmail.com"],
             &format!("Subject: {subject}\r\n\r\nx\r\n"),
@@ -324,7 +325,7 @@ async fn fetch_lists_downloads_only_new_mail_and_deletes() {
     assert!(ok, "{stderr}");
     assert!(stderr.contains("2 messages downloaded"), "{stderr}");
     crate::support::send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: third\r\n\r\nx\r\n",

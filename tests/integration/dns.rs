@@ -2,6 +2,7 @@
 
 use fake_dns::proto::rr::RecordType;
 use mailnet::resolve::{MailResolver, ResolveError};
+use mailnet::service::Service;
 
 use crate::support::boot;
 
@@ -31,12 +32,18 @@ async fn srv_publishes_the_real_ports() {
     let resolver = MailResolver::from_dns(net.dns.unwrap());
     let qq = net.server("exmail.qq.com").unwrap();
     let targets = resolver.relay_targets("mail.sustech.edu.cn").await.unwrap();
-    assert_eq!(targets, vec![("mxbiz1.qq.com".to_string(), qq.smtp)]);
+    assert_eq!(
+        targets,
+        vec![("mxbiz1.qq.com".to_string(), qq.addr(Service::Smtp))]
+    );
     let gmail = net.server("gmail.com").unwrap();
     let (host, addr) = resolver.service("_pop3", "gmail.com").await.unwrap();
-    assert_eq!((host.as_str(), addr), ("pop.gmail.com", gmail.pop3));
+    assert_eq!(
+        (host.as_str(), addr),
+        ("pop.gmail.com", gmail.addr(Service::Pop3))
+    );
     let (_, addr) = resolver.service("_submission", "gmail.com").await.unwrap();
-    assert_eq!(addr, gmail.smtp);
+    assert_eq!(addr, gmail.addr(Service::Smtp));
     net.stop().await;
 }
 
@@ -70,7 +77,7 @@ async fn parallel_networks_publish_their_own_ports() {
     for net in [&a, &b] {
         let resolver = MailResolver::from_dns(net.dns.unwrap());
         let (_, addr) = resolver.service("_submission", "gmail.com").await.unwrap();
-        assert_eq!(addr, net.server("gmail.com").unwrap().smtp);
+        assert_eq!(addr, net.server("gmail.com").unwrap().addr(Service::Smtp));
     }
     a.stop().await;
     b.stop().await;

@@ -4,6 +4,7 @@
 //! `MAILNET_REQUIRE_INTEROP=1` (set by `.ci/run`, which installs them) a
 //! missing tool fails the test instead.
 
+use mailnet::service::Service;
 use std::process::Command;
 
 use crate::support::boot;
@@ -47,9 +48,9 @@ async fn python_smtplib_and_poplib() {
     let gmail = net.server("gmail.com").unwrap();
     let qq = net.server("exmail.qq.com").unwrap();
     let (smtp, pop3, qq_smtp) = (
-        gmail.smtp.port().to_string(),
-        gmail.pop3.port().to_string(),
-        qq.smtp.port().to_string(),
+        gmail.addr(Service::Smtp).port().to_string(),
+        gmail.addr(Service::Pop3).port().to_string(),
+        qq.addr(Service::Smtp).port().to_string(),
     );
     let out = tokio::task::spawn_blocking(move || {
         run(Command::new("python3").args([&script("clients.py"), &smtp, &pop3, &qq_smtp]))
@@ -76,8 +77,18 @@ async fn dnspython_resolver() {
     }
     let net = boot().await;
     let dns = net.dns.unwrap().port().to_string();
-    let qq = net.server("exmail.qq.com").unwrap().smtp.port().to_string();
-    let pop = net.server("gmail.com").unwrap().pop3.port().to_string();
+    let qq = net
+        .server("exmail.qq.com")
+        .unwrap()
+        .addr(Service::Smtp)
+        .port()
+        .to_string();
+    let pop = net
+        .server("gmail.com")
+        .unwrap()
+        .addr(Service::Pop3)
+        .port()
+        .to_string();
     let out = tokio::task::spawn_blocking(move || {
         run(Command::new("python3").args([&script("dns_check.py"), &dns, &qq, &pop]))
     })
@@ -94,7 +105,11 @@ async fn dig_answers() {
     }
     let net = boot().await;
     let port = net.dns.unwrap().port().to_string();
-    let qq = net.server("exmail.qq.com").unwrap().smtp.port();
+    let qq = net
+        .server("exmail.qq.com")
+        .unwrap()
+        .addr(Service::Smtp)
+        .port();
     let out = tokio::task::spawn_blocking(move || {
         let dig = |args: &[&str]| {
             run(Command::new("dig")
@@ -129,7 +144,10 @@ async fn curl_smtp_and_pop3() {
     let message =
         "From: usr1@gmail.com\r\nTo: bob@gmail.com\r\nSubject: curl\r\n\r\nsent by curl\r\n";
     std::fs::write(&mail, message).unwrap();
-    let (smtp, pop3) = (gmail.smtp.port(), gmail.pop3.port());
+    let (smtp, pop3) = (
+        gmail.addr(Service::Smtp).port(),
+        gmail.addr(Service::Pop3).port(),
+    );
     let (retr, uidl) = tokio::task::spawn_blocking(move || {
         run(Command::new("curl")
             .args([
@@ -169,7 +187,7 @@ async fn swaks_with_auth_login_and_pipelining() {
     }
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap().clone();
-    let port = gmail.smtp.port().to_string();
+    let port = gmail.addr(Service::Smtp).port().to_string();
     let out = tokio::task::spawn_blocking(move || {
         run(Command::new("swaks").args([
             "--server",
@@ -208,7 +226,7 @@ async fn python_relay_cases_of_the_cs305_grader() {
     let net = boot().await;
     let qq = net.server("exmail.qq.com").unwrap().clone();
     let gmail = net.server("gmail.com").unwrap().clone();
-    let port = qq.smtp.port().to_string();
+    let port = qq.addr(Service::Smtp).port().to_string();
     let out = tokio::task::spawn_blocking(move || {
         run(Command::new("python3").args([&script("relay_send.py"), &port]))
     })
@@ -229,7 +247,10 @@ async fn python_relay_cases_of_the_cs305_grader() {
             .wait_until(deadline, |s| s.count("usr1@mail.sustech.edu.cn") == 1)
             .await
     );
-    let (g, q) = (gmail.pop3.port().to_string(), qq.pop3.port().to_string());
+    let (g, q) = (
+        gmail.addr(Service::Pop3).port().to_string(),
+        qq.addr(Service::Pop3).port().to_string(),
+    );
     let out = tokio::task::spawn_blocking(move || {
         run(Command::new("python3").args([&script("relay_check.py"), &g, &q]))
     })

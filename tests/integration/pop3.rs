@@ -2,6 +2,7 @@
 
 use mailnet::network::Network;
 use mailnet::orchestrator::{RunningNetwork, UpOptions};
+use mailnet::service::Service;
 
 use crate::support::{boot, send_mail, Raw};
 
@@ -19,20 +20,20 @@ async fn list_sizes_equal_retr_octets() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: one\r\n\r\n.dot line\r\nbody\r\n",
     )
     .await;
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: two\r\n\r\nx\r\n",
     )
     .await;
-    let mut c = login(gmail.pop3, "bob@gmail.com", "password2").await;
+    let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("LIST").await.starts_with("+OK 2 messages"));
     let listing = c.body().await;
     for entry in listing {
@@ -57,18 +58,18 @@ async fn a_dropped_connection_deletes_nothing_and_quit_does() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: keep\r\n\r\nx\r\n",
     )
     .await;
-    let mut c = login(gmail.pop3, "bob@gmail.com", "password2").await;
+    let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("DELE 1").await.starts_with("+OK"));
     drop(c);
     // The lock is released when the dropped session ends; the second login waits on that.
     let mut c = loop {
-        let mut c = Raw::connect(gmail.pop3).await;
+        let mut c = Raw::connect(gmail.addr(Service::Pop3)).await;
         c.line().await;
         c.pop("USER bob@gmail.com").await;
         if c.pop("PASS password2").await.starts_with("+OK") {
@@ -93,8 +94,8 @@ async fn a_dropped_connection_deletes_nothing_and_quit_does() {
 async fn a_second_session_on_one_mailbox_gets_in_use() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
-    let mut first = login(gmail.pop3, "usr1@gmail.com", "password1").await;
-    let mut second = Raw::connect(gmail.pop3).await;
+    let mut first = login(gmail.addr(Service::Pop3), "usr1@gmail.com", "password1").await;
+    let mut second = Raw::connect(gmail.addr(Service::Pop3)).await;
     second.line().await;
     second.pop("USER usr1@gmail.com").await;
     assert_eq!(
@@ -141,13 +142,13 @@ async fn uids_are_the_same_after_a_restart_with_the_same_data_dir() {
     .unwrap();
     let gmail = net.server("gmail.com").unwrap().clone();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: a\r\n\r\nx\r\n",
     )
     .await;
-    let mut c = login(gmail.pop3, "bob@gmail.com", "password2").await;
+    let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("UIDL").await.starts_with("+OK"));
     let before = c.body().await;
     c.pop("QUIT").await;
@@ -159,13 +160,13 @@ async fn uids_are_the_same_after_a_restart_with_the_same_data_dir() {
         .unwrap();
     let gmail = net.server("gmail.com").unwrap().clone();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: b\r\n\r\ny\r\n",
     )
     .await;
-    let mut c = login(gmail.pop3, "bob@gmail.com", "password2").await;
+    let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("UIDL").await.starts_with("+OK"));
     let after = c.body().await;
     assert_eq!(after[0], before[0]);
@@ -179,13 +180,13 @@ async fn top_and_capa() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: top\r\n\r\n1\r\n2\r\n3\r\n",
     )
     .await;
-    let mut c = login(gmail.pop3, "bob@gmail.com", "password2").await;
+    let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("TOP 1 1").await.starts_with("+OK"));
     let top = c.body().await;
     assert_eq!(&top[top.len() - 3..], ["Subject: top", "", "1"]);
@@ -199,7 +200,7 @@ async fn the_maildrop_is_free_the_moment_quit_is_answered() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
     for _ in 0..20 {
-        let mut c = login(gmail.pop3, "usr1@gmail.com", "password1").await;
+        let mut c = login(gmail.addr(Service::Pop3), "usr1@gmail.com", "password1").await;
         assert!(c.pop("QUIT").await.starts_with("+OK"));
     }
     net.stop().await;

@@ -1,5 +1,6 @@
 //! Relay between domains through the fake DNS, retries, bounces, crash safety.
 
+use mailnet::service::Service;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -47,7 +48,7 @@ async fn cross_domain_mail_arrives_with_both_hops() {
     let qq = net.server("exmail.qq.com").unwrap();
     let gmail = net.server("gmail.com").unwrap();
     send_mail(
-        qq.smtp,
+        qq.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &["usr1@gmail.com"],
         "From: usr1@mail.sustech.edu.cn\r\nSubject: Test Subject\r\n\r\nTest Body\r\n",
@@ -76,7 +77,7 @@ async fn unknown_remote_recipient_bounces_to_the_sender() {
     let net = boot().await;
     let qq = net.server("exmail.qq.com").unwrap();
     send_mail(
-        qq.smtp,
+        qq.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &["error@gmail.com"],
         "From: usr1@mail.sustech.edu.cn\r\nSubject: to nobody\r\n\r\nx\r\n",
@@ -116,7 +117,7 @@ async fn mixed_recipients_deliver_two_and_bounce_one() {
     let qq = net.server("exmail.qq.com").unwrap();
     let gmail = net.server("gmail.com").unwrap();
     send_mail(
-        qq.smtp,
+        qq.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &[
             "usr2@mail.sustech.edu.cn",
@@ -148,7 +149,7 @@ async fn qq_alone(
     for server in &mut net.servers {
         edit(&mut server.policy);
         if server.name == "gmail.com" {
-            server.smtp_port = gmail_port;
+            server.set_port(Service::Smtp, gmail_port);
         }
     }
     let data = tempfile::tempdir().unwrap();
@@ -168,7 +169,7 @@ async fn gmail_alone_at(port: u16) -> RunningNetwork {
     let mut net = Network::default_network().with_ephemeral_ports();
     for server in &mut net.servers {
         if server.name == "gmail.com" {
-            server.smtp_port = port;
+            server.set_port(Service::Smtp, port);
         }
     }
     let options = UpOptions {
@@ -183,7 +184,7 @@ async fn a_server_that_was_down_gets_the_mail_after_a_retry() {
     let (qq, gmail_port, _data) = qq_alone(|p| p.retry_initial = Duration::from_secs(30)).await;
     let qq_server = qq.server("exmail.qq.com").unwrap().clone();
     send_mail(
-        qq_server.smtp,
+        qq_server.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &["usr1@gmail.com"],
         "Subject: later\r\n\r\nx\r\n",
@@ -217,7 +218,7 @@ async fn a_server_down_past_the_lifetime_makes_a_bounce() {
     .await;
     let server = qq.server("exmail.qq.com").unwrap().clone();
     send_mail(
-        server.smtp,
+        server.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &["usr1@gmail.com"],
         "Subject: never\r\n\r\nx\r\n",
@@ -321,7 +322,7 @@ async fn a_server_resolves_through_another_networks_dns() {
         .unwrap();
     let qq = second.server("exmail.qq.com").unwrap();
     send_mail(
-        qq.smtp,
+        qq.addr(Service::Smtp),
         "usr1@mail.sustech.edu.cn",
         &["usr1@gmail.com"],
         "Subject: across\r\n\r\nx\r\n",

@@ -1,5 +1,6 @@
 //! The SMTP server over TCP: the seeds' dialogues, pipelining, garbage, limits.
 
+use mailnet::service::Service;
 use std::time::Duration;
 
 use mailnet::orchestrator::UpOptions;
@@ -11,7 +12,7 @@ use crate::support::{boot, boot_with, send_mail, Raw};
 async fn hkust_telnet_dialogue_every_wrong_line_gets_its_code() {
     let net = boot().await;
     let ust = net.server("cse.ust.hk").unwrap();
-    let mut c = Raw::connect(ust.smtp).await;
+    let mut c = Raw::connect(ust.addr(Service::Smtp)).await;
     assert!(c.reply().await.starts_with("220 cse.ust.hk"));
     assert!(c
         .cmd("HELO gmail.com")
@@ -43,7 +44,7 @@ async fn hkust_telnet_dialogue_every_wrong_line_gets_its_code() {
 async fn unc_hw3_errors_500_501_503() {
     let net = boot().await;
     let unc = net.server("cs.unc.edu").unwrap();
-    let mut c = Raw::connect(unc.smtp).await;
+    let mut c = Raw::connect(unc.addr(Service::Smtp)).await;
     c.reply().await;
     assert!(c
         .cmd("MAIL FROM:<jasleen@cs.unc.edu>")
@@ -93,7 +94,7 @@ async fn unc_hw3_errors_500_501_503() {
 async fn pipelined_commands_are_answered_in_order() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
-    let mut c = Raw::connect(gmail.smtp).await;
+    let mut c = Raw::connect(gmail.addr(Service::Smtp)).await;
     c.reply().await;
     c.send(b"EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<nobody@gmail.com>\r\nDATA\r\n").await;
     assert!(c.reply().await.starts_with("250-gmail.com"));
@@ -114,7 +115,13 @@ async fn stored_message_is_byte_exact_after_the_trace_headers() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
     let message = "From: usr1@gmail.com\r\nSubject: exact\r\n\r\n..leading dot\r\n\tTab and 8-bit: caf\u{e9}\r\n";
-    send_mail(gmail.smtp, "usr1@gmail.com", &["bob@gmail.com"], message).await;
+    send_mail(
+        gmail.addr(Service::Smtp),
+        "usr1@gmail.com",
+        &["bob@gmail.com"],
+        message,
+    )
+    .await;
     let stored = gmail.host.store().messages("bob@gmail.com").unwrap();
     let bytes = std::fs::read(&stored[0].path).unwrap();
     let text = String::from_utf8(bytes).unwrap();
@@ -128,12 +135,12 @@ async fn stored_message_is_byte_exact_after_the_trace_headers() {
 async fn garbage_does_not_hurt_the_server_or_other_sessions() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
-    let mut bystander = Raw::connect(gmail.smtp).await;
+    let mut bystander = Raw::connect(gmail.addr(Service::Smtp)).await;
     bystander.reply().await;
     assert!(bystander.cmd("HELO calm").await.starts_with("250"));
 
     // 10 MB without a newline, then NUL bytes, then a real command.
-    let mut flood = Raw::connect(gmail.smtp).await;
+    let mut flood = Raw::connect(gmail.addr(Service::Smtp)).await;
     flood.reply().await;
     let chunk = vec![b'A'; 1024 * 1024];
     for _ in 0..10 {
@@ -152,7 +159,7 @@ async fn garbage_does_not_hurt_the_server_or_other_sessions() {
 async fn a_client_vanishing_mid_data_leaves_nothing_in_the_mailbox() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap();
-    let mut c = Raw::connect(gmail.smtp).await;
+    let mut c = Raw::connect(gmail.addr(Service::Smtp)).await;
     c.reply().await;
     c.cmd("HELO x").await;
     c.cmd("MAIL FROM:<usr1@gmail.com>").await;
@@ -163,7 +170,7 @@ async fn a_client_vanishing_mid_data_leaves_nothing_in_the_mailbox() {
     stream.shutdown().await.unwrap();
     drop(stream);
     // The server notices the end of stream and ends the session; wait for that fact.
-    let log = gmail.host.smtp_log();
+    let log = gmail.host.log(Service::Smtp);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while log.recent().is_empty() {
         assert!(
@@ -181,7 +188,7 @@ async fn a_client_vanishing_mid_data_leaves_nothing_in_the_mailbox() {
 #[tokio::test]
 async fn five_hundred_sessions_at_once() {
     let net = boot().await;
-    let addr = net.server("gmail.com").unwrap().smtp;
+    let addr = net.server("gmail.com").unwrap().addr(Service::Smtp);
     let mut clients = Vec::new();
     for _ in 0..500 {
         clients.push(Raw::connect(addr).await);
@@ -198,7 +205,7 @@ async fn five_hundred_sessions_at_once() {
 #[tokio::test]
 async fn session_limit_answers_421() {
     let net = boot_with(|p| p.max_sessions = 2, UpOptions::default()).await;
-    let addr = net.server("gmail.com").unwrap().smtp;
+    let addr = net.server("gmail.com").unwrap().addr(Service::Smtp);
     let mut a = Raw::connect(addr).await;
     let mut b = Raw::connect(addr).await;
     assert!(a.reply().await.starts_with("220"));
@@ -215,7 +222,7 @@ async fn idle_sessions_get_421() {
         UpOptions::default(),
     )
     .await;
-    let mut c = Raw::connect(net.server("gmail.com").unwrap().smtp).await;
+    let mut c = Raw::connect(net.server("gmail.com").unwrap().addr(Service::Smtp)).await;
     c.reply().await;
     assert!(c.reply().await.starts_with("421 4.4.2"));
     net.stop().await;
@@ -224,7 +231,7 @@ async fn idle_sessions_get_421() {
 #[tokio::test]
 async fn shutdown_says_421_to_open_sessions() {
     let net = boot().await;
-    let mut c = Raw::connect(net.server("gmail.com").unwrap().smtp).await;
+    let mut c = Raw::connect(net.server("gmail.com").unwrap().addr(Service::Smtp)).await;
     c.reply().await;
     net.stop().await;
     assert!(c.reply().await.starts_with("421 4.3.2"));
@@ -235,7 +242,7 @@ async fn transcripts_are_logged_per_session() {
     let net = boot().await;
     let gmail = net.server("gmail.com").unwrap().clone();
     send_mail(
-        gmail.smtp,
+        gmail.addr(Service::Smtp),
         "usr1@gmail.com",
         &["bob@gmail.com"],
         "Subject: t\r\n\r\nx\r\n",
@@ -243,7 +250,7 @@ async fn transcripts_are_logged_per_session() {
     .await;
     // The log is flushed when the session ends; wait for that fact.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while gmail.host.smtp_log().recent().is_empty() {
+    while gmail.host.log(Service::Smtp).recent().is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "session never ended"
@@ -292,7 +299,7 @@ async fn two_binary_attachments_arrive_intact_and_inspect_extracts_them() {
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     send_mail(
-        ust.smtp,
+        ust.addr(Service::Smtp),
         "akc@gmail.com",
         &["akc@cs.ust.hk"],
         &two_attachments(&png, &bin),
@@ -301,7 +308,7 @@ async fn two_binary_attachments_arrive_intact_and_inspect_extracts_them() {
     let stored = ust.host.store().messages("akc@cs.ust.hk").unwrap();
     let raw = std::fs::read(&stored[0].path).unwrap();
     let out = tempfile::tempdir().unwrap();
-    let (text, files) = mailnet::cli::inspect::describe(&raw, Some(out.path())).unwrap();
+    let (text, files) = mailnet::mime::describe(&raw, Some(out.path())).unwrap();
     assert!(text.contains("Subject: Images"), "{text}");
     assert!(text.contains("Attachments: 2"), "{text}");
     assert_eq!(files.len(), 2);

@@ -1,5 +1,7 @@
 use super::*;
 use crate::network::Network;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 
 fn ctx() -> Arc<Pop3Context> {
     let net = Network::default_network();
@@ -24,7 +26,7 @@ fn listing() -> Vec<Listing> {
 
 /// Runs a dialogue in chunks; the maildrop opens with two messages and every
 /// commit succeeds. Returns the text of everything sent, one entry per event.
-fn run(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
+fn run_chunked(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
     let mut session = Session::new(ctx(), "<1.2@gmail.com>".into());
     let mut out = vec![String::from_utf8(session.greeting()).unwrap()];
     let mut commits = Vec::new();
@@ -53,12 +55,31 @@ fn run(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
     (out, commits)
 }
 
+/// Replays a dialogue in chunks of 1, 2, 4 … 512 bytes and the whole, checks
+/// every chunking gets the same answers, and returns them. A failure shows
+/// the dialogue, both sides.
+fn run(input: &[u8]) -> (Vec<String>, Vec<Vec<usize>>) {
+    let whole = run_chunked(input, input.len().max(1));
+    let mut chunk = 1;
+    while chunk <= 512 {
+        let got = run_chunked(input, chunk);
+        assert!(
+            got == whole,
+            "chunks of {chunk} bytes changed the dialogue\n{}\nwhole input gave:\n{}",
+            String::from_utf8_lossy(input),
+            whole.0.concat()
+        );
+        chunk *= 2;
+    }
+    whole
+}
+
 #[test]
 fn rfc1939_dialogue_in_every_chunk_size() {
     let input = b"user usr1@gmail.com\r\nPASS password1\r\nSTAT\r\nLIST\r\nUIDL 2\r\nRETR 1\r\nTOP 2 0\r\nDELE 1\r\nLIST 1\r\nRETR 1\r\nSTAT\r\nRSET\r\nDELE 2\r\nNOOP\r\nQUIT\r\n";
     let mut chunk = 1;
     while chunk <= 512 {
-        let (out, commits) = run(input, chunk);
+        let (out, commits) = run_chunked(input, chunk);
         assert!(out[0].starts_with("+OK gmail.com POP3 server ready <1.2@gmail.com>"));
         assert_eq!(out[2], "+OK maildrop has 2 messages (150 octets)\r\n");
         assert_eq!(out[3], "+OK 2 150\r\n");
@@ -83,7 +104,7 @@ fn rfc1939_dialogue_in_every_chunk_size() {
 
 #[test]
 fn wrong_password_and_commands_before_login() {
-    let (out, _) = run(b"STAT\r\nPASS x\r\nUSER usr1@gmail.com\r\nPASS nope\r\nUSER nobody@gmail.com\r\nPASS password1\r\nBOGUS\r\nQUIT\r\n", 512);
+    let (out, _) = run(b"STAT\r\nPASS x\r\nUSER usr1@gmail.com\r\nPASS nope\r\nUSER nobody@gmail.com\r\nPASS password1\r\nBOGUS\r\nQUIT\r\n");
     assert!(out[1].starts_with("-ERR not authenticated"));
     assert!(out[2].starts_with("-ERR send USER first"));
     assert_eq!(out[4], "-ERR [AUTH] invalid user name or password\r\n");
@@ -94,7 +115,7 @@ fn wrong_password_and_commands_before_login() {
 
 #[test]
 fn bad_message_numbers() {
-    let (out, _) = run(b"USER usr1@gmail.com\r\nPASS password1\r\nRETR 0\r\nRETR 3\r\nRETR x\r\nTOP 1\r\nTOP 1 x\r\nDELE\r\n", 512);
+    let (out, _) = run(b"USER usr1@gmail.com\r\nPASS password1\r\nRETR 0\r\nRETR 3\r\nRETR x\r\nTOP 1\r\nTOP 1 x\r\nDELE\r\n");
     for reply in &out[3..] {
         assert!(reply.starts_with("-ERR"), "{reply}");
     }
@@ -106,13 +127,13 @@ fn apop_and_auth_plain() {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    let (out, _) = run(format!("APOP usr1@gmail.com {digest}\r\n").as_bytes(), 512);
+    let (out, _) = run(format!("APOP usr1@gmail.com {digest}\r\n").as_bytes());
     assert!(out[1].starts_with("+OK maildrop has 2"), "{out:?}");
     let plain = B64.encode("\0usr1@gmail.com\0password1");
-    let (out, _) = run(format!("AUTH PLAIN\r\n{plain}\r\n").as_bytes(), 512);
+    let (out, _) = run(format!("AUTH PLAIN\r\n{plain}\r\n").as_bytes());
     assert_eq!(out[1], "+ \r\n");
     assert!(out[2].starts_with("+OK maildrop"));
-    let (out, _) = run(format!("AUTH PLAIN {plain}\r\n").as_bytes(), 3);
+    let (out, _) = run(format!("AUTH PLAIN {plain}\r\n").as_bytes());
     assert!(out[1].starts_with("+OK maildrop"));
 }
 
@@ -139,7 +160,7 @@ fn in_use_maildrop_and_quit_without_login() {
 
 #[test]
 fn capa_lists_what_is_supported() {
-    let (out, _) = run(b"CAPA\r\n", 512);
+    let (out, _) = run(b"CAPA\r\n");
     for cap in [
         "USER",
         "TOP",
@@ -159,7 +180,29 @@ fn capa_lists_what_is_supported() {
 fn overlong_lines_are_refused_and_the_session_goes_on() {
     let mut input = vec![b'x'; 5000];
     input.extend_from_slice(b"\r\nCAPA\r\n");
-    let (out, _) = run(&input, 100);
+    let (out, _) = run(&input);
     assert_eq!(out[1], "-ERR line too long\r\n");
     assert!(out[2].starts_with("+OK capability"));
+}
+
+#[test]
+fn credentials_never_reach_the_transcript() {
+    let plain = B64.encode("\0usr1@gmail.com\0password1");
+    let mut session = Session::new(ctx(), "<1.2@gmail.com>".into());
+    session.greeting();
+    session.push(format!("USER usr1@gmail.com\r\nPASS password1\r\nAUTH PLAIN {plain}\r\nAUTH PLAIN\r\n{plain}\r\n").as_bytes());
+    while let Some(event) = session.next_event() {
+        if let Event::OpenMailbox { .. } = event {
+            session.opened(Err(OpenError::InUse));
+        }
+    }
+    let transcript: String = session
+        .take_transcript()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(transcript.contains("C: PASS [password]"), "{transcript}");
+    for secret in [plain.as_str(), "password1"] {
+        assert!(!transcript.contains(secret), "{secret} in:\n{transcript}");
+    }
 }

@@ -15,9 +15,9 @@ fn ctx() -> Arc<SmtpContext> {
     ctx_with(|_| {})
 }
 
-/// Feeds a whole dialogue (chunked) and returns every reply line, answering
-/// deliveries with `Ok("ID")`. Returns the replies and the envelopes.
-fn run(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Envelope>) {
+/// Feeds `input` whole, and returns every reply line and envelope,
+/// answering deliveries with `Ok("ID")`.
+fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Envelope>) {
     let mut session = Session::new(ctx);
     let mut replies = vec![session.greeting().to_string()];
     let mut envelopes = Vec::new();
@@ -28,12 +28,60 @@ fn run(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<E
                 Event::Reply(r) => replies.push(r.to_string()),
                 Event::Deliver(env) => {
                     envelopes.push(env);
-                    replies.push(session.delivered(Ok("ID".into())).to_string());
+                    replies.push(
+                        session
+                            .delivered(Ok(QueueId::from("ID".to_string())))
+                            .to_string(),
+                    );
                 }
             }
         }
     }
     (replies, envelopes)
+}
+
+/// Replays a dialogue in chunks of 1, 2, 4 … 512 bytes and the whole, and
+/// checks every chunking gets the same replies and envelopes; returns them.
+/// A failure shows the dialogue, both sides.
+fn run(ctx: Arc<SmtpContext>, input: &[u8]) -> (Vec<String>, Vec<Envelope>) {
+    let whole = run_chunked(ctx.clone(), input, input.len().max(1));
+    let mut chunk = 1;
+    while chunk <= 512 {
+        let got = run_chunked(ctx.clone(), input, chunk);
+        assert!(
+            got == whole,
+            "chunks of {chunk} bytes changed the dialogue\n{}\nwhole input gave:\n{}",
+            dialogue(input, &got.0),
+            whole.0.concat()
+        );
+        chunk *= 2;
+    }
+    whole
+}
+
+/// The dialogue as a person reads it, for assertion messages.
+fn dialogue(input: &[u8], replies: &[String]) -> String {
+    let client: String = String::from_utf8_lossy(input)
+        .lines()
+        .map(|l| format!("C: {l}\n"))
+        .collect();
+    let server: String = replies
+        .iter()
+        .flat_map(|r| r.lines())
+        .map(|l| format!("S: {l}\n"))
+        .collect();
+    format!("{client}{server}")
+}
+
+/// Asserts the reply codes, showing the dialogue when they differ.
+#[track_caller]
+fn assert_codes(input: &[u8], replies: &[String], expected: &[u16]) {
+    assert!(
+        codes(replies) == expected,
+        "expected codes {expected:?}, got {:?}\n{}",
+        codes(replies),
+        dialogue(input, replies)
+    );
 }
 
 fn codes(replies: &[String]) -> Vec<u16> {
@@ -43,25 +91,17 @@ fn codes(replies: &[String]) -> Vec<u16> {
 #[test]
 fn a_whole_transaction_replayed_in_every_chunk_size() {
     let input = b"EHLO client.test\r\nMAIL FROM:<bob@cs.unc.edu>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nSubject: hi\r\n\r\n..dot\r\n.\r\nQUIT\r\n";
-    let mut chunk = 1;
-    while chunk <= 512 {
-        let (replies, envs) = run(ctx(), input, chunk);
-        assert_eq!(
-            codes(&replies),
-            vec![220, 250, 250, 250, 354, 250, 221],
-            "chunk {chunk}"
-        );
-        assert_eq!(envs.len(), 1);
-        assert_eq!(envs[0].message, b"Subject: hi\r\n\r\n.dot\r\n");
-        assert_eq!(envs[0].local, vec!["usr1@gmail.com"]);
-        assert_eq!(envs[0].mail_from, "bob@cs.unc.edu");
-        chunk *= 2;
-    }
+    let (replies, envs) = run(ctx(), input);
+    assert_codes(input, &replies, &[220, 250, 250, 250, 354, 250, 221]);
+    assert_eq!(envs.len(), 1);
+    assert_eq!(envs[0].message, b"Subject: hi\r\n\r\n.dot\r\n");
+    assert_eq!(envs[0].local, vec!["usr1@gmail.com"]);
+    assert_eq!(envs[0].mail_from, "bob@cs.unc.edu");
 }
 
 #[test]
 fn ehlo_lists_the_extensions() {
-    let (replies, _) = run(ctx(), b"EHLO x\r\n", 512);
+    let (replies, _) = run(ctx(), b"EHLO x\r\n");
     let ehlo = &replies[1];
     for ext in [
         "PIPELINING",
@@ -79,7 +119,7 @@ fn ehlo_lists_the_extensions() {
 #[test]
 fn sequence_errors_are_503_and_the_session_goes_on() {
     let input = b"MAIL FROM:<usr1@gmail.com>\r\nHELO x\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nDATA\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nx\r\n.\r\n";
-    let (replies, envs) = run(ctx(), input, 512);
+    let (replies, envs) = run(ctx(), input);
     assert_eq!(
         codes(&replies),
         vec![220, 503, 250, 503, 503, 250, 503, 503, 250, 354, 250]
@@ -90,10 +130,10 @@ fn sequence_errors_are_503_and_the_session_goes_on() {
 #[test]
 fn syntax_errors_are_500_or_501() {
     let input = b"HELO x\r\nd\r\nquit now please\r\nMAIL FROM:bob@gmail.com\r\nMAIL FROM:<bob>\r\nMAIL FROM:<usr1@gmail.com> junk\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<zhanhu@cse.ust.jk\r\nRCPT TO:<a@b@>\r\nHELO\r\n";
-    let (replies, _) = run(ctx(), input, 7);
+    let (replies, _) = run(ctx(), input);
     assert_eq!(codes(&replies), vec![220, 250, 500, 221]);
     let input = b"HELO x\r\nd\r\nMAIL FROM:bob@gmail.com\r\nMAIL FROM:<bob>\r\nMAIL FROM:<usr1@gmail.com> junk\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<zhanhu@cse.ust.jk\r\nHELO\r\nNOOP\r\n";
-    let (replies, _) = run(ctx(), input, 7);
+    let (replies, _) = run(ctx(), input);
     assert_eq!(
         codes(&replies),
         vec![220, 250, 500, 501, 501, 501, 250, 501, 501, 250]
@@ -110,7 +150,6 @@ fn verbs_are_case_insensitive_and_addresses_kept_as_typed() {
     let (replies, envs) = run(
         ctx(),
         b"helo X\r\nmail from:<Bob@CS.unc.edu>\r\nrcpt to:<USR1@gmail.com>\r\ndata\r\nx\r\n.\r\n",
-        512,
     );
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 354, 250]);
     assert_eq!(envs[0].mail_from, "Bob@CS.unc.edu");
@@ -122,18 +161,17 @@ fn unknown_local_recipient_is_550_5_1_1() {
     let (replies, _) = run(
         ctx(),
         b"HELO x\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<error@gmail.com>\r\n",
-        512,
     );
     assert!(replies[3].starts_with("550 5.1.1 "), "{}", replies[3]);
 }
 
 #[test]
 fn local_sender_must_exist_and_open_relay_is_refused() {
-    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<error@gmail.com>\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<b@qq.com>\r\n", 512);
+    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<error@gmail.com>\r\nMAIL FROM:<a@cs.unc.edu>\r\nRCPT TO:<b@qq.com>\r\n");
     assert!(replies[2].starts_with("550 5.7.1 "), "{}", replies[2]);
     assert!(replies[4].starts_with("554 5.7.1 "), "{}", replies[4]);
     // A local sender may relay.
-    let (replies, envs) = run(ctx(), b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<b@qq.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nx\r\n.\r\n", 512);
+    let (replies, envs) = run(ctx(), b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<b@qq.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nx\r\n.\r\n");
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 250, 354, 250]);
     assert_eq!(envs[0].remote, vec!["b@qq.com"]);
     assert_eq!(envs[0].local, vec!["bob@gmail.com"]);
@@ -144,7 +182,6 @@ fn null_sender_is_accepted_for_local_recipients() {
     let (replies, _) = run(
         ctx(),
         b"EHLO peer\r\nMAIL FROM:<>\r\nRCPT TO:<usr1@gmail.com>\r\nRCPT TO:<x@qq.com>\r\n",
-        512,
     );
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 554]);
 }
@@ -155,7 +192,7 @@ fn auth_login_as_in_the_163_lab() {
     let user = B64.encode("usr1@gmail.com");
     let pass = B64.encode("password1");
     let input = format!("AUTH LOGIN\r\nHELO Sodascrew\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\nMAIL FROM: <usr1@gmail.com>\r\nRCPT TO: <bob@gmail.com>\r\nAUTH LOGIN\r\n");
-    let (replies, _) = run(ctx(), input.as_bytes(), 3);
+    let (replies, _) = run(ctx(), input.as_bytes());
     assert_eq!(replies[1], "503 5.5.1 Error: send HELO/EHLO first\r\n");
     assert!(replies[2].starts_with("250 "));
     assert_eq!(replies[3], "334 dXNlcm5hbWU6\r\n");
@@ -170,7 +207,7 @@ fn auth_plain_and_wrong_password() {
     let good = B64.encode("\0usr1@gmail.com\0password1");
     let bad = B64.encode("\0usr1@gmail.com\0nope");
     let input = format!("EHLO x\r\nAUTH PLAIN {bad}\r\nAUTH PLAIN\r\n{good}\r\nAUTH CRAM-MD5\r\n");
-    let (replies, _) = run(ctx(), input.as_bytes(), 512);
+    let (replies, _) = run(ctx(), input.as_bytes());
     assert_eq!(codes(&replies), vec![220, 250, 535, 334, 235, 503]);
 }
 
@@ -179,7 +216,7 @@ fn require_auth_and_sender_ownership() {
     let ctx = ctx_with(|s| s.policy.require_auth = true);
     let auth = B64.encode("\0usr1@gmail.com\0password1");
     let input = format!("EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nAUTH PLAIN {auth}\r\nMAIL FROM:<bob@gmail.com>\r\nMAIL FROM:<usr1@gmail.com>\r\n");
-    let (replies, _) = run(ctx, input.as_bytes(), 512);
+    let (replies, _) = run(ctx, input.as_bytes());
     assert_eq!(codes(&replies), vec![220, 250, 530, 235, 553, 250]);
 }
 
@@ -188,7 +225,7 @@ fn long_lines_and_garbage_keep_the_session() {
     let mut input = b"HELO x\r\n".to_vec();
     input.extend(std::iter::repeat_n(b'a', 10_000));
     input.extend_from_slice(b"\r\n\0\0\0\r\nNOOP\r\n");
-    let (replies, _) = run(ctx(), &input, 1000);
+    let (replies, _) = run(ctx(), &input);
     assert_eq!(codes(&replies), vec![220, 250, 500, 500, 250]);
     assert_eq!(replies[2], "500 5.5.2 Line too long\r\n");
 }
@@ -197,7 +234,7 @@ fn long_lines_and_garbage_keep_the_session() {
 fn size_limits() {
     let ctx = ctx_with(|s| s.policy.max_message_size = 16);
     let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com> SIZE=100\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\n01234567890123456789\r\n.\r\nNOOP\r\n";
-    let (replies, envs) = run(ctx, input, 5);
+    let (replies, envs) = run(ctx, input);
     assert_eq!(
         codes(&replies),
         vec![220, 250, 552, 250, 250, 354, 552, 250]
@@ -208,7 +245,7 @@ fn size_limits() {
 #[test]
 fn too_many_recipients() {
     let ctx = ctx_with(|s| s.policy.max_recipients = 1);
-    let (replies, _) = run(ctx, b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<hcy@gmail.com>\r\n", 512);
+    let (replies, _) = run(ctx, b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<hcy@gmail.com>\r\n");
     assert_eq!(codes(&replies), vec![220, 250, 250, 250, 452]);
 }
 
@@ -216,7 +253,7 @@ fn too_many_recipients() {
 fn mail_loops_are_refused() {
     let ctx = ctx_with(|s| s.policy.max_hops = 2);
     let input = b"HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nReceived: a\r\nReceived: b\r\nReceived: c\r\n\r\nx\r\n.\r\n";
-    let (replies, _) = run(ctx, input, 512);
+    let (replies, _) = run(ctx, input);
     assert!(replies.last().unwrap().starts_with("554 5.4.6"));
 }
 
@@ -224,7 +261,7 @@ fn mail_loops_are_refused() {
 fn strict_grammar_of_hw1() {
     let ctx = ctx_with(|s| s.policy.strict = true);
     let input = b"HELO snapper.cs.unc.edu\r\nMAIL FROM:<a.b@cs.unc.edu>\r\nMAILFROM:<a@cs.unc.edu>\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA now\r\nDATA\r\n";
-    let (replies, _) = run(ctx, input, 512);
+    let (replies, _) = run(ctx, input);
     assert_eq!(
         codes(&replies),
         vec![220, 250, 501, 500, 250, 250, 500, 354]
@@ -246,7 +283,13 @@ fn delivery_failure_is_451_and_the_session_goes_on() {
                     None,
                     "nothing is answered before the delivery"
                 );
-                seen.push(session.delivered(Err("disk full".into())).code);
+                seen.push(
+                    session
+                        .delivered(Err(DeliveryError::Queue(std::io::Error::other(
+                            "disk full",
+                        ))))
+                        .code,
+                );
             }
         }
     }
@@ -261,7 +304,7 @@ fn transcript_records_both_sides_and_abbreviates_bodies() {
     session.push(format!("HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\n{body}.\r\n").as_bytes());
     while let Some(event) = session.next_event() {
         if let Event::Deliver(_) = event {
-            session.delivered(Ok("Q1".into()));
+            session.delivered(Ok(QueueId::from("Q1".to_string())));
         }
     }
     let lines: Vec<String> = session
@@ -277,4 +320,40 @@ fn transcript_records_both_sides_and_abbreviates_bodies() {
     assert!(lines.iter().any(|l| l.starts_with("C: [... 46 more lines")));
     assert_eq!(lines.last().unwrap(), "S: 250 2.0.0 Ok: queued as Q1");
     assert!(lines.len() < 20);
+}
+
+#[test]
+fn credentials_never_reach_the_transcript() {
+    let user = B64.encode("usr1@gmail.com");
+    let pass = B64.encode("password1");
+    let plain = B64.encode("\0usr1@gmail.com\0password1");
+    let input = format!(
+        "EHLO x\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\nRSET\r\nEHLO y\r\nAUTH PLAIN {plain}\r\n"
+    );
+    let mut session = Session::new(ctx());
+    session.greeting();
+    session.push(input.as_bytes());
+    let mut replies = Vec::new();
+    while let Some(event) = session.next_event() {
+        if let Event::Reply(r) = event {
+            replies.push(r.to_string());
+        }
+    }
+    let transcript: String = session
+        .take_transcript()
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(transcript.contains("C: [password]"), "{transcript}");
+    for secret in [&pass, &plain, "password1"] {
+        assert!(
+            !transcript.contains(secret),
+            "{secret} is in the transcript:\n{transcript}"
+        );
+    }
+    assert_eq!(
+        replies.iter().filter(|r| r.starts_with("235")).count(),
+        1,
+        "{replies:?}"
+    );
 }

@@ -1,4 +1,4 @@
-//! The accept loop both protocols share: accept until shutdown, cap the
+//! The accept loop every protocol shares: accept until shutdown, cap the
 //! sessions at a server's `max_sessions`, answer the rest with a busy line.
 
 use std::future::Future;
@@ -58,35 +58,5 @@ pub async fn accept_loop<F, Fut>(
                 });
             }
         }
-    }
-}
-
-/// What waiting for a client produced.
-pub enum Input {
-    /// Bytes arrived (appended to the buffer).
-    Data,
-    /// The client closed the connection or it broke.
-    Closed,
-    /// Nothing arrived within the idle timeout.
-    Idle,
-    /// The server is shutting down.
-    Shutdown,
-}
-
-/// Waits for the client's next bytes, the idle timeout, or shutdown, whichever comes first.
-pub async fn next_input<S: tokio::io::AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &mut Vec<u8>,
-    idle: std::time::Duration,
-    shutdown: &CancellationToken,
-) -> Input {
-    use tokio::io::AsyncReadExt;
-    tokio::select! {
-        read = tokio::time::timeout(idle, stream.read_buf(buf)) => match read {
-            Ok(Ok(0)) | Ok(Err(_)) => Input::Closed,
-            Ok(Ok(_)) => Input::Data,
-            Err(_) => Input::Idle,
-        },
-        _ = shutdown.cancelled() => Input::Shutdown,
     }
 }

@@ -10,9 +10,10 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::id::QueueId;
 
 /// One queued message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,7 +35,6 @@ pub struct Queue {
 struct Inner {
     dir: PathBuf,
     fsync: bool,
-    seq: AtomicU64,
     /// Bumped on every change, so waiters wake on facts, not timers.
     changes: tokio::sync::watch::Sender<u64>,
     /// The entries, mirrored in memory so the relay never lists the folder
@@ -52,7 +52,6 @@ impl Queue {
             inner: Arc::new(Inner {
                 dir,
                 fsync,
-                seq: AtomicU64::new(0),
                 changes: tokio::sync::watch::channel(0).0,
                 index: std::sync::Mutex::new(std::collections::BTreeMap::new()),
             }),
@@ -75,33 +74,26 @@ impl Queue {
         &self.inner.dir
     }
 
-    /// Writes a message and its envelope; returns the new entry's id.
+    /// Writes a message and its envelope as entry `id`.
     pub fn enqueue(
         &self,
+        id: &QueueId,
         mail_from: &str,
         recipients: &[String],
         message: &[u8],
-    ) -> io::Result<String> {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_nanos();
-        let id = format!(
-            "{nanos:020}.{}.{}",
-            std::process::id(),
-            self.inner.seq.fetch_add(1, Ordering::Relaxed)
-        );
+    ) -> io::Result<()> {
+        let id = id.as_str().to_string();
         self.write_entry(&id, mail_from, recipients, message)?;
         self.index().insert(
             id.clone(),
             QueuedMessage {
-                id: id.clone(),
+                id,
                 mail_from: mail_from.to_string(),
                 recipients: recipients.to_vec(),
             },
         );
         self.inner.changes.send_modify(|n| *n += 1);
-        Ok(id)
+        Ok(())
     }
 
     fn write_entry(
@@ -162,24 +154,48 @@ impl Queue {
             if id.starts_with('.') {
                 continue;
             }
-            let bytes = fs::read(self.path(id))?;
-            let (mail_from, recipients, _) = split_entry(&bytes);
-            out.push(QueuedMessage {
-                id: id.to_string(),
-                mail_from,
-                recipients,
-            });
+            match self.read_entry(id) {
+                Ok((mail_from, recipients, _)) => out.push(QueuedMessage {
+                    id: id.to_string(),
+                    mail_from,
+                    recipients,
+                }),
+                Err(error) => {
+                    let kept = self.set_aside(id);
+                    tracing::error!(error = %crate::error_chain(&error), ?kept, "queue entry set aside");
+                }
+            }
         }
         out.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
-    /// The message bytes of an entry.
-    pub fn message(&self, id: &str) -> io::Result<Vec<u8>> {
-        let mut bytes = fs::read(self.path(id))?;
-        let (_, _, body_at) = split_entry(&bytes);
+    fn read_entry(&self, id: &str) -> Result<(String, Vec<String>, Vec<u8>), QueueError> {
+        let mut bytes = fs::read(self.path(id)).map_err(|source| QueueError::Unreadable {
+            id: id.to_string(),
+            source,
+        })?;
+        let (mail_from, recipients, body_at) =
+            split_entry(&bytes).ok_or_else(|| QueueError::Malformed { id: id.to_string() })?;
         bytes.drain(..body_at);
-        Ok(bytes)
+        Ok((mail_from, recipients, bytes))
+    }
+
+    /// The message bytes of an entry.
+    pub fn message(&self, id: &str) -> Result<Vec<u8>, QueueError> {
+        self.read_entry(id).map(|(_, _, message)| message)
+    }
+
+    /// Moves an entry that cannot be relayed to `corrupt/` beside the
+    /// queue, out of the relay's way but kept for a person to look at.
+    pub fn set_aside(&self, id: &str) -> io::Result<PathBuf> {
+        self.index().remove(id);
+        self.inner.changes.send_modify(|n| *n += 1);
+        let corrupt = self.inner.dir.join("corrupt");
+        fs::create_dir_all(&corrupt)?;
+        let kept = corrupt.join(format!("{id}.qmsg"));
+        fs::rename(self.path(id), &kept)?;
+        Ok(kept)
     }
 
     /// Narrows an entry to the recipients still pending, or removes it when none are.
@@ -189,6 +205,7 @@ impl Queue {
         } else {
             let written = self
                 .message(id)
+                .map_err(io::Error::other)
                 .and_then(|m| self.write_entry(id, mail_from, pending, &m));
             if let Some(entry) = self.index().get_mut(id) {
                 entry.recipients = pending.to_vec();
@@ -236,25 +253,49 @@ impl Queue {
     }
 }
 
-/// Splits an entry file into sender, recipients and where the message starts.
-fn split_entry(bytes: &[u8]) -> (String, Vec<String>, usize) {
-    let mut mail_from = String::new();
+/// An entry file that is not what [`Queue::enqueue`] writes.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// It could not be read.
+    #[error("queue entry {id}: cannot read it")]
+    Unreadable {
+        /// The entry.
+        id: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// It has no sender line, no recipient, or no end of envelope.
+    #[error("queue entry {id}: malformed envelope")]
+    Malformed {
+        /// The entry.
+        id: String,
+    },
+}
+
+/// Splits an entry file into sender, recipients and where the message
+/// starts; `None` unless it has `from`, at least one `to`, and the blank line.
+fn split_entry(bytes: &[u8]) -> Option<(String, Vec<String>, usize)> {
+    let mut mail_from = None;
     let mut recipients = Vec::new();
     let mut offset = 0;
     for line in bytes.split_inclusive(|&b| b == b'\n') {
         offset += line.len();
-        let text = String::from_utf8_lossy(line);
+        let text = std::str::from_utf8(line).ok()?;
         let text = text.trim_end_matches(['\r', '\n']);
         if text.is_empty() {
-            break;
+            let mail_from = mail_from?;
+            return (!recipients.is_empty()).then_some((mail_from, recipients, offset));
         }
-        if let Some(f) = text.strip_prefix("from ") {
-            mail_from = f.to_string();
+        if let Some(f) = text.strip_prefix("from ").or(text.strip_prefix("from")) {
+            mail_from = Some(f.trim().to_string());
         } else if let Some(t) = text.strip_prefix("to ") {
             recipients.push(t.to_string());
+        } else {
+            return None;
         }
     }
-    (mail_from, recipients, offset)
+    None
 }
 
 #[cfg(test)]
@@ -266,7 +307,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let queue = Queue::open(dir.path(), false).unwrap();
         let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
-        let id = queue.enqueue("s@z.test", &rcpts, b"msg\r\n").unwrap();
+        let id = QueueId::next();
+        queue.enqueue(&id, "s@z.test", &rcpts, b"msg\r\n").unwrap();
+        let id = id.to_string();
         let reopened = Queue::open(dir.path(), false).unwrap();
         let entries = reopened.entries();
         assert_eq!(
@@ -284,5 +327,41 @@ mod tests {
         assert_eq!(reopened.entries()[0].recipients, vec!["b@y.test"]);
         reopened.update(&id, "s@z.test", &[]).unwrap();
         assert!(reopened.is_empty());
+    }
+
+    #[test]
+    fn unreadable_or_malformed_entries_are_set_aside_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path(), false).unwrap();
+        let id = QueueId::next();
+        queue
+            .enqueue(&id, "s@z.test", &["a@x.test".into()], b"msg\r\n")
+            .unwrap();
+        let id = id.to_string();
+        drop(queue);
+        // A directory where a file should be cannot be read, even by root.
+        fs::create_dir(dir.path().join("1.unreadable.qmsg")).unwrap();
+        fs::write(dir.path().join("2.garbage.qmsg"), b"\xff\xfe no envelope").unwrap();
+        fs::write(dir.path().join("3.norcpt.qmsg"), b"from s@z.test\n\nbody").unwrap();
+        let reopened = Queue::open(dir.path(), false).unwrap();
+        let ids: Vec<String> = reopened.entries().into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, vec![id]);
+        for kept in ["1.unreadable", "2.garbage", "3.norcpt"] {
+            assert!(
+                dir.path().join(format!("corrupt/{kept}.qmsg")).exists(),
+                "{kept}"
+            );
+            assert!(!dir.path().join(format!("{kept}.qmsg")).exists(), "{kept}");
+        }
+    }
+
+    #[test]
+    fn a_null_sender_is_a_valid_envelope() {
+        assert_eq!(
+            split_entry(b"from \nto a@x\n\nbody"),
+            Some((String::new(), vec!["a@x".to_string()], 14))
+        );
+        assert_eq!(split_entry(b"to a@x\n\nbody"), None);
+        assert_eq!(split_entry(b"from s@x\nto a@x\n"), None);
     }
 }

@@ -1,0 +1,259 @@
+//! The session loop. A [`Protocol`] wraps a pure core and does the core's
+//! side effects (store a message, open a maildrop); this loop moves bytes,
+//! and owns every wait: the read deadline, the write deadline, the login
+//! back-off, and the race with shutdown, so no protocol can forget one.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::transcript::{keep_recent, Line, SessionTranscript, Stamped, TranscriptLog};
+
+/// What the loop does after sending a protocol's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read more input.
+    Read,
+    /// More is ready without input (a large reply is being sent in parts):
+    /// call [`Protocol::advance`] again.
+    More,
+    /// End the session.
+    Close,
+    /// Hand the connection to TLS (STARTTLS, STLS), then go on.
+    UpgradeTls,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Closed: by the protocol, the client, a deadline or shutdown.
+    Closed,
+    /// The protocol asked for TLS; the caller wraps the stream and calls
+    /// [`run_session`] again with the same protocol.
+    UpgradeTls,
+}
+
+/// Bytes to send, with pauses between them.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    bytes: Vec<u8>,
+    /// `(offset, pause)`: wait `pause` after sending `bytes[..offset]`.
+    pauses: Vec<(usize, Duration)>,
+}
+
+impl Outbox {
+    /// Queues bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+    }
+
+    /// Sends what is queued so far, then waits `pause` before the rest (the
+    /// back-off after a failed login: the client sees the answer late).
+    pub fn pause(&mut self, pause: Duration) {
+        if !pause.is_zero() {
+            self.pauses.push((self.bytes.len(), pause));
+        }
+    }
+
+    /// How many bytes are queued.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.pauses.is_empty()
+    }
+
+    /// The bytes queued (for tests of protocol drivers).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+/// A protocol as the loop drives it: a pure core plus the side effects it asks for.
+pub trait Protocol: Send {
+    /// Hands received bytes to the core.
+    fn push(&mut self, bytes: &[u8]);
+
+    /// Runs the core until it needs input, queuing what to send (the
+    /// greeting first, on the first call).
+    fn advance(&mut self, out: &mut Outbox) -> impl Future<Output = Flow> + Send;
+
+    /// The client was idle too long: the farewell to send.
+    fn idle(&mut self, out: &mut Outbox);
+
+    /// The server is stopping: the farewell to send.
+    fn shutting_down(&mut self, out: &mut Outbox);
+
+    /// Transcript lines recorded since the last call.
+    fn take_transcript(&mut self) -> Vec<Line>;
+}
+
+/// The deadlines of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long the client may stay silent.
+    pub idle: Duration,
+    /// How long one write may take (a client that never reads cannot hold
+    /// the session, or a maildrop lock, past this).
+    pub write: Duration,
+}
+
+/// Where a session's transcript goes.
+pub struct Transcript<'a> {
+    /// The server's log for this service.
+    pub log: &'a TranscriptLog,
+    /// The session's name in it.
+    pub name: String,
+    /// The lines kept for the end-of-session record.
+    pub lines: Vec<Stamped>,
+}
+
+enum Wrote {
+    All,
+    /// The client is gone, too slow, or the server is stopping.
+    Failed,
+}
+
+/// Sends `out` with its pauses; every write has `limit` and races `shutdown`.
+async fn send<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut Outbox,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> Wrote {
+    let bytes = std::mem::take(&mut out.bytes);
+    let mut at = 0;
+    let mut pauses = std::mem::take(&mut out.pauses).into_iter();
+    loop {
+        let (until, pause) = match pauses.next() {
+            Some((offset, pause)) => (offset, Some(pause)),
+            None => (bytes.len(), None),
+        };
+        if until > at {
+            let write = tokio::time::timeout(limit, stream.write_all(&bytes[at..until]));
+            let written = tokio::select! {
+                written = write => matches!(written, Ok(Ok(()))),
+                _ = shutdown.cancelled() => false,
+            };
+            if !written {
+                return Wrote::Failed;
+            }
+            at = until;
+        }
+        let Some(pause) = pause else {
+            return Wrote::All;
+        };
+        if stream.flush().await.is_err() {
+            return Wrote::Failed;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return Wrote::Failed,
+        }
+    }
+}
+
+/// Runs `protocol` over `stream` until it closes or asks for TLS. The
+/// transcript is written before each reply is sent, so a client that has
+/// read a reply can rely on finding it logged.
+pub async fn drive<S, P>(
+    stream: &mut S,
+    protocol: &mut P,
+    limits: Limits,
+    shutdown: &CancellationToken,
+    transcript: &mut Transcript<'_>,
+) -> SessionEnd
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol,
+{
+    let mut out = Outbox::default();
+    // Spare capacity, not zeroed memory: `read_buf` fills it without a memset per session.
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        let flow = protocol.advance(&mut out).await;
+        let logged = transcript
+            .log
+            .write(&transcript.name, protocol.take_transcript());
+        keep_recent(&mut transcript.lines, logged);
+        if let Wrote::Failed = send(stream, &mut out, limits.write, shutdown).await {
+            return SessionEnd::Closed;
+        }
+        match flow {
+            Flow::More => continue,
+            Flow::Close => return SessionEnd::Closed,
+            Flow::UpgradeTls => return SessionEnd::UpgradeTls,
+            Flow::Read => {}
+        }
+        let read = tokio::select! {
+            read = tokio::time::timeout(limits.idle, stream.read_buf(&mut buf)) => read,
+            _ = shutdown.cancelled() => {
+                protocol.shutting_down(&mut out);
+                break;
+            }
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => return SessionEnd::Closed,
+            Ok(Ok(_)) => {
+                protocol.push(&buf);
+                buf.clear();
+            }
+            Err(_) => {
+                protocol.idle(&mut out);
+                break;
+            }
+        }
+    }
+    // The farewell: logged, then sent with a short deadline whatever happens.
+    let logged = transcript
+        .log
+        .write(&transcript.name, protocol.take_transcript());
+    keep_recent(&mut transcript.lines, logged);
+    let never = CancellationToken::new();
+    let farewell = limits.write.min(Duration::from_secs(1));
+    let _ = send(stream, &mut out, farewell, &never).await;
+    SessionEnd::Closed
+}
+
+/// Runs a whole session on a plain stream: names it in `log`, drives the
+/// protocol, closes the stream, and records the transcript's summary.
+pub async fn run_session<S, P>(
+    mut stream: S,
+    peer: SocketAddr,
+    mut protocol: P,
+    log: &TranscriptLog,
+    session_kind: &str,
+    limits: Limits,
+    shutdown: &CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol,
+{
+    let mut transcript = Transcript {
+        log,
+        name: log.session_name(session_kind),
+        lines: Vec::new(),
+    };
+    // No TLS acceptor is configured yet, so a request to upgrade ends the
+    // session; the cores only ask when TLS is offered.
+    let _end = drive(
+        &mut stream,
+        &mut protocol,
+        limits,
+        shutdown,
+        &mut transcript,
+    )
+    .await;
+    drop(protocol);
+    let _ = tokio::time::timeout(limits.write.min(Duration::from_secs(1)), stream.shutdown()).await;
+    log.finish(SessionTranscript {
+        session: transcript.name,
+        peer: peer.to_string(),
+        lines: transcript.lines,
+    });
+}

@@ -1,0 +1,36 @@
+//! What the SMTP core hands to delivery, and how delivery can fail.
+
+use crate::store::StoreError;
+
+/// A message accepted by the protocol, ready to be stored or queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The name the client gave in HELO/EHLO.
+    pub helo: String,
+    /// Whether the client used EHLO.
+    pub esmtp: bool,
+    /// The user who authenticated, if any.
+    pub authenticated: Option<String>,
+    /// The reverse path, as typed; empty for the null sender.
+    pub mail_from: String,
+    /// Recipients in this server's domains.
+    pub local: Vec<String>,
+    /// Recipients elsewhere, to relay.
+    pub remote: Vec<String>,
+    /// The message as received, dot-stuffing undone.
+    pub message: Vec<u8>,
+}
+
+/// Why an accepted message could not be stored; the client gets `451`.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// A local mailbox refused the write.
+    #[error("cannot store the message")]
+    Mailbox(#[source] StoreError),
+    /// The outbound queue refused the write.
+    #[error("cannot queue the message for relay")]
+    Queue(#[source] std::io::Error),
+    /// The blocking task that stored it failed.
+    #[error("the delivery task failed")]
+    Task(#[source] tokio::task::JoinError),
+}

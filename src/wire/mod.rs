@@ -1,0 +1,14 @@
+//! What both protocols put on and take off the wire, with no knowledge of
+//! either: command-line framing, dot-stuffing, SASL decoding, and the
+//! deadline-bounded line reader the clients share. A leaf module: it depends
+//! on nothing else in mailnet, so SMTP and POP3 never depend on each other.
+
+mod dot;
+mod framing;
+mod line;
+mod sasl;
+
+pub use dot::stuffed;
+pub use framing::{Framed, LineFramer};
+pub use line::{read_line_limited, ReadError};
+pub use sasl::{decode_base64, decode_plain, Credentials, SaslError};
