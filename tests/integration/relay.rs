@@ -12,7 +12,7 @@ use mailnet::store::Mailstore;
 
 use crate::support::{boot, send_mail};
 
-const DEADLINE: Duration = Duration::from_secs(15);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 
 async fn arrives(store: &Mailstore, address: &str, count: usize) {
     let ok = store
@@ -137,7 +137,7 @@ async fn mixed_recipients_deliver_two_and_bounce_one() {
 
 /// A network whose gmail.com runs elsewhere at a port nothing listens on yet,
 /// and the port it will be at.
-async fn qq_alone(
+pub(crate) async fn qq_alone(
     edit: impl Fn(&mut mailnet::network::Policy),
 ) -> (RunningNetwork, u16, tempfile::TempDir) {
     let gmail_port = std::net::TcpListener::bind("127.0.0.1:0")

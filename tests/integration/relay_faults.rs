@@ -1,0 +1,234 @@
+//! Relay against a scripted peer: what a 4xx, a 5xx to a bounce, and a
+//! peer that never answers do to the queue, and that shutdown does not wait
+//! for a stuck delivery.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use mailnet::service::Service;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::relay::{qq_alone, DEADLINE};
+use crate::support::{send_mail, Raw};
+
+/// A peer SMTP server on `port` answering each command with what `answer`
+/// says (`None`: say nothing, ever). Every line it receives goes to the
+/// returned channel, and every session's end as `"<closed>"`.
+fn peer(
+    port: u16,
+    answer: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+) -> mpsc::UnboundedReceiver<String> {
+    let (seen, lines) = mpsc::unbounded_channel();
+    let answer = Arc::new(answer);
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (seen, answer) = (seen.clone(), answer.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut read = BufReader::new(read);
+                let _ = seen.send("<connected>".into());
+                let mut in_data = false;
+                if let Some(greeting) = answer("<connected>") {
+                    let _ = write.write_all(greeting.as_bytes()).await;
+                }
+                let mut line = String::new();
+                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let text = line.trim_end().to_string();
+                    line.clear();
+                    let _ = seen.send(text.clone());
+                    let key = if in_data && text != "." {
+                        continue;
+                    } else {
+                        text.as_str()
+                    };
+                    in_data = false;
+                    let Some(reply) = answer(key) else { continue };
+                    in_data = reply.starts_with("354");
+                    let _ = write.write_all(reply.as_bytes()).await;
+                }
+                let _ = seen.send("<closed>".into());
+            });
+        }
+    });
+    lines
+}
+
+/// A peer that accepts everything, except what `refuse` picks.
+fn answers(
+    refuse: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    move |line: &str| {
+        if let Some(reply) = refuse(line) {
+            return Some(format!("{reply}\r\n"));
+        }
+        let verb = line
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        Some(match verb.as_str() {
+            "<CONNECTED>" => "220 peer.test ESMTP\r\n".into(),
+            "EHLO" => "250-peer.test\r\n250 PIPELINING\r\n".into(),
+            "DATA" => "354 go ahead\r\n".into(),
+            "QUIT" => "221 bye\r\n".into(),
+            _ => "250 ok\r\n".into(),
+        })
+    }
+}
+
+/// Waits for a line starting with `prefix`; returns every line up to it.
+async fn until(lines: &mut mpsc::UnboundedReceiver<String>, prefix: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(DEADLINE, async {
+        while let Some(line) = lines.recv().await {
+            let done = line.starts_with(prefix);
+            seen.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert!(
+        matches!(found, Ok(true)),
+        "the peer never saw {prefix:?}; it saw {seen:?}"
+    );
+    seen
+}
+
+#[tokio::test]
+async fn a_4xx_is_retried_not_bounced() {
+    let (qq, gmail_port, _data) = qq_alone(|p| p.retry_initial = Duration::from_secs(30)).await;
+    let busy = Arc::new(Mutex::new(true));
+    let still_busy = busy.clone();
+    let mut lines = peer(
+        gmail_port,
+        answers(move |line| {
+            (line.starts_with("RCPT") && *still_busy.lock().unwrap())
+                .then_some("451 4.3.0 try again later")
+        }),
+    );
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    let mut changes = server.host.queue().subscribe();
+    send_mail(
+        server.addr(Service::Smtp),
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: later\r\n\r\nbody\r\n",
+    )
+    .await;
+    until(&mut lines, "<closed>").await;
+    // The attempt's result is written to the queue after the session ends.
+    let entries = tokio::time::timeout(DEADLINE, async {
+        loop {
+            changes.changed().await.unwrap();
+            let entries = server.host.queue().entries();
+            if entries.iter().all(|e| e.recipients == ["usr1@gmail.com"])
+                && changes.borrow().to_owned() >= 2
+            {
+                return entries;
+            }
+        }
+    })
+    .await
+    .expect("the relay recorded its attempt");
+    assert_eq!(
+        entries.len(),
+        1,
+        "still queued, nothing else queued: {entries:?}"
+    );
+    assert_eq!(
+        server.host.store().count("usr1@mail.sustech.edu.cn"),
+        0,
+        "no bounce for a 4xx"
+    );
+
+    *busy.lock().unwrap() = false;
+    qq.clock.advance(Duration::from_secs(31));
+    let session = until(&mut lines, ".").await;
+    assert!(
+        session.iter().any(|l| l == "body"),
+        "the retry carried the message: {session:?}"
+    );
+    assert!(server.host.queue().wait_until_empty(DEADLINE).await);
+    assert_eq!(server.host.store().count("usr1@mail.sustech.edu.cn"), 0);
+    qq.stop().await;
+}
+
+#[tokio::test]
+async fn a_bounce_that_fails_is_dropped_not_bounced() {
+    let (qq, gmail_port, _data) = qq_alone(|_| {}).await;
+    let mut lines = peer(
+        gmail_port,
+        answers(|line| line.starts_with("RCPT").then_some("550 5.1.1 no such user")),
+    );
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    // A bounce to relay: the null sender, from an authenticated session.
+    let mut raw = Raw::connect(server.addr(Service::Smtp)).await;
+    let token = B64.encode("\0usr1@mail.sustech.edu.cn\0password1");
+    for (line, code) in [
+        ("EHLO test".to_string(), "250"),
+        (format!("AUTH PLAIN {token}"), "235"),
+        ("MAIL FROM:<>".into(), "250"),
+        ("RCPT TO:<usr1@gmail.com>".into(), "250"),
+        ("DATA".into(), "354"),
+        ("Subject: Undelivered Mail\r\n\r\nreport\r\n.".into(), "250"),
+    ] {
+        if line == "EHLO test" {
+            assert!(raw.reply().await.starts_with("220"));
+        }
+        let reply = raw.cmd(&line).await;
+        assert!(reply.starts_with(code), "{line} -> {reply}");
+    }
+    until(&mut lines, "<closed>").await;
+    assert!(
+        server.host.queue().wait_until_empty(DEADLINE).await,
+        "the failed bounce left the queue"
+    );
+    assert!(
+        server.host.queue().entries().is_empty(),
+        "and no bounce of it was queued"
+    );
+    assert_eq!(server.host.store().count("usr1@mail.sustech.edu.cn"), 0);
+    qq.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_silent_peer() {
+    let (qq, gmail_port, data) = qq_alone(|_| {}).await;
+    let mut lines = peer(gmail_port, |_| None);
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    send_mail(
+        server.addr(Service::Smtp),
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: stuck\r\n\r\nx\r\n",
+    )
+    .await;
+    until(&mut lines, "<connected>").await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), qq.stop())
+        .await
+        .expect("the network stopped within 2 s while a delivery hung");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The message was not handed over, so it is still queued for next time.
+    let queued = std::fs::read_dir(data.path().join("exmail.qq.com/queue"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "qmsg")
+        })
+        .count();
+    assert_eq!(queued, 1);
+}
