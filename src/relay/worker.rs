@@ -55,6 +55,9 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 _ = attempt(&host, &resolver, &clock, &due, &mut retries) => {}
             }
+            // An attempt can finish without awaiting anything (a domain
+            // the zone does not know); let the other tasks run between rounds.
+            tokio::task::yield_now().await;
             continue;
         }
         let wait = retries
