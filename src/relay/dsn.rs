@@ -136,4 +136,73 @@ mod tests {
         assert!(text.contains("Subject: hello"));
         assert!(!text.contains("secret body"));
     }
+    /// Replaces what changes from run to run (MIME boundaries, the
+    /// Message-ID) with fixed names, so bounces can be compared whole.
+    fn normalised(raw: &[u8]) -> String {
+        let mut text = String::from_utf8(raw.to_vec()).unwrap();
+        let boundary = regex_lite::Regex::new(r#"boundary="([^"]+)""#).unwrap();
+        let found: Vec<String> = boundary
+            .captures_iter(&text)
+            .map(|c| c[1].to_string())
+            .collect();
+        for (i, b) in found.iter().enumerate() {
+            text = text.replace(b.as_str(), &format!("BOUNDARY-{}", i + 1));
+        }
+        let id = regex_lite::Regex::new(r"(?m)^Message-ID: <[^>]*>").unwrap();
+        id.replace_all(&text, "Message-ID: <ID>").into_owned()
+    }
+
+    /// Compares with the golden file `tests/golden/<name>`; with
+    /// `MAILNET_BLESS=1` writes it instead.
+    fn golden(name: &str, actual: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(name);
+        if std::env::var_os("MAILNET_BLESS").is_some() {
+            std::fs::write(&path, actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (MAILNET_BLESS=1 writes it)", path.display()));
+        assert!(
+            expected == actual,
+            "{} differs (MAILNET_BLESS=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn bounces_match_their_golden_files() {
+        let original = b"Received: from client ([127.0.0.1])\r\n\tby exmail.qq.com (mailnet) with ESMTP id 1\r\nFrom: usr1@mail.sustech.edu.cn\r\nTo: error@gmail.com, usr1@gmail.com\r\nSubject: hello\r\n\r\nsecret body\r\n";
+        let date = "Mon, 23 Nov 2026 08:00:00 +0000";
+        let unknown = Failure {
+            recipient: "error@gmail.com".into(),
+            status: "5.1.1".into(),
+            remote_mta: Some("gmail.com[127.0.0.1:2525]".into()),
+            diagnostic: "550 5.1.1 <error@gmail.com>: Recipient address rejected: User unknown in local recipient table (in reply to RCPT TO command)".into(),
+        };
+        let expired = Failure {
+            recipient: "usr1@gmail.com".into(),
+            status: "4.4.7".into(),
+            remote_mta: None,
+            diagnostic: "delivery time expired after 432000s: connect to gmail.com[127.0.0.1:2525]: Connection refused (os error 111)".into(),
+        };
+        let one = bounce(
+            "exmail.qq.com",
+            "usr1@mail.sustech.edu.cn",
+            std::slice::from_ref(&unknown),
+            original,
+            date,
+        )
+        .unwrap();
+        golden("bounce-unknown-user.eml", &normalised(&one));
+        let two = bounce(
+            "exmail.qq.com",
+            "usr1@mail.sustech.edu.cn",
+            &[unknown, expired],
+            original,
+            date,
+        )
+        .unwrap();
+        golden("bounce-unknown-and-expired.eml", &normalised(&two));
+    }
 }

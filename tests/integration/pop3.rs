@@ -3,6 +3,7 @@
 use mailnet::network::Network;
 use mailnet::orchestrator::{RunningNetwork, UpOptions};
 use mailnet::service::Service;
+use std::time::Duration;
 
 use crate::support::{boot, send_mail, Raw};
 
@@ -67,14 +68,21 @@ async fn a_dropped_connection_deletes_nothing_and_quit_does() {
     let mut c = login(gmail.addr(Service::Pop3), "bob@gmail.com", "password2").await;
     assert!(c.pop("DELE 1").await.starts_with("+OK"));
     drop(c);
-    // The lock is released when the dropped session ends; the second login waits on that.
+    // The lock is released when the dropped session ends; the second login
+    // retries on [IN-USE] until then, within a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut c = loop {
         let mut c = Raw::connect(gmail.addr(Service::Pop3)).await;
         c.line().await;
         c.pop("USER bob@gmail.com").await;
-        if c.pop("PASS password2").await.starts_with("+OK") {
+        let status = c.pop("PASS password2").await;
+        if status.starts_with("+OK") {
             break c;
         }
+        assert!(
+            status.contains("[IN-USE]") && std::time::Instant::now() < deadline,
+            "the dropped session never released the maildrop: {status}"
+        );
         tokio::task::yield_now().await;
     };
     assert_eq!(
