@@ -10,37 +10,138 @@ use serde_saphyr::Spanned;
 
 use super::value::Value;
 
-/// What a step does, and the names its positional `args` take.
-pub const ACTIONS: &[(&str, &[&str])] = &[
-    ("sendmail", &["from", "to", "subject", "body"]),
-    (
-        "send",
-        &[
-            "from",
-            "to",
-            "subject",
-            "body",
-            "attachments",
-            "user",
-            "password",
-            "server",
-        ],
-    ),
-    ("wait", &["seconds", "mailbox", "count"]),
-    ("advance", &["duration"]),
-    ("login", &["user", "pass"]),
-    ("stat", &[]),
-    ("list", &[]),
-    ("uidl", &[]),
-    ("retr", &["which"]),
-    ("top", &["which", "lines"]),
-    ("dele", &["which"]),
-    ("rset", &[]),
-    ("noop", &[]),
-    ("quit", &[]),
-    ("smtp", &["server", "dialogue"]),
-    ("pop3", &["server", "dialogue"]),
-];
+/// What a step does (`uses:`). Each has one handler in the runner's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The course's SENDMAIL: smtplib's `sendmail` to the sender's server.
+    Sendmail,
+    /// mailnet's agent submission, with attachments and AUTH.
+    Send,
+    /// Wait for relays to end (or a mailbox to fill), at most `seconds`.
+    Wait,
+    /// Advance the relays' clock.
+    Advance,
+    /// poplib: connect, USER, PASS.
+    Login,
+    /// poplib `stat()`.
+    Stat,
+    /// poplib `list()`.
+    List,
+    /// poplib `uidl()`.
+    Uidl,
+    /// poplib `retr(which)`.
+    Retr,
+    /// poplib `top(which, lines)`.
+    Top,
+    /// poplib `dele(which)`.
+    Dele,
+    /// poplib `rset()`.
+    Rset,
+    /// poplib `noop()`.
+    Noop,
+    /// poplib `quit()`.
+    Quit,
+    /// A raw SMTP dialogue (telnet-style).
+    SmtpDialogue,
+    /// A raw POP3 dialogue (telnet-style).
+    Pop3Dialogue,
+}
+
+impl Action {
+    /// Every action.
+    pub const ALL: [Action; 16] = [
+        Action::Sendmail,
+        Action::Send,
+        Action::Wait,
+        Action::Advance,
+        Action::Login,
+        Action::Stat,
+        Action::List,
+        Action::Uidl,
+        Action::Retr,
+        Action::Top,
+        Action::Dele,
+        Action::Rset,
+        Action::Noop,
+        Action::Quit,
+        Action::SmtpDialogue,
+        Action::Pop3Dialogue,
+    ];
+
+    /// Its name in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::Sendmail => "sendmail",
+            Action::Send => "send",
+            Action::Wait => "wait",
+            Action::Advance => "advance",
+            Action::Login => "login",
+            Action::Stat => "stat",
+            Action::List => "list",
+            Action::Uidl => "uidl",
+            Action::Retr => "retr",
+            Action::Top => "top",
+            Action::Dele => "dele",
+            Action::Rset => "rset",
+            Action::Noop => "noop",
+            Action::Quit => "quit",
+            Action::SmtpDialogue => "smtp",
+            Action::Pop3Dialogue => "pop3",
+        }
+    }
+
+    /// The names its positional `args` take, in order.
+    pub fn arg_names(self) -> &'static [&'static str] {
+        match self {
+            Action::Sendmail => &["from", "to", "subject", "body"],
+            Action::Send => &[
+                "from",
+                "to",
+                "subject",
+                "body",
+                "attachments",
+                "user",
+                "password",
+                "server",
+            ],
+            Action::Wait => &["seconds", "mailbox", "count"],
+            Action::Advance => &["duration"],
+            Action::Login => &["user", "pass"],
+            Action::Retr | Action::Dele => &["which"],
+            Action::Top => &["which", "lines"],
+            Action::SmtpDialogue | Action::Pop3Dialogue => &["server", "dialogue"],
+            Action::Stat
+            | Action::List
+            | Action::Uidl
+            | Action::Rset
+            | Action::Noop
+            | Action::Quit => &[],
+        }
+    }
+
+    /// The action named `name` (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Action> {
+        Action::ALL
+            .into_iter()
+            .find(|a| a.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Whether it talks POP3 through the session `login` opened.
+    pub fn is_poplib(self) -> bool {
+        matches!(
+            self,
+            Action::Stat
+                | Action::List
+                | Action::Uidl
+                | Action::Retr
+                | Action::Top
+                | Action::Dele
+                | Action::Rset
+                | Action::Noop
+                | Action::Quit
+        )
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -98,7 +199,7 @@ pub struct Step {
     /// What the report calls it.
     pub name: String,
     /// The action (`uses`).
-    pub action: String,
+    pub action: Action,
     /// Arguments by name (positional `args` are named from [`ACTIONS`]).
     pub args: BTreeMap<String, Value>,
     /// What the result must match, if anything.
@@ -153,27 +254,28 @@ impl Scenario {
         })?;
         let mut steps = Vec::new();
         for step in parsed.steps {
-            let action = step.uses.value.trim().to_ascii_lowercase();
+            let uses = step.uses.value.trim().to_ascii_lowercase();
             let at = format!(
                 "line {} column {}",
                 step.uses.referenced.line(),
                 step.uses.referenced.column()
             );
-            let Some((_, names)) = ACTIONS.iter().find(|(a, _)| *a == action) else {
-                let known: Vec<&str> = ACTIONS.iter().map(|(a, _)| *a).collect();
+            let Some(action) = Action::from_name(&uses) else {
+                let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
                 return Err(err(format!(
                     "{at}: unknown action `{}` (known: {})",
                     step.uses.value,
                     known.join(", ")
                 )));
             };
+            let names = action.arg_names();
             let args = match step.args {
                 None | Some(Value::Null) => BTreeMap::new(),
                 Some(Value::Map(map)) => map,
                 Some(Value::List(items)) => {
                     if items.len() > names.len() {
                         return Err(err(format!(
-                            "{at}: `{action}` takes at most {} arguments ({}), got {}",
+                            "{at}: `{uses}` takes at most {} arguments ({}), got {}",
                             names.len(),
                             names.join(", "),
                             items.len()
@@ -184,11 +286,11 @@ impl Scenario {
                 Some(single) if !names.is_empty() => {
                     BTreeMap::from([(names[0].to_string(), single)])
                 }
-                Some(_) => return Err(err(format!("{at}: `{action}` takes no arguments"))),
+                Some(_) => return Err(err(format!("{at}: `{uses}` takes no arguments"))),
             };
             if let Some(unknown) = args.keys().find(|k| !names.contains(&k.as_str())) {
                 return Err(err(format!(
-                    "{at}: `{action}` has no argument `{unknown}` (it takes: {})",
+                    "{at}: `{uses}` has no argument `{unknown}` (it takes: {})",
                     names.join(", ")
                 )));
             }
@@ -220,7 +322,7 @@ impl Scenario {
                 }
             };
             steps.push(Step {
-                name: step.name.unwrap_or_else(|| action.clone()),
+                name: step.name.unwrap_or_else(|| uses.clone()),
                 action,
                 args,
                 expect: step.expect,

@@ -9,10 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::model::Step;
+use super::model::{Action, Step};
 use super::pyclient::{mime_text, parse_int, AfterData, Poplib, Smtplib};
 use super::python::{dict, py_bytes, py_str, PyError};
 use super::relay_watch::RelayWatch;
@@ -20,7 +19,8 @@ use super::value::{matches, Value};
 use crate::agent::compose::Draft;
 use crate::agent::submit::{submit, AuthMechanism, SubmitError, SubmitOptions};
 use crate::orchestrator::RunningNetwork;
-use crate::smtp::client::Stage;
+use crate::pop3::client::Pop3Client;
+use crate::smtp::client::{SmtpClient, Stage};
 
 /// How long the course grader lets each action run (`@timeout(…)`).
 const SENDMAIL_LIMIT: Duration = Duration::from_secs(10);
@@ -275,39 +275,60 @@ impl<'a> Context<'a> {
 
     /// Runs one step; its result, or the exception the course's grader would see.
     pub async fn step(&mut self, step: &Step) -> Result<Value, PyError> {
-        if step.action != "wait" {
+        if step.action != Action::Wait {
             self.settle().await;
         }
         let args = &step.args;
-        match step.action.as_str() {
-            "sendmail" => self.sendmail(args).await,
-            "wait" => self.wait(args).await,
-            "login" => {
-                let limited = tokio::time::timeout(POP3_LIMIT, self.login(args)).await;
-                limited.unwrap_or_else(|_| Err(timed_out()))
+        if step.action.is_poplib() || step.action == Action::Login {
+            let limited = tokio::time::timeout(POP3_LIMIT, self.poplib(step.action, args)).await;
+            let result = limited.unwrap_or_else(|_| Err(timed_out()));
+            if let Some(pop) = self.pop3.as_mut() {
+                let lines = pop.transcript();
+                self.note_client("pop3", lines);
             }
-            "stat" | "list" | "uidl" | "retr" | "top" | "dele" | "rset" | "noop" | "quit" => {
-                let limited = tokio::time::timeout(POP3_LIMIT, self.pop3_step(step)).await;
-                let result = limited.unwrap_or_else(|_| Err(timed_out()));
-                if let Some(pop) = self.pop3.as_mut() {
-                    let lines = pop.transcript();
-                    self.note_client("pop3", lines);
-                }
-                result
-            }
-            "send" => self.send(args).await,
-            "advance" => {
-                let by = crate::network::duration::parse(&text(args, "duration"))
-                    .map_err(|e| PyError::with_message("ValueError", &e.to_string()))?;
-                self.net.clock.advance(by);
-                Ok(Value::Null)
-            }
-            "smtp" | "pop3" => self.dialogue(step).await,
-            other => Err(PyError::with_message(
-                "NameError",
-                &format!("name '{}' is not defined", other.to_ascii_uppercase()),
-            )),
+            return result;
         }
+        match step.action {
+            Action::Sendmail => self.sendmail(args).await,
+            Action::Send => self.send(args).await,
+            Action::Wait => self.wait(args).await,
+            Action::Advance => self.advance(args),
+            Action::SmtpDialogue => self.dialogue(args, Service::Smtp).await,
+            Action::Pop3Dialogue => self.dialogue(args, Service::Pop3).await,
+            poplib => self.poplib(poplib, args).await,
+        }
+    }
+
+    /// Each poplib call, as the course's grader makes it.
+    async fn poplib(
+        &mut self,
+        action: Action,
+        args: &BTreeMap<String, Value>,
+    ) -> Result<Value, PyError> {
+        let which = || number(args, "which", 1.0) as i64;
+        match action {
+            Action::Login => self.login(args).await,
+            Action::Stat => self.stat().await,
+            Action::List => self.list().await,
+            Action::Uidl => self.uidl().await,
+            Action::Retr => self.retr(&format!("RETR {}", which())).await,
+            Action::Top => {
+                let lines = number(args, "lines", 0.0) as i64;
+                self.retr(&format!("TOP {} {lines}", which())).await
+            }
+            Action::Dele => self.short(&format!("DELE {}", which())).await,
+            Action::Rset => self.short("RSET").await,
+            Action::Noop => self.short("NOOP").await,
+            _ => self.quit().await,
+        }
+    }
+
+    /// mailnet's `advance`: make retry and lifetime time pass at once.
+    fn advance(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let by = crate::network::duration::parse(&text(args, "duration"))
+            .map_err(|e| PyError::with_message("ValueError", &e.to_string()))?;
+        self.net.clock.advance(by);
+        Ok(Value::Null)
     }
 
     /// The course's `SENDMAIL`: `smtplib` to the sender's server, the
@@ -419,67 +440,62 @@ impl<'a> Context<'a> {
             .ok_or_else(|| PyError::with_message("NameError", "name 'conn' is not defined"))
     }
 
-    async fn pop3_step(&mut self, step: &Step) -> Result<Value, PyError> {
-        let which = || number(&step.args, "which", 1.0) as i64;
-        match step.action.as_str() {
-            "stat" => {
-                let (count, size) = self.pop()?.stat().await?;
-                Ok(Value::List(vec![dict([
-                    ("count", Value::Int(count)),
-                    ("size", Value::Int(size)),
-                ])]))
+    /// `stat()`: `[{count, size}]`.
+    async fn stat(&mut self) -> Result<Value, PyError> {
+        let (count, size) = self.pop()?.stat().await?;
+        Ok(Value::List(vec![dict([
+            ("count", Value::Int(count)),
+            ("size", Value::Int(size)),
+        ])]))
+    }
+
+    /// `list()`: `[{mesg_num, octets}]`.
+    async fn list(&mut self) -> Result<Value, PyError> {
+        let (_, lines) = self.pop()?.longcmd("LIST").await?;
+        let mut out = Vec::new();
+        for line in lines {
+            let mut m = BTreeMap::new();
+            for (key, field) in ["mesg_num", "octets"].into_iter().zip(
+                line.split(|b| b.is_ascii_whitespace())
+                    .filter(|f| !f.is_empty()),
+            ) {
+                m.insert(key.to_string(), Value::Int(parse_int(field)?));
             }
-            "list" => {
-                let (_, lines) = self.pop()?.longcmd("LIST").await?;
-                let mut out = Vec::new();
-                for line in lines {
-                    let mut m = BTreeMap::new();
-                    for (key, field) in ["mesg_num", "octets"].into_iter().zip(
-                        line.split(|b| b.is_ascii_whitespace())
-                            .filter(|f| !f.is_empty()),
-                    ) {
-                        m.insert(key.to_string(), Value::Int(parse_int(field)?));
-                    }
-                    out.push(Value::Map(m));
-                }
-                Ok(Value::List(out))
-            }
-            "uidl" => {
-                let (_, lines) = self.pop()?.longcmd("UIDL").await?;
-                let mut out = Vec::new();
-                for line in lines {
-                    let text = String::from_utf8_lossy(&line).into_owned();
-                    let (n, uid) = text.split_once(' ').unwrap_or((&text, ""));
-                    out.push(dict([
-                        ("mesg_num", Value::Int(parse_int(n.as_bytes())?)),
-                        ("uid", Value::Str(uid.trim().to_string())),
-                    ]));
-                }
-                Ok(Value::List(out))
-            }
-            "retr" | "top" => {
-                let command = match step.action.as_str() {
-                    "retr" => format!("RETR {}", which()),
-                    _ => format!(
-                        "TOP {} {}",
-                        which(),
-                        number(&step.args, "lines", 0.0) as i64
-                    ),
-                };
-                let (_, lines) = self.pop()?.longcmd(&command).await?;
-                retr_result(&lines)
-            }
-            "dele" => {
-                let command = format!("DELE {}", which());
-                Ok(resp(&self.pop()?.shortcmd(&command).await?))
-            }
-            "rset" => Ok(resp(&self.pop()?.shortcmd("RSET").await?)),
-            "noop" => Ok(resp(&self.pop()?.shortcmd("NOOP").await?)),
-            _ => {
-                self.pop()?.shortcmd("QUIT").await?;
-                Ok(Value::Null)
-            }
+            out.push(Value::Map(m));
         }
+        Ok(Value::List(out))
+    }
+
+    /// `uidl()`: `[{mesg_num, uid}]`.
+    async fn uidl(&mut self) -> Result<Value, PyError> {
+        let (_, lines) = self.pop()?.longcmd("UIDL").await?;
+        let mut out = Vec::new();
+        for line in lines {
+            let text = String::from_utf8_lossy(&line).into_owned();
+            let (n, uid) = text.split_once(' ').unwrap_or((&text, ""));
+            out.push(dict([
+                ("mesg_num", Value::Int(parse_int(n.as_bytes())?)),
+                ("uid", Value::Str(uid.trim().to_string())),
+            ]));
+        }
+        Ok(Value::List(out))
+    }
+
+    /// `retr()` and `top()`: the course's `{from, subject}` and mailnet's extras.
+    async fn retr(&mut self, command: &str) -> Result<Value, PyError> {
+        let (_, lines) = self.pop()?.longcmd(command).await?;
+        retr_result(&lines)
+    }
+
+    /// A command answered by one status line (`dele`, `rset`, `noop`).
+    async fn short(&mut self, command: &str) -> Result<Value, PyError> {
+        Ok(resp(&self.pop()?.shortcmd(command).await?))
+    }
+
+    /// `quit()`: returns None, as poplib's does in the course's grader.
+    async fn quit(&mut self) -> Result<Value, PyError> {
+        self.pop()?.shortcmd("QUIT").await?;
+        Ok(Value::Null)
     }
 
     /// mailnet's `send`: the agent's submission, with attachments and AUTH.
@@ -533,18 +549,25 @@ impl<'a> Context<'a> {
 
     /// A raw line dialogue, like telnet: each item `send`s a line (or nothing,
     /// for the greeting) and may `expect` the reply (prefix, or `/regex/`).
-    async fn dialogue(&mut self, step: &Step) -> Result<Value, PyError> {
-        let name = text(&step.args, "server");
+    async fn dialogue(
+        &mut self,
+        args: &BTreeMap<String, Value>,
+        service: Service,
+    ) -> Result<Value, PyError> {
+        let name = text(args, "server");
         let (smtp, pop3) = self
             .server_name(&name)
             .and_then(|n| self.endpoints(&n))
             .ok_or_else(|| PyError::with_message("ValueError", &format!("no server {name}")))?;
-        let addr = if step.action == "smtp" { smtp } else { pop3 };
+        let addr = match service {
+            Service::Smtp => smtp,
+            Service::Pop3 => pop3,
+        };
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| PyError::with_message("ConnectionRefusedError", &e.to_string()))?;
-        let mut stream = BufReader::new(stream);
-        let Some(Value::List(items)) = step.args.get("dialogue") else {
+        let mut client = DialogueClient::new(service, stream);
+        let Some(Value::List(items)) = args.get("dialogue") else {
             return Err(PyError::with_message(
                 "ValueError",
                 "dialogue must be a list of {send, expect}",
@@ -573,15 +596,9 @@ impl<'a> Context<'a> {
                     &mut wire,
                 );
             }
-            if !wire.is_empty() {
-                stream
-                    .get_mut()
-                    .write_all(&wire)
-                    .await
-                    .map_err(|e| PyError::with_message("ConnectionResetError", &e.to_string()))?;
-            }
             let send = send.or(data.map(|_| "(message data)".to_string()));
-            let reply = read_reply(&mut stream, step.action == "smtp")
+            let reply = client
+                .exchange(&wire)
                 .await
                 .map_err(|e| PyError::with_message("TimeoutError", &e))?;
             if let Some(expect) = expect {
@@ -697,22 +714,52 @@ fn attachments(raw: &[u8]) -> Value {
     )
 }
 
-/// One reply: an SMTP reply's lines joined by newlines, or one POP3 line.
-async fn read_reply(stream: &mut BufReader<TcpStream>, smtp: bool) -> Result<String, String> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        match tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line)).await {
-            Err(_) => return Err("no reply within 10 s".into()),
-            Ok(Err(e)) => return Err(e.to_string()),
-            Ok(Ok(0)) => return Err("the server closed the connection".into()),
-            Ok(Ok(_)) => {}
+/// A raw dialogue on the project's own clients: SMTP replies framed by
+/// the SMTP client, POP3 status lines by the POP3 client.
+enum DialogueClient {
+    Smtp(SmtpClient<TcpStream>),
+    Pop3(Pop3Client<TcpStream>),
+}
+
+/// How long a dialogue waits for each reply.
+const DIALOGUE_REPLY: Duration = Duration::from_secs(10);
+
+impl DialogueClient {
+    fn new(service: Service, stream: TcpStream) -> DialogueClient {
+        match service {
+            Service::Smtp => DialogueClient::Smtp(SmtpClient::new(stream, DIALOGUE_REPLY)),
+            Service::Pop3 => DialogueClient::Pop3(Pop3Client::new(stream, DIALOGUE_REPLY)),
         }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        let more = smtp && line.as_bytes().get(3) == Some(&b'-');
-        lines.push(line);
-        if !more {
-            return Ok(lines.join("\n"));
+    }
+
+    /// Sends `wire` (nothing: just read, e.g. the greeting) and reads one
+    /// reply: an SMTP reply's raw lines joined by newlines, or one POP3 line.
+    async fn exchange(&mut self, wire: &[u8]) -> Result<String, String> {
+        match self {
+            DialogueClient::Smtp(client) => {
+                client.record_transcript();
+                if !wire.is_empty() {
+                    client.write(wire).await.map_err(|e| e.to_string())?;
+                }
+                client.take_transcript();
+                client.read_reply().await.map_err(|e| e.to_string())?;
+                Ok(client
+                    .take_transcript()
+                    .iter()
+                    .map(|l| l.text.clone())
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            }
+            DialogueClient::Pop3(client) => {
+                if !wire.is_empty() {
+                    client.write(wire).await.map_err(|e| e.to_string())?;
+                }
+                client
+                    .status()
+                    .await
+                    .map(|s| s.line)
+                    .map_err(|e| e.to_string())
+            }
         }
     }
 }
