@@ -232,3 +232,56 @@ async fn shutdown_does_not_wait_for_a_silent_peer() {
         .count();
     assert_eq!(queued, 1);
 }
+
+#[tokio::test]
+async fn unreadable_queue_entries_are_set_aside_never_sent() {
+    let data = tempfile::tempdir().unwrap();
+    let queue = data.path().join("exmail.qq.com/queue");
+    std::fs::create_dir_all(&queue).unwrap();
+    // A directory where an entry should be (unreadable even by root), and
+    // an entry whose envelope is cut short: neither may go out empty.
+    std::fs::create_dir(queue.join("1.0.0.qmsg")).unwrap();
+    std::fs::write(
+        queue.join("2.0.0.qmsg"),
+        "from usr1@mail.sustech.edu.cn\nto usr1@gmail.com\n",
+    )
+    .unwrap();
+    let mut net = mailnet::network::Network::default_network().with_ephemeral_ports();
+    net.servers
+        .retain(|s| s.name == "exmail.qq.com" || s.name == "gmail.com");
+    let options = mailnet::orchestrator::UpOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
+    let running = mailnet::orchestrator::RunningNetwork::start(net, options)
+        .await
+        .unwrap();
+    let qq = running.server("exmail.qq.com").unwrap();
+    assert!(qq.host.queue().entries().is_empty());
+    for kept in ["1.0.0.qmsg", "2.0.0.qmsg"] {
+        assert!(
+            queue.join("corrupt").join(kept).exists(),
+            "{kept} set aside"
+        );
+    }
+    // The relay runs (a real message still goes through) and gmail got
+    // nothing else.
+    send_mail(
+        qq.addr(Service::Smtp),
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        "Subject: real\r\n\r\nx\r\n",
+    )
+    .await;
+    let gmail = running.server("gmail.com").unwrap();
+    assert!(
+        gmail
+            .host
+            .store()
+            .wait_until(DEADLINE, |s| s.count("usr1@gmail.com") >= 1)
+            .await
+    );
+    assert!(qq.host.queue().wait_until_empty(DEADLINE).await);
+    assert_eq!(gmail.host.store().count("usr1@gmail.com"), 1);
+    running.stop().await;
+}
