@@ -9,3 +9,53 @@ mod session;
 
 pub use accept::accept_loop;
 pub use session::{run_session, Flow, Limits, Outbox, Protocol, SessionEnd};
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::mailhost::MailHost;
+use crate::service::Service;
+
+/// Serves `service` of `host` on `listener` until `shutdown`: each
+/// connection gets the protocol `start` makes for its peer, run by the
+/// session loop with the server's deadlines; over the session cap, `busy`.
+pub async fn serve<P, F>(
+    listener: TcpListener,
+    host: MailHost,
+    service: Service,
+    busy: Vec<u8>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    start: F,
+) where
+    P: Protocol + 'static,
+    F: Fn(SocketAddr) -> P,
+{
+    let config = host.config().clone();
+    let stop = shutdown.clone();
+    accept_loop(
+        listener,
+        &config.name,
+        config.policy.max_sessions,
+        busy,
+        shutdown,
+        tracker,
+        |stream, peer| {
+            let (host, stop) = (host.clone(), stop.clone());
+            let protocol = start(peer);
+            async move {
+                let policy = &host.config().policy;
+                let limits = Limits {
+                    idle: policy.idle_timeout,
+                    write: policy.idle_timeout,
+                };
+                let log = host.log(service);
+                run_session(stream, peer, protocol, log, service.name(), limits, &stop).await
+            }
+        },
+    )
+    .await
+}

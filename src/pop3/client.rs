@@ -5,33 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::wire::ReadError;
-
-/// A POP3 client failure below the level of status lines.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The connection failed or broke.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// The server did not answer in time.
-    #[error("timed out after {0:?} waiting for the server")]
-    Timeout(Duration),
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server's line was not POP3.
-    #[error("malformed status line: {0:?}")]
-    Malformed(String),
-}
-
-impl From<ReadError> for ClientError {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Io(e) => ClientError::Io(e),
-            ReadError::Timeout(t) => ClientError::Timeout(t),
-        }
-    }
-}
+pub use crate::wire::ClientError;
 
 /// Longest line read from a server (RFC 1939 allows 512 in replies; bodies
 /// may carry RFC 5322's 998 plus CRLF, and real messages break that).
@@ -91,7 +65,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
     /// Reads one raw line, newline included, of at most `limit + 1` bytes
     /// (so a caller can tell a line longer than `limit`); empty at end of stream.
     pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        Ok(crate::wire::read_line_limited(&mut self.stream, limit, self.timeout).await?)
+        crate::wire::read_line_limited(&mut self.stream, limit, self.timeout).await
     }
 
     /// Sends raw bytes.

@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::content;
 use super::session::{Event, Listing, OpenError, Pop3Context, Session};
-use crate::listener::{Flow, Limits, Outbox, Protocol};
+use crate::listener::{Flow, Outbox, Protocol};
 use crate::mailhost::MailHost;
 use crate::service::Service;
 use crate::store::{MailboxLock, StoredMessage};
@@ -32,29 +32,15 @@ pub async fn serve(
         server: host.config().clone(),
     });
     let busy = b"-ERR [SYS/TEMP] too many connections, try again later\r\n".to_vec();
-    let config = host.config().clone();
-    let stop = shutdown.clone();
-    crate::listener::accept_loop(
+    let protocol_host = host.clone();
+    crate::listener::serve(
         listener,
-        &config.name,
-        config.policy.max_sessions,
+        host,
+        Service::Pop3,
         busy,
         shutdown,
         tracker,
-        |stream, peer| {
-            let (host, stop) = (host.clone(), stop.clone());
-            let protocol = Pop3Protocol::new(ctx.clone(), host.clone());
-            async move {
-                let policy = &host.config().policy;
-                let limits = Limits {
-                    idle: policy.idle_timeout,
-                    write: policy.idle_timeout,
-                };
-                let log = host.log(Service::Pop3);
-                crate::listener::run_session(stream, peer, protocol, log, "pop3", limits, &stop)
-                    .await
-            }
-        },
+        move |_peer| Pop3Protocol::new(ctx.clone(), protocol_host.clone()),
     )
     .await
 }

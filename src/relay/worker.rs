@@ -2,7 +2,7 @@
 //! due or when the clock is advanced, never on a polling timer.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
@@ -72,16 +72,6 @@ pub async fn run(
             _ = tokio::time::sleep(wait) => {}
         }
     }
-}
-
-/// When an entry was queued: its id starts with the time in nanoseconds.
-fn queued_at(id: &str) -> SystemTime {
-    let nanos: u128 = id
-        .split('.')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    UNIX_EPOCH + Duration::from_nanos(nanos.min(u64::MAX as u128) as u64)
 }
 
 async fn attempt(
@@ -180,7 +170,7 @@ async fn attempt(
             }
         }
         let age = now
-            .duration_since(queued_at(&entry.id))
+            .duration_since(QueueId::created(&entry.id))
             .unwrap_or(Duration::ZERO);
         if !pending.is_empty() && age >= policy.queue_lifetime {
             for rcpt in pending.drain(..) {

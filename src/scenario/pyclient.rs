@@ -13,7 +13,7 @@ use base64::Engine;
 use tokio::net::TcpStream;
 
 use super::python::{py_bytes, py_str, PyError};
-use crate::pop3::client::{ClientError as Pop3ClientError, Pop3Client};
+use crate::pop3::client::Pop3Client;
 use crate::smtp::client::{ClientError, SmtpClient};
 use crate::transcript::Line;
 
@@ -46,18 +46,10 @@ fn connect_error(e: &std::io::Error) -> PyError {
     }
 }
 
-/// A failed SMTP write, as the socket's `sendall` raises it.
+/// A failed write, as the socket's `sendall` raises it.
 fn write_error(e: ClientError) -> PyError {
     match e {
         ClientError::Io(io) => connect_error(&io),
-        other => PyError::with_message("OSError", &other.to_string()),
-    }
-}
-
-/// A failed POP3 write, as the socket's `sendall` raises it.
-fn pop3_write_error(e: Pop3ClientError) -> PyError {
-    match e {
-        Pop3ClientError::Io(io) => connect_error(&io),
         other => PyError::with_message("OSError", &other.to_string()),
     }
 }
@@ -472,7 +464,7 @@ impl Poplib {
         self.client
             .write(format!("{command}\r\n").as_bytes())
             .await
-            .map_err(pop3_write_error)
+            .map_err(write_error)
     }
 
     /// `_shortcmd()`: a command and its status line.

@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 use super::delivery;
 use super::reply::Reply;
 use super::session::{Event, Session, SmtpContext};
-use crate::listener::{Flow, Limits, Outbox, Protocol};
+use crate::listener::{Flow, Outbox, Protocol};
 use crate::mailhost::MailHost;
 use crate::service::Service;
 use crate::transcript::Line;
@@ -33,29 +33,15 @@ pub async fn serve(
         format!("{} Too many connections, try again later", ctx.hostname),
     )
     .to_wire();
-    let config = host.config().clone();
-    let stop = shutdown.clone();
-    crate::listener::accept_loop(
+    let protocol_host = host.clone();
+    crate::listener::serve(
         listener,
-        &config.name,
-        config.policy.max_sessions,
+        host,
+        Service::Smtp,
         busy,
         shutdown,
         tracker,
-        |stream, peer| {
-            let (host, stop) = (host.clone(), stop.clone());
-            let protocol = SmtpProtocol::new(ctx.clone(), host.clone(), peer);
-            async move {
-                let policy = &host.config().policy;
-                let limits = Limits {
-                    idle: policy.idle_timeout,
-                    write: policy.idle_timeout,
-                };
-                let log = host.log(Service::Smtp);
-                crate::listener::run_session(stream, peer, protocol, log, "smtp", limits, &stop)
-                    .await
-            }
-        },
+        move |peer| SmtpProtocol::new(ctx.clone(), protocol_host.clone(), peer),
     )
     .await
 }

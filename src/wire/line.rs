@@ -4,15 +4,21 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
-/// Why a line could not be read.
+/// A client's failure below the level of replies, the same for SMTP and POP3.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub enum ClientError {
     /// The connection failed or broke.
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    /// Nothing complete arrived in time.
+    /// The server did not answer (or take our bytes) in time.
     #[error("timed out after {0:?} waiting for the server")]
     Timeout(Duration),
+    /// The server closed the connection.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server's line was not the protocol's.
+    #[error("malformed reply: {0:?}")]
+    Malformed(String),
 }
 
 /// Reads one line, newline included, of at most `limit + 1` bytes (so a
@@ -22,13 +28,13 @@ pub async fn read_line_limited<R: AsyncBufRead + Unpin>(
     reader: &mut R,
     limit: usize,
     timeout: Duration,
-) -> Result<Vec<u8>, ReadError> {
+) -> Result<Vec<u8>, ClientError> {
     let mut line = Vec::new();
     tokio::time::timeout(
         timeout,
         reader.take(limit as u64 + 1).read_until(b'\n', &mut line),
     )
     .await
-    .map_err(|_| ReadError::Timeout(timeout))??;
+    .map_err(|_| ClientError::Timeout(timeout))??;
     Ok(line)
 }

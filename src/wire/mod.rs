@@ -10,5 +10,5 @@ mod sasl;
 
 pub use dot::stuffed;
 pub use framing::{Framed, LineFramer};
-pub use line::{read_line_limited, ReadError};
+pub use line::{read_line_limited, ClientError};
 pub use sasl::{decode_base64, decode_plain, Credentials, SaslError};

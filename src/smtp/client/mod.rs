@@ -22,36 +22,10 @@ pub use response::{Capabilities, Response};
 pub use transaction::{Envelope, RecipientOutcome, Transaction};
 
 use crate::transcript::Line;
-use crate::wire::ReadError;
+pub use crate::wire::ClientError;
 
 /// Longest reply line read (RFC 5321 §4.5.3.1.5 says 512; real servers send more).
 const MAX_REPLY_LINE: usize = 4096;
-
-/// An SMTP client failure below the level of replies.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The connection failed or broke.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-    /// The server did not answer in time.
-    #[error("timed out after {0:?} waiting for the server")]
-    Timeout(Duration),
-    /// The server closed the connection.
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server's reply was not SMTP.
-    #[error("malformed reply: {0:?}")]
-    Malformed(String),
-}
-
-impl From<ReadError> for ClientError {
-    fn from(e: ReadError) -> Self {
-        match e {
-            ReadError::Io(e) => ClientError::Io(e),
-            ReadError::Timeout(t) => ClientError::Timeout(t),
-        }
-    }
-}
 
 /// Which step of an SMTP session a reply answered: scoring, bounces and
 /// error messages match on this, never on words.
@@ -192,7 +166,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// Reads one raw line, newline included, of at most `limit + 1` bytes
     /// (so a caller can tell a line longer than `limit`); empty at end of stream.
     pub async fn read_line_raw(&mut self, limit: usize) -> Result<Vec<u8>, ClientError> {
-        Ok(crate::wire::read_line_limited(&mut self.stream, limit, self.timeout).await?)
+        crate::wire::read_line_limited(&mut self.stream, limit, self.timeout).await
     }
 
     /// Reads one (possibly multi-line) reply.
