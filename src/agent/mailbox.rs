@@ -49,20 +49,20 @@ pub struct Entry {
     pub uid: String,
 }
 
-/// A logged-in POP3 session.
-pub struct Mailbox {
+/// A logged-in POP3 session: what `mailnet fetch` reads a mailbox through.
+pub struct Pop3Session {
     client: Pop3Client<TcpStream>,
     server: SocketAddr,
 }
 
-impl Mailbox {
+impl Pop3Session {
     /// Connects and logs in with USER/PASS.
     pub async fn open(
         server: SocketAddr,
         user: &str,
         password: &str,
         timeout: Duration,
-    ) -> Result<Mailbox, MailboxError> {
+    ) -> Result<Pop3Session, MailboxError> {
         let unreachable = |e: crate::pop3::client::ClientError| MailboxError::Unreachable {
             server,
             reason: e.to_string(),
@@ -77,7 +77,7 @@ impl Mailbox {
                 reply: greeting.line,
             });
         }
-        let mut mailbox = Mailbox { client, server };
+        let mut mailbox = Pop3Session { client, server };
         for command in [format!("USER {user}"), format!("PASS {password}")] {
             mailbox.status(&command).await.map_err(|e| match e {
                 MailboxError::Refused { server, reply, .. } => {
@@ -149,7 +149,7 @@ impl Mailbox {
         self.multiline(&format!("TOP {number} 0")).await
     }
 
-    /// Marks message `number` deleted (applied at [`Mailbox::quit`]).
+    /// Marks message `number` deleted (applied at [`Pop3Session::quit`]).
     pub async fn dele(&mut self, number: usize) -> Result<(), MailboxError> {
         self.status(&format!("DELE {number}")).await.map(|_| ())
     }

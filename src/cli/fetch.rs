@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use mailnet::agent::locate::locate;
-use mailnet::agent::mailbox::{Entry, Mailbox};
+use mailnet::agent::mailbox::{Entry, Pop3Session};
 
 /// `mailnet fetch` arguments.
 #[derive(Debug, clap::Args)]
@@ -68,7 +68,8 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
     let server = locate(args.server.as_deref(), args.dns, "_pop3", &domain)
         .await
         .map_err(|e| anyhow::anyhow!("cannot find the server: {e}"))?;
-    let mut mailbox = Mailbox::open(server, &args.user, &password, Duration::from_secs(30)).await?;
+    let mut mailbox =
+        Pop3Session::open(server, &args.user, &password, Duration::from_secs(30)).await?;
     let entries = mailbox.list().await?;
     let mut retrieved: Vec<usize> = Vec::new();
 
@@ -121,7 +122,7 @@ fn save_attachments(raw: &[u8], dir: &Path) -> anyhow::Result<()> {
 }
 
 async fn download_all(
-    mailbox: &mut Mailbox,
+    mailbox: &mut Pop3Session,
     entries: &[Entry],
     dir: &Path,
     args: &FetchArgs,

@@ -206,3 +206,19 @@ fn credentials_never_reach_the_transcript() {
         assert!(!transcript.contains(secret), "{secret} in:\n{transcript}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever a client sends, the session never panics, and how the bytes
+    /// are split never changes what it answers.
+    #[test]
+    fn any_input_in_any_chunking_gets_the_same_answers(
+        lines in proptest::collection::vec(
+            "(USER usr1@gmail.com|PASS password1|STAT|LIST|UIDL 1|RETR 1|TOP 2 1|DELE 1|RSET|NOOP|CAPA|AUTH PLAIN|QUIT|[ -~]{0,12})",
+            0..12,
+        ),
+    ) {
+        let input: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+        let (out, _) = run(input.as_bytes());
+        proptest::prop_assert!(out[0].starts_with("+OK"));
+    }
+}

@@ -357,3 +357,20 @@ fn credentials_never_reach_the_transcript() {
         "{replies:?}"
     );
 }
+
+proptest::proptest! {
+    /// Whatever a client sends, the session never panics, and how the bytes
+    /// are split never changes what it answers.
+    #[test]
+    fn any_input_in_any_chunking_gets_the_same_answers(
+        lines in proptest::collection::vec(
+            "(HELO x|EHLO y|MAIL FROM:<usr1@gmail.com>|RCPT TO:<bob@gmail.com>|DATA|\\.|RSET|NOOP|AUTH LOGIN|QUIT|[ -~]{0,12})",
+            0..12,
+        ),
+        ending in "(\r\n|\n)",
+    ) {
+        let input: String = lines.iter().map(|l| format!("{l}{ending}")).collect();
+        let (replies, _) = run(ctx(), input.as_bytes());
+        proptest::prop_assert!(replies[0].starts_with("220"));
+    }
+}
