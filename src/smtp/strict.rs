@@ -35,8 +35,7 @@ pub fn check(line: &str) -> Verdict {
     let verb = upper.split([' ', '\t']).next().unwrap_or("");
     match verb {
         "HELO" => {
-            let rest = &line[4..];
-            let Some(arg) = strip_whitespace(rest) else {
+            let Some(arg) = line.get(4..).and_then(strip_whitespace) else {
                 return Verdict::Unrecognized;
             };
             let arg = arg.trim_end_matches([' ', '\t']);
@@ -48,7 +47,7 @@ pub fn check(line: &str) -> Verdict {
         }
         "MAIL" => path_command(line, "FROM:", "reverse-path"),
         "RCPT" => path_command(line, "TO:", "forward-path"),
-        "DATA" if line.len() > 4 && !line[4..].trim_matches([' ', '\t']).is_empty() => {
+        "DATA" if !line.get(4..).unwrap_or("").trim_matches([' ', '\t']).is_empty() => {
             Verdict::Unrecognized
         }
         _ if upper.starts_with("MAIL") || upper.starts_with("RCPT") => Verdict::Unrecognized,
@@ -57,13 +56,19 @@ pub fn check(line: &str) -> Verdict {
 }
 
 fn path_command(line: &str, keyword: &str, what: &'static str) -> Verdict {
-    let Some(rest) = strip_whitespace(&line[4..]) else {
+    // Slices by `get`: a multi-byte character where a keyword should be
+    // is a syntax error, never a panic.
+    let Some(rest) = line.get(4..).and_then(strip_whitespace) else {
         return Verdict::Unrecognized;
     };
-    if rest.len() < keyword.len() || !rest[..keyword.len()].eq_ignore_ascii_case(keyword) {
+    let Some(arg) = rest
+        .get(..keyword.len())
+        .filter(|k| k.eq_ignore_ascii_case(keyword))
+        .and_then(|_| rest.get(keyword.len()..))
+    else {
         return Verdict::Unrecognized;
-    }
-    let arg = rest[keyword.len()..].trim_matches([' ', '\t']);
+    };
+    let arg = arg.trim_matches([' ', '\t']);
     let Some(inner) = arg.strip_prefix('<').and_then(|a| a.strip_suffix('>')) else {
         return Verdict::BadArgument(what);
     };
@@ -128,5 +133,22 @@ mod tests {
         assert_eq!(check("DATA  "), Verdict::Ok);
         assert_eq!(check("DATA x"), Verdict::Unrecognized);
         assert_eq!(check("QUIT"), Verdict::Ok);
+    }
+
+    #[test]
+    fn multi_byte_characters_are_errors_not_panics() {
+        assert_eq!(check("MAIL FRO€"), Verdict::Unrecognized);
+        assert_eq!(check("RCPT T€:<a@b>"), Verdict::Unrecognized);
+        assert_eq!(check("MAIL FROM:<€@b>"), Verdict::BadArgument("local-part"));
+        assert_eq!(check("HELO €"), Verdict::BadArgument("domain"));
+        assert_eq!(check("DATA €"), Verdict::Unrecognized);
+    }
+
+    proptest::proptest! {
+        /// No line makes the grammar check panic.
+        #[test]
+        fn any_line_gets_a_verdict(line in "(HELO|MAIL|RCPT|DATA|mail from:|RCPT TO:)?\\PC{0,16}") {
+            let _ = check(&line);
+        }
     }
 }

@@ -374,3 +374,11 @@ proptest::proptest! {
         proptest::prop_assert!(replies[0].starts_with("220"));
     }
 }
+
+#[test]
+fn strict_grammar_answers_multi_byte_garbage_and_goes_on() {
+    let ctx = ctx_with(|s| s.policy.strict = true);
+    let input = "HELO snapper.cs.unc.edu\r\nMAIL FRO€\r\nRCPT T€:<a@b>\r\nNOOP\r\n";
+    let (replies, _) = run(ctx, input.as_bytes());
+    assert_codes(input.as_bytes(), &replies, &[220, 250, 500, 500, 250]);
+}
