@@ -11,6 +11,22 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// How long accepts pause when the process is out of file descriptors or memory.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether an accept error means the process or system lacks resources
+/// (EMFILE, ENFILE, ENOBUFS, ENOMEM), as opposed to one bad connection.
+fn out_of_resources(error: &std::io::Error) -> bool {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ENOBUFS: i32 = 105;
+    matches!(
+        error.raw_os_error(),
+        Some(ENOMEM | ENFILE | EMFILE | ENOBUFS)
+    )
+}
+
 /// Accepts connections until `shutdown`, running `session` for each on
 /// `tracker` while fewer than `max_sessions` are open; a connection over the
 /// limit gets `busy` and is closed.
@@ -28,6 +44,9 @@ pub async fn accept_loop<F, Fut>(
 {
     let limit = Arc::new(Semaphore::new(max_sessions));
     let busy: Arc<[u8]> = busy.into();
+    // Set while accept keeps failing for want of resources: one log line
+    // per episode, not one per attempt.
+    let mut starved = false;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -35,12 +54,28 @@ pub async fn accept_loop<F, Fut>(
         };
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
+            Err(error) if out_of_resources(&error) => {
+                // The pending connection stays queued: accepting again at
+                // once fails again, so wait a little (as tokio's and
+                // hyper's servers do) while the sessions free some.
+                if !std::mem::replace(&mut starved, true) {
+                    tracing::warn!(%server, %error, "cannot accept: out of resources; pausing accepts until some are free");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                }
+                continue;
+            }
+            // One connection's trouble (reset before accept, and the like).
             Err(error) => {
-                // Out of file descriptors and the like: keep serving the others.
-                tracing::warn!(%server, %error, "accept failed");
+                tracing::debug!(%server, %error, "accept failed");
                 continue;
             }
         };
+        if std::mem::take(&mut starved) {
+            tracing::info!(%server, "accepting again");
+        }
         let _ = stream.set_nodelay(true);
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {

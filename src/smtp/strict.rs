@@ -47,7 +47,13 @@ pub fn check(line: &str) -> Verdict {
         }
         "MAIL" => path_command(line, "FROM:", "reverse-path"),
         "RCPT" => path_command(line, "TO:", "forward-path"),
-        "DATA" if !line.get(4..).unwrap_or("").trim_matches([' ', '\t']).is_empty() => {
+        "DATA"
+            if !line
+                .get(4..)
+                .unwrap_or("")
+                .trim_matches([' ', '\t'])
+                .is_empty() =>
+        {
             Verdict::Unrecognized
         }
         _ if upper.starts_with("MAIL") || upper.starts_with("RCPT") => Verdict::Unrecognized,

@@ -171,3 +171,69 @@ fn the_course_config_pair_boots_one_server_like_std_server_py() {
         "{text}"
     );
 }
+
+/// Out of file descriptors, the accept loop pauses instead of spinning:
+/// one warning, not a flood, and service resumes when descriptors free up.
+#[test]
+fn running_out_of_file_descriptors_pauses_accepts_without_a_flood() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {BIN} up --ephemeral --data-dir {}",
+            dir.path().display()
+        ))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut port = 0;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.starts_with("gmail.com ") {
+            port = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    assert_ne!(port, 0, "the table named gmail.com's SMTP port");
+    // Far more connections than the process has descriptors for.
+    let held: Vec<std::net::TcpStream> = (0..120)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(held.len() > 64, "the kernel queued the connections");
+    // The first ones are served: a greeting arrives on the first connection.
+    let mut first = BufReader::new(held[0].try_clone().unwrap());
+    first
+        .get_ref()
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = String::new();
+    first.read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
+    drop(first);
+    drop(held);
+    // With descriptors free again, a new client is served.
+    let fresh = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    fresh
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut greeting = String::new();
+    BufReader::new(fresh).read_line(&mut greeting).unwrap();
+    assert!(greeting.starts_with("220"), "served again: {greeting}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.len() < 20_000,
+        "{} bytes of log:\n{}",
+        stderr.len(),
+        &stderr[..stderr.len().min(2000)]
+    );
+    assert!(stderr.contains("out of resources"), "{stderr}");
+}
