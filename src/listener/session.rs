@@ -67,11 +67,6 @@ impl Outbox {
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty() && self.pauses.is_empty()
     }
-
-    /// The bytes queued (for tests of protocol drivers).
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
-    }
 }
 
 /// A protocol as the loop drives it: a pure core plus the side effects it asks for.

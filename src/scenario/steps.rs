@@ -737,18 +737,11 @@ impl DialogueClient {
     async fn exchange(&mut self, wire: &[u8]) -> Result<String, String> {
         match self {
             DialogueClient::Smtp(client) => {
-                client.record_transcript();
                 if !wire.is_empty() {
                     client.write(wire).await.map_err(|e| e.to_string())?;
                 }
-                client.take_transcript();
-                client.read_reply().await.map_err(|e| e.to_string())?;
-                Ok(client
-                    .take_transcript()
-                    .iter()
-                    .map(|l| l.text.clone())
-                    .collect::<Vec<_>>()
-                    .join("\n"))
+                let (_, lines) = client.read_reply_lines().await.map_err(|e| e.to_string())?;
+                Ok(lines.join("\n"))
             }
             DialogueClient::Pop3(client) => {
                 if !wire.is_empty() {

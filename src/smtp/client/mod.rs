@@ -171,17 +171,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Reads one (possibly multi-line) reply.
     pub async fn read_reply(&mut self) -> Result<Response, ClientError> {
+        self.read_reply_lines().await.map(|(reply, _)| reply)
+    }
+
+    /// Reads one reply, and also returns its lines as the server sent them
+    /// (without line ends), for callers that show the exact text.
+    pub async fn read_reply_lines(&mut self) -> Result<(Response, Vec<String>), ClientError> {
         let mut parser = response::Parser::default();
+        let mut raw = Vec::new();
         loop {
             let line = self.read_line_raw(MAX_REPLY_LINE).await?;
             if line.is_empty() {
                 return Err(ClientError::Closed);
             }
-            self.note_line(Line::server(
-                String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']),
-            ));
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
+            self.note_line(Line::server(text.clone()));
+            raw.push(text);
             if let Some(reply) = parser.feed(&line)? {
-                return Ok(reply);
+                return Ok((reply, raw));
             }
         }
     }
