@@ -28,6 +28,7 @@
 
 pub mod agent;
 pub mod date;
+pub mod fdlimit;
 pub mod id;
 pub mod listener;
 pub mod mailhost;

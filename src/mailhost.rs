@@ -35,6 +35,10 @@ impl MailHost {
         fsync: bool,
     ) -> std::io::Result<MailHost> {
         let store = Mailstore::open(dir.join("mail"), fsync);
+        // Whatever a killed run left half-written was never acknowledged.
+        crate::store::clean_spool(&dir.join("spool"))?;
+        store.clean_tmp()?;
+        store.recover_deletions()?;
         let queue = Queue::open(dir.join("queue"), fsync)?;
         let logs = Service::ALL.map(|service| {
             let file = dir.join(format!("transcripts/{}.log", service.name()));
@@ -70,6 +74,11 @@ impl MailHost {
     /// Its mailboxes.
     pub fn store(&self) -> &Mailstore {
         &self.inner.store
+    }
+
+    /// Where messages being received are spooled.
+    pub fn spool(&self) -> std::io::Result<crate::store::Spool> {
+        crate::store::Spool::create(&self.inner.dir.join("spool"))
     }
 
     /// Its outbound queue.

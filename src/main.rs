@@ -30,6 +30,10 @@ fn init_logging(cli: &Cli) {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
+    // Servers derive their session caps from the limit: raise it first.
+    if let Err(error) = mailnet::fdlimit::raise() {
+        tracing::warn!(%error, "cannot raise the file descriptor limit");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -64,6 +64,9 @@ pub enum UpError {
     /// The data directory could not be prepared.
     #[error("data directory {0}: {1}")]
     DataDir(PathBuf, io::Error),
+    /// Another process uses the data directory.
+    #[error("data directory {0}")]
+    DataDirLocked(#[from] crate::store::LockError),
     /// A name could not be published.
     #[error("{0}")]
     Zone(#[from] fake_dns::zone::ZoneError),
@@ -103,6 +106,8 @@ pub struct RunningNetwork {
     pub data_dir: PathBuf,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Held while running: one process per data directory.
+    _lock: crate::store::DataDirLock,
     _temp: Option<tempfile::TempDir>,
 }
 
@@ -149,6 +154,21 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError>
         }
     }
     Err(UpError::PortInUse { what, addr })
+}
+
+/// The addresses of the network's own servers, trusted to relay like
+/// loopback (Postfix's `mynetworks`): where they bind and what they publish.
+fn own_addresses(network: &Network) -> Vec<ipnet::IpNet> {
+    let mut out: Vec<ipnet::IpNet> = Vec::new();
+    let listed = std::iter::once(Some(network.bind))
+        .chain(std::iter::once(network.advertise))
+        .chain(network.servers.iter().map(|s| s.advertise));
+    for ip in listed.flatten() {
+        if !ip.is_unspecified() {
+            out.push(ipnet::IpNet::from(ip));
+        }
+    }
+    out
 }
 
 impl RunningNetwork {
@@ -234,6 +254,8 @@ impl RunningNetwork {
             }
         };
 
+        let lock = crate::store::DataDirLock::acquire(&data_dir)?;
+
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let mut dns = None;
@@ -259,9 +281,19 @@ impl RunningNetwork {
         };
 
         let clock = crate::relay::RelayClock::default();
+        let own = own_addresses(&network);
+        let fd_share = crate::fdlimit::sessions_per_listener(
+            crate::fdlimit::current(),
+            listeners.len() * Service::ALL.len(),
+        );
         let mut servers = Vec::new();
         for (i, bound) in listeners {
-            let config: ServerConfig = network.servers[i].clone();
+            let mut config: ServerConfig = network.servers[i].clone();
+            config.policy.mynetworks.extend(own.iter().copied());
+            if config.policy.max_sessions > fd_share {
+                tracing::info!(server = %config.name, sessions = fd_share, "session cap lowered to fit the descriptor limit");
+                config.policy.max_sessions = fd_share;
+            }
             let dir = crate::network::server_dir(&data_dir, &config);
             let host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?;
@@ -297,6 +329,7 @@ impl RunningNetwork {
             data_dir,
             shutdown,
             tracker,
+            _lock: lock,
             _temp: temp,
         })
     }

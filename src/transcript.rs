@@ -69,14 +69,20 @@ impl fmt::Display for Stamped {
 
 /// Shortens a message body for a transcript: its size and first header lines.
 pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
-    let text = String::from_utf8_lossy(message);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<Line> = lines.iter().take(4).map(|l| Line::client(*l)).collect();
-    if lines.len() > 4 {
+    let lines = message.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(!message.is_empty() && !message.ends_with(b"\n"));
+    abbreviate(message, lines as u64, message.len() as u64)
+}
+
+/// The transcript lines for a message of `lines` lines and `size` octets
+/// that begins with `preview`: its first four lines, then a count of the rest.
+pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
+    let text = String::from_utf8_lossy(preview);
+    let mut out: Vec<Line> = text.lines().take(4).map(Line::client).collect();
+    if lines > 4 {
         out.push(Line::client(format!(
-            "[... {} more lines, {} octets in all]",
-            lines.len() - 4,
-            message.len()
+            "[... {} more lines, {size} octets in all]",
+            lines - 4
         )));
     }
     out.push(Line::client("."));

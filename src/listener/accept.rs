@@ -1,8 +1,10 @@
 //! The accept loop every protocol shares: accept until shutdown, cap the
-//! sessions at a server's `max_sessions`, answer the rest with a busy line.
+//! sessions at a server's `max_sessions` and each client address at
+//! `max_sessions_per_client`, answer the rest with a busy line.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::io::AsyncWriteExt;
@@ -10,6 +12,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How long the busy answer may take to send.
+const BUSY_WRITE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long accepts pause when the process is out of file descriptors or memory.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
@@ -27,13 +32,61 @@ fn out_of_resources(error: &std::io::Error) -> bool {
     )
 }
 
+/// How many sessions a listener may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// In all.
+    pub sessions: usize,
+    /// From one client address.
+    pub per_client: usize,
+    /// Whether `per_client` applies to loopback clients too.
+    pub limit_loopback: bool,
+}
+
+/// Open sessions per client address; a [`ClientSlot`] gives its count back.
+#[derive(Debug, Default)]
+struct Clients(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+struct ClientSlot {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+}
+
+impl Clients {
+    /// Takes a slot for `ip` unless it already holds `cap`.
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<ClientSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.clients.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accepts connections until `shutdown`, running `session` for each on
-/// `tracker` while fewer than `max_sessions` are open; a connection over the
-/// limit gets `busy` and is closed.
+/// `tracker` while the caps allow; a connection over a cap gets `busy` and
+/// is closed.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     server: &str,
-    max_sessions: usize,
+    caps: Caps,
     busy: Vec<u8>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -42,7 +95,8 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(max_sessions));
+    let limit = Arc::new(Semaphore::new(caps.sessions.min(Semaphore::MAX_PERMITS)));
+    let clients = Arc::new(Clients::default());
     let busy: Arc<[u8]> = busy.into();
     // Set while accept keeps failing for want of resources: one log line
     // per episode, not one per attempt.
@@ -77,21 +131,36 @@ pub async fn accept_loop<F, Fut>(
             tracing::info!(%server, "accepting again");
         }
         let _ = stream.set_nodelay(true);
+        let ip = peer.ip().to_canonical();
+        let slot = if ip.is_loopback() && !caps.limit_loopback {
+            None
+        } else {
+            match clients.take(ip, caps.per_client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::info!(%server, %peer, "too many sessions from one client");
+                    refuse(&tracker, stream, busy.clone());
+                    continue;
+                }
+            }
+        };
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
                 let running = session(stream, peer);
                 tracker.spawn(async move {
                     running.await;
-                    drop(permit);
+                    drop((permit, slot));
                 });
             }
-            Err(_) => {
-                let busy = busy.clone();
-                tracker.spawn(async move {
-                    let mut stream = stream;
-                    let _ = stream.write_all(&busy).await;
-                });
-            }
+            Err(_) => refuse(&tracker, stream, busy.clone()),
         }
     }
+}
+
+/// Answers a connection over a cap with `busy` and closes it.
+fn refuse(tracker: &TaskTracker, mut stream: TcpStream, busy: Arc<[u8]>) {
+    tracker.spawn(async move {
+        // A few bytes fit any socket buffer; the deadline is for form's sake.
+        let _ = tokio::time::timeout(BUSY_WRITE, stream.write_all(&busy)).await;
+    });
 }

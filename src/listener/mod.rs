@@ -7,7 +7,7 @@
 mod accept;
 mod session;
 
-pub use accept::accept_loop;
+pub use accept::{accept_loop, Caps};
 pub use session::{run_session, Flow, Limits, Outbox, Protocol, SessionEnd};
 
 use std::net::SocketAddr;
@@ -39,7 +39,11 @@ pub async fn serve<P, F>(
     accept_loop(
         listener,
         &config.name,
-        config.policy.max_sessions,
+        Caps {
+            sessions: config.policy.max_sessions,
+            per_client: config.policy.max_sessions_per_client,
+            limit_loopback: config.policy.limit_loopback_clients,
+        },
         busy,
         shutdown,
         tracker,
@@ -51,6 +55,8 @@ pub async fn serve<P, F>(
                 let limits = Limits {
                     idle: policy.idle_timeout,
                     write: policy.idle_timeout,
+                    min_rate: policy.min_data_rate,
+                    session: policy.max_session_time,
                 };
                 let log = host.log(service);
                 run_session(stream, peer, protocol, log, service.name(), limits, &stop).await

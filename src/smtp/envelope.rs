@@ -17,13 +17,17 @@ pub struct Envelope {
     pub local: Vec<String>,
     /// Recipients elsewhere, to relay.
     pub remote: Vec<String>,
-    /// The message as received, dot-stuffing undone.
-    pub message: Vec<u8>,
+    /// The message's size in octets, as stored (its bytes were handed out
+    /// in parts as it arrived).
+    pub size: u64,
 }
 
 /// Why an accepted message could not be stored; the client gets `451`.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    /// The message could not be written to its spool file as it arrived.
+    #[error("cannot spool the message")]
+    Spool(#[source] std::io::Error),
     /// A local mailbox refused the write.
     #[error("cannot store the message")]
     Mailbox(#[source] StoreError),

@@ -10,10 +10,11 @@ use tokio_util::task::TaskTracker;
 
 use super::delivery;
 use super::reply::Reply;
-use super::session::{Event, Session, SmtpContext};
+use super::session::{DeliveryError, Event, Session, SmtpContext};
 use crate::listener::{Flow, Outbox, Protocol};
 use crate::mailhost::MailHost;
 use crate::service::Service;
+use crate::store::Spool;
 use crate::transcript::Line;
 
 /// Accepts SMTP connections until `shutdown`; each session runs on `tracker`.
@@ -52,16 +53,27 @@ pub struct SmtpProtocol {
     host: MailHost,
     client_ip: String,
     greeted: bool,
+    /// The message being received, on disk; `Err` when the spool could not
+    /// be opened (the delivery then fails with it and the client gets `451`).
+    spool: Option<std::io::Result<Spool>>,
 }
 
 impl SmtpProtocol {
     /// A session for a client at `peer`.
     pub fn new(ctx: Arc<SmtpContext>, host: MailHost, peer: SocketAddr) -> SmtpProtocol {
+        let ip = peer.ip().to_canonical();
+        let trusted = host
+            .config()
+            .policy
+            .mynetworks
+            .iter()
+            .any(|net| net.contains(&ip));
         SmtpProtocol {
-            session: Session::new(ctx),
+            session: Session::new(ctx).trusting(trusted),
             host,
             client_ip: peer.ip().to_string(),
             greeted: false,
+            spool: None,
         }
     }
 }
@@ -84,8 +96,24 @@ impl Protocol for SmtpProtocol {
                     }
                     out.push(&reply.to_wire());
                 }
+                Event::Body(part) => {
+                    let host = &self.host;
+                    if let Ok(spool) = self.spool.get_or_insert_with(|| host.spool()) {
+                        spool.append(&part);
+                    }
+                }
+                Event::Discard(reply) => {
+                    self.spool = None;
+                    out.push(&reply.to_wire());
+                }
                 Event::Deliver(envelope) => {
-                    let outcome = delivery::deliver(&self.host, envelope, &self.client_ip).await;
+                    let spool = self.spool.take().unwrap_or_else(|| self.host.spool());
+                    let outcome = match spool {
+                        Ok(spool) => {
+                            delivery::deliver(&self.host, envelope, spool, &self.client_ip).await
+                        }
+                        Err(error) => Err(DeliveryError::Spool(error)),
+                    };
                     if let Err(error) = &outcome {
                         tracing::error!(
                             server = %self.host.config().name,
@@ -114,5 +142,9 @@ impl Protocol for SmtpProtocol {
 
     fn take_transcript(&mut self) -> Vec<Line> {
         self.session.take_transcript()
+    }
+
+    fn receiving_message(&self) -> bool {
+        self.session.in_data()
     }
 }

@@ -14,13 +14,14 @@ use base64::Engine;
 use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
 
 use super::address::{domain_of, split_address};
+pub use super::data::MessageFacts;
 use super::data::{DataReader, Refusal};
 pub use super::envelope::{DeliveryError, Envelope};
 use super::reply::Reply;
 use super::strict::{self, Verdict};
 use crate::id::QueueId;
 use crate::network::ServerConfig;
-use crate::transcript::{abbreviate_message, Line};
+use crate::transcript::{abbreviate, Line};
 
 /// What the session needs to know about its server.
 #[derive(Debug, Clone)]
@@ -36,15 +37,26 @@ pub struct SmtpContext {
 pub enum Event {
     /// Send this reply. After a `221` the session is closed.
     Reply(Reply),
-    /// Store or queue this message, then call [`Session::delivered`].
+    /// The next part of the message being received: append it where the
+    /// message is kept (the session does not keep it).
+    Body(Vec<u8>),
+    /// The message whose parts were handed out is complete: store or queue
+    /// it for this envelope, then call [`Session::delivered`].
     Deliver(Envelope),
+    /// The message whose parts were handed out is refused: throw them away
+    /// and send this reply.
+    Discard(Reply),
 }
 
 #[derive(Debug)]
 enum State {
     Command,
     Data(DataReader),
-    AuthLogin { user: Option<String> },
+    /// The end of the message was read; its last part may still be out.
+    DataEnded(DataReader),
+    AuthLogin {
+        user: Option<String>,
+    },
     AuthPlain,
     AwaitingDelivery,
     Closed,
@@ -71,6 +83,9 @@ pub struct Session {
     authenticated: Option<String>,
     tx: Option<Transaction>,
     transcript: Vec<Line>,
+    /// The client is on the server's own network (`mynetworks`): it may
+    /// relay from a local sender without AUTH.
+    trusted: bool,
 }
 
 impl Session {
@@ -86,7 +101,15 @@ impl Session {
             authenticated: None,
             tx: None,
             transcript: Vec::new(),
+            trusted: true,
         }
+    }
+
+    /// Whether the client is on the server's own network. A new session
+    /// trusts its client; one from elsewhere must `AUTH` to relay.
+    pub fn trusting(mut self, trusted: bool) -> Session {
+        self.trusted = trusted;
+        self
     }
 
     /// The `220` greeting.
@@ -133,7 +156,7 @@ impl Session {
 
     /// Whether the client is sending a message (for the transcript and timeouts).
     pub fn in_data(&self) -> bool {
-        matches!(self.state, State::Data(_))
+        matches!(self.state, State::Data(_) | State::DataEnded(_))
     }
 
     /// Takes the transcript lines recorded since the last call.
@@ -154,20 +177,29 @@ impl Session {
                 State::Closed | State::AwaitingDelivery => return None,
                 State::Data(reader) => {
                     let used = reader.feed(&self.input);
+                    let decoded = reader.take_decoded();
                     match used {
-                        None => {
-                            self.input.clear();
-                            return None;
-                        }
+                        None => self.input.clear(),
                         Some(n) => {
                             self.input.drain(..n);
-                            let State::Data(reader) =
+                            if let State::Data(reader) =
                                 std::mem::replace(&mut self.state, State::Command)
-                            else {
-                                unreachable!("matched above")
-                            };
-                            return Some(self.end_of_data(reader));
+                            {
+                                self.state = State::DataEnded(reader);
+                            }
                         }
+                    }
+                    if !decoded.is_empty() {
+                        return Some(Event::Body(decoded));
+                    }
+                    // All of the input was message: wait for more.
+                    used?;
+                }
+                State::DataEnded(_) => {
+                    if let State::DataEnded(reader) =
+                        std::mem::replace(&mut self.state, State::Command)
+                    {
+                        return Some(self.end_of_data(reader));
                     }
                 }
                 State::Command | State::AuthLogin { .. } | State::AuthPlain => {
@@ -429,7 +461,9 @@ impl Session {
                     ));
                 }
             }
-            local_domain || self.authenticated.is_some()
+            // Like Postfix's `permit_mynetworks, permit_sasl_authenticated`:
+            // a local sender proves nothing by itself, anyone can type it.
+            (local_domain && self.trusted) || self.authenticated.is_some()
         };
         self.tx = Some(Transaction {
             mail_from: from.to_string(),
@@ -500,7 +534,7 @@ impl Session {
         }
         let policy = &self.ctx.server.policy;
         self.state = State::Data(DataReader::new(
-            policy.max_message_size,
+            policy.max_message_size as u64,
             policy.max_text_line,
         ));
         self.reply(Reply::plain(
@@ -514,31 +548,32 @@ impl Session {
             .tx
             .take()
             .expect("DATA only starts inside a transaction");
-        let message = match reader.finish() {
-            Ok(message) => message,
+        let facts = match reader.finish() {
+            Ok(facts) => facts,
             Err(Refusal::TooLarge) => {
                 self.transcript
                     .push(Line::client("[message over the size limit]"));
-                return self.reply(Reply::new(
+                return Event::Discard(self.record(Reply::new(
                     552,
                     "5.3.4",
                     "Message size exceeds fixed maximum message size",
-                ));
+                )));
             }
             Err(Refusal::LineTooLong) => {
                 self.transcript
                     .push(Line::client("[message with an over-long line]"));
-                return self.reply(Reply::new(500, "5.5.2", "Line too long"));
+                return Event::Discard(self.record(Reply::new(500, "5.5.2", "Line too long")));
             }
         };
-        self.transcript.extend(abbreviate_message(&message));
-        let hops = count_received(&message);
+        self.transcript
+            .extend(abbreviate(&facts.preview, facts.lines, facts.size));
+        let hops = facts.received;
         if hops > self.ctx.server.policy.max_hops {
-            return self.reply(Reply::new(
+            return Event::Discard(self.record(Reply::new(
                 554,
                 "5.4.6",
                 format!("Too many hops ({hops} Received: headers): mail loop?"),
-            ));
+            )));
         }
         self.state = State::AwaitingDelivery;
         Event::Deliver(Envelope {
@@ -548,7 +583,7 @@ impl Session {
             mail_from: tx.mail_from,
             local: tx.local,
             remote: tx.remote,
-            message,
+            size: facts.size,
         })
     }
 
@@ -647,21 +682,6 @@ fn without_credentials(text: &str) -> String {
         }
         _ => text.to_string(),
     }
-}
-
-/// Counts `Received:` header fields in the header block.
-pub fn count_received(message: &[u8]) -> usize {
-    let mut count = 0;
-    for line in message.split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            break;
-        }
-        if line.len() >= 9 && line[..9].eq_ignore_ascii_case(b"received:") {
-            count += 1;
-        }
-    }
-    count
 }
 
 #[cfg(test)]

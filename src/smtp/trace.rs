@@ -24,24 +24,50 @@ pub fn received(
     };
     format!(
         "Received: from {} ([{client_ip}])\r\n{tail}\r\n",
-        envelope.helo
+        printable(&envelope.helo)
     )
 }
 
-/// The message as stored in a local mailbox: `Return-Path:`, this hop's
-/// `Received:`, then the message exactly as received.
-pub fn for_mailbox(envelope: &Envelope, received: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(envelope.message.len() + 256);
-    out.extend_from_slice(format!("Return-Path: <{}>\r\n", envelope.mail_from).as_bytes());
-    out.extend_from_slice(received.as_bytes());
-    out.extend_from_slice(&envelope.message);
-    out
+/// What precedes the message in a local mailbox: `Return-Path:` and this
+/// hop's `Received:`.
+pub fn mailbox_prefix(envelope: &Envelope, received: &str) -> Vec<u8> {
+    format!("Return-Path: <{}>\r\n{received}", envelope.mail_from).into_bytes()
 }
 
-/// The message as relayed on: this hop's `Received:` then the message.
-pub fn for_relay(envelope: &Envelope, received: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(envelope.message.len() + 256);
-    out.extend_from_slice(received.as_bytes());
-    out.extend_from_slice(&envelope.message);
-    out
+/// A client-supplied name as it may appear in a header: printable ASCII
+/// only, so a HELO with NUL, ESC or a line end cannot forge or break
+/// header fields (RFC 5322 field bodies are printable).
+fn printable(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .take(255)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if clean.is_empty() {
+        "unknown".to_string()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hostile_helo_cannot_break_the_header() {
+        let envelope = Envelope {
+            helo: "evil\0\x1b[2J\r\nX-Forged: yes".to_string(),
+            esmtp: true,
+            authenticated: None,
+            mail_from: "a@b.c".to_string(),
+            local: vec![],
+            remote: vec![],
+            size: 0,
+        };
+        let field = received(&envelope, "me", "127.0.0.1", "ID", None, "now");
+        assert!(field.starts_with("Received: from evil??[2J??X-Forged:?yes ([127.0.0.1])\r\n"));
+        assert_eq!(field.matches("\r\n").count(), 2, "{field:?}");
+        assert!(!field.contains('\0') && !field.contains('\x1b'));
+    }
 }

@@ -110,6 +110,29 @@ impl Mailstore {
         self.inner.root.join(mailbox_folder(address))
     }
 
+    /// Removes what deliveries interrupted by a crash left in the `tmp/`
+    /// folders (never renamed into `new/`, so never acknowledged). Call only
+    /// while no delivery runs, i.e. at start under the data directory lock.
+    pub fn clean_tmp(&self) -> io::Result<usize> {
+        let listing = match fs::read_dir(&self.inner.root) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for mailbox in listing {
+            let tmp = mailbox?.path().join("tmp");
+            let Ok(files) = fs::read_dir(&tmp) else {
+                continue;
+            };
+            for file in files {
+                fs::remove_file(file?.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// The store's root directory.
     pub fn root(&self) -> &Path {
         &self.inner.root
@@ -118,14 +141,44 @@ impl Mailstore {
     /// Stores `message` in `address`'s mailbox. Bare LF line ends become CRLF,
     /// so the stored size is the size POP3 reports.
     pub fn deliver(&self, address: &str, message: &[u8]) -> Result<Delivered, StoreError> {
+        let normalized = crlf(message);
+        self.write_new(address, normalized.len() as u64, |file| {
+            file.write_all(&normalized)
+        })
+    }
+
+    /// Stores `prefix` (trace fields) followed by the `body_size` octets of
+    /// `body`, a spool file with CRLF line ends, in `address`'s mailbox. The
+    /// body is copied file to file (by the kernel where it can), never read
+    /// whole into memory.
+    pub fn deliver_parts(
+        &self,
+        address: &str,
+        prefix: &[u8],
+        body: &mut fs::File,
+        body_size: u64,
+    ) -> Result<Delivered, StoreError> {
+        self.write_new(address, prefix.len() as u64 + body_size, |file| {
+            file.write_all(prefix)?;
+            copy_whole(body, file, body_size)
+        })
+    }
+
+    /// Writes a new message of `size` octets with `write` into `tmp/`, then
+    /// moves it into `new/`.
+    fn write_new(
+        &self,
+        address: &str,
+        size: u64,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> Result<Delivered, StoreError> {
         let err = |source| StoreError::Io {
             mailbox: address.to_string(),
             source,
         };
         let dir = self.mailbox_path(address);
-        let normalized = crlf(message);
         let uid = self.unique_id();
-        let name = format!("{uid},S={}", normalized.len());
+        let name = format!("{uid},S={size}");
         let tmp = dir.join("tmp").join(&name);
         let new = dir.join("new").join(&name);
         // The folders exist after the first delivery: create them only when needed,
@@ -140,7 +193,7 @@ impl Mailstore {
             }
             other => other.map_err(err)?,
         };
-        let written = file.write_all(&normalized).and_then(|_| {
+        let written = write(&mut file).and_then(|_| {
             if self.inner.fsync {
                 file.sync_all()
             } else {
@@ -238,15 +291,47 @@ impl Mailstore {
 
     /// Deletes messages (POP3's UPDATE state). A message already gone is not an error.
     pub fn delete(&self, messages: &[&StoredMessage]) -> io::Result<()> {
+        // All or nothing (RFC 1939's UPDATE state): the names go to a
+        // journal first, so a crash between two unlinks is finished at the
+        // next start instead of leaving half the deletions done.
+        let mut by_mailbox: std::collections::BTreeMap<&Path, Vec<String>> = Default::default();
         for message in messages {
-            match fs::remove_file(&message.path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
+            let Some((mailbox, name)) = mailbox_and_name(&message.path) else {
+                continue;
+            };
+            by_mailbox.entry(mailbox).or_default().push(name);
+        }
+        for (mailbox, names) in by_mailbox {
+            let journal = mailbox.join(DELETIONS);
+            let tmp = mailbox.join(format!("{DELETIONS}.tmp"));
+            let mut file = fs::File::create(&tmp)?;
+            file.write_all(names.join("\n").as_bytes())?;
+            if self.inner.fsync {
+                file.sync_all()?;
             }
+            drop(file);
+            fs::rename(&tmp, &journal)?;
+            finish_deletions(mailbox)?;
         }
         self.inner.changes.send_modify(|n| *n += 1);
         Ok(())
+    }
+
+    /// Finishes deletions a crash interrupted, in every mailbox; returns
+    /// how many mailboxes had some. Call at start, before sessions run.
+    pub fn recover_deletions(&self) -> io::Result<usize> {
+        let listing = match fs::read_dir(&self.inner.root) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut finished = 0;
+        for mailbox in listing {
+            if finish_deletions(&mailbox?.path())? {
+                finished += 1;
+            }
+        }
+        Ok(finished)
     }
 
     /// Opens `address`'s maildrop exclusively, or `None` when another session holds it.
@@ -323,6 +408,69 @@ fn list_dir(dir: &Path) -> io::Result<Vec<StoredMessage>> {
 }
 
 /// Returns `message` with every bare LF turned into CRLF; borrows when there is none.
+/// The journal of a POP3 session's deletions, in its mailbox folder.
+const DELETIONS: &str = "pop3-deletions";
+
+/// `(mailbox folder, "new/NAME" or "cur/NAME")` of a stored message.
+fn mailbox_and_name(path: &Path) -> Option<(&Path, String)> {
+    let sub = path.parent()?;
+    let mailbox = sub.parent()?;
+    let name = format!(
+        "{}/{}",
+        sub.file_name()?.to_str()?,
+        path.file_name()?.to_str()?
+    );
+    Some((mailbox, name))
+}
+
+/// Unlinks what `mailbox`'s deletion journal lists, then the journal;
+/// returns whether there was one. Names that are not `new/…` or `cur/…`
+/// files of this mailbox are ignored, so a tampered journal deletes nothing else.
+fn finish_deletions(mailbox: &Path) -> io::Result<bool> {
+    let journal = mailbox.join(DELETIONS);
+    let listed = match fs::read_to_string(&journal) {
+        Ok(listed) => listed,
+        Err(e)
+            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory =>
+        {
+            return Ok(false)
+        }
+        Err(e) => return Err(e),
+    };
+    for name in listed.lines() {
+        let Some((sub, file)) = name.split_once('/') else {
+            continue;
+        };
+        if !matches!(sub, "new" | "cur")
+            || file.is_empty()
+            || file.contains('/')
+            || file.starts_with('.')
+        {
+            continue;
+        }
+        match fs::remove_file(mailbox.join(sub).join(file)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    fs::remove_file(&journal)?;
+    Ok(true)
+}
+
+/// Copies all of `from` (rewound first) to the end of `to`, checking it
+/// holds `size` octets.
+pub(super) fn copy_whole(from: &mut fs::File, to: &mut fs::File, size: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    from.seek(SeekFrom::Start(0))?;
+    let copied = io::copy(from, to)?;
+    if copied != size {
+        return Err(io::Error::other(format!(
+            "the spooled message has {copied} octets, {size} expected"
+        )));
+    }
+    Ok(())
+}
+
 fn crlf(message: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let bare = message
         .iter()
@@ -349,6 +497,68 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Mailstore::open(dir.path().join("mail"), false);
         (dir, store)
+    }
+
+    #[test]
+    fn deletions_interrupted_by_a_crash_are_finished_at_start() {
+        let (_d, store) = store();
+        for i in 0..5 {
+            store
+                .deliver(
+                    "usr1@gmail.com",
+                    format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+                )
+                .unwrap();
+        }
+        let all = store.messages("usr1@gmail.com").unwrap();
+        // A crash after the journal was written and two of four unlinks.
+        let mailbox = store.mailbox_path("usr1@gmail.com");
+        let doomed: Vec<String> = all[..4]
+            .iter()
+            .map(|m| mailbox_and_name(&m.path).unwrap().1)
+            .chain(["../../escape".to_string(), "tmp/x".to_string()])
+            .collect();
+        fs::write(mailbox.join(DELETIONS), doomed.join("\n")).unwrap();
+        fs::remove_file(&all[0].path).unwrap();
+        fs::remove_file(&all[1].path).unwrap();
+        assert_eq!(store.messages("usr1@gmail.com").unwrap().len(), 3);
+        assert_eq!(store.recover_deletions().unwrap(), 1);
+        let left = store.messages("usr1@gmail.com").unwrap();
+        assert_eq!(left, vec![all[4].clone()], "all four deleted, nothing else");
+        assert!(!mailbox.join(DELETIONS).exists());
+        assert_eq!(store.recover_deletions().unwrap(), 0);
+    }
+
+    #[test]
+    fn delete_removes_every_message_and_its_journal() {
+        let (_d, store) = store();
+        for i in 0..3 {
+            store
+                .deliver(
+                    "bob@gmail.com",
+                    format!("Subject: {i}\r\n\r\nx\r\n").as_bytes(),
+                )
+                .unwrap();
+        }
+        let all = store.messages("bob@gmail.com").unwrap();
+        let seen = store.mark_seen(&all[0]).unwrap();
+        store.delete(&[&seen, &all[2]]).unwrap();
+        assert_eq!(
+            store.messages("bob@gmail.com").unwrap(),
+            vec![all[1].clone()]
+        );
+        assert!(!store.mailbox_path("bob@gmail.com").join(DELETIONS).exists());
+    }
+
+    #[test]
+    fn leftover_tmp_files_are_cleaned() {
+        let (_d, store) = store();
+        store.deliver("bob@gmail.com", b"x\r\n").unwrap();
+        let tmp = store.mailbox_path("bob@gmail.com").join("tmp");
+        fs::write(tmp.join("half"), b"half a message").unwrap();
+        assert_eq!(store.clean_tmp().unwrap(), 1);
+        assert_eq!(fs::read_dir(&tmp).unwrap().count(), 0);
+        assert_eq!(store.count("bob@gmail.com"), 1);
     }
 
     #[test]

@@ -5,10 +5,14 @@
 //! that cannot escape their folder, write-then-rename, stable unique ids) hold
 //! for every reader and writer.
 
+mod lock;
 mod maildir;
 mod name;
 mod queue;
+mod spool;
 
+pub use lock::{DataDirLock, LockError};
 pub use maildir::{Delivered, MailboxLock, Mailstore, StoreError, StoredMessage};
 pub use name::mailbox_folder;
 pub use queue::{Queue, QueueError, QueuedMessage};
+pub use spool::{clean as clean_spool, Spool};

@@ -96,6 +96,36 @@ impl Queue {
         Ok(())
     }
 
+    /// Writes a message as entry `id`: `prefix` (this hop's trace field)
+    /// then the `body_size` octets of the spool file `body`, copied file to
+    /// file so the message is never whole in memory.
+    pub fn enqueue_parts(
+        &self,
+        id: &QueueId,
+        mail_from: &str,
+        recipients: &[String],
+        prefix: &[u8],
+        body: &mut fs::File,
+        body_size: u64,
+    ) -> io::Result<()> {
+        let id = id.as_str().to_string();
+        self.write_atomically(&format!("{id}.qmsg"), |file| {
+            file.write_all(&entry_head(mail_from, recipients))?;
+            file.write_all(prefix)?;
+            super::maildir::copy_whole(body, file, body_size)
+        })?;
+        self.index().insert(
+            id.clone(),
+            QueuedMessage {
+                id,
+                mail_from: mail_from.to_string(),
+                recipients: recipients.to_vec(),
+            },
+        );
+        self.inner.changes.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
     fn write_entry(
         &self,
         id: &str,
@@ -103,21 +133,21 @@ impl Queue {
         recipients: &[String],
         message: &[u8],
     ) -> io::Result<()> {
-        let mut entry = format!("from {mail_from}\n");
-        for r in recipients {
-            entry.push_str(&format!("to {r}\n"));
-        }
-        entry.push('\n');
-        let mut bytes = entry.into_bytes();
-        bytes.extend_from_slice(message);
-        self.write_atomically(&format!("{id}.qmsg"), &bytes)
+        self.write_atomically(&format!("{id}.qmsg"), |file| {
+            file.write_all(&entry_head(mail_from, recipients))?;
+            file.write_all(message)
+        })
     }
 
     fn path(&self, id: &str) -> PathBuf {
         self.inner.dir.join(format!("{id}.qmsg"))
     }
 
-    fn write_atomically(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+    fn write_atomically(
+        &self,
+        name: &str,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> io::Result<()> {
         let tmp = self.inner.dir.join(format!(".{name}.tmp"));
         let mut file = match fs::File::create(&tmp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -126,7 +156,11 @@ impl Queue {
             }
             other => other?,
         };
-        file.write_all(bytes)?;
+        if let Err(e) = write(&mut file) {
+            drop(file);
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         if self.inner.fsync {
             file.sync_all()?;
         }
@@ -148,6 +182,15 @@ impl Queue {
         };
         for entry in listing {
             let name = entry?.file_name();
+            if let Some(tmp) = name
+                .to_str()
+                .filter(|n| n.starts_with('.') && n.ends_with(".tmp"))
+            {
+                // Half-written by a run that was killed before its rename:
+                // never acknowledged, so removing it loses nothing.
+                let _ = fs::remove_file(self.inner.dir.join(tmp));
+                continue;
+            }
             let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".qmsg")) else {
                 continue;
             };
@@ -251,6 +294,16 @@ impl Queue {
     pub fn is_empty(&self) -> bool {
         self.index().is_empty()
     }
+}
+
+/// The envelope lines that begin an entry file.
+fn entry_head(mail_from: &str, recipients: &[String]) -> Vec<u8> {
+    let mut entry = format!("from {mail_from}\n");
+    for r in recipients {
+        entry.push_str(&format!("to {r}\n"));
+    }
+    entry.push('\n');
+    entry.into_bytes()
 }
 
 /// An entry file that is not what [`Queue::enqueue`] writes.

@@ -15,19 +15,46 @@ fn ctx() -> Arc<SmtpContext> {
     ctx_with(|_| {})
 }
 
-/// Feeds `input` whole, and returns every reply line and envelope,
+/// An envelope with the message whose parts the session handed out.
+#[derive(Debug, PartialEq)]
+struct Received {
+    envelope: Envelope,
+    message: Vec<u8>,
+}
+
+impl std::ops::Deref for Received {
+    type Target = Envelope;
+    fn deref(&self) -> &Envelope {
+        &self.envelope
+    }
+}
+
+/// Feeds `input` in chunks, and returns every reply line and envelope,
 /// answering deliveries with `Ok("ID")`.
-fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Envelope>) {
+fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String>, Vec<Received>) {
     let mut session = Session::new(ctx);
     let mut replies = vec![session.greeting().to_string()];
     let mut envelopes = Vec::new();
+    let mut message = Vec::new();
     for piece in input.chunks(chunk) {
         session.push(piece);
         while let Some(event) = session.next_event() {
             match event {
                 Event::Reply(r) => replies.push(r.to_string()),
-                Event::Deliver(env) => {
-                    envelopes.push(env);
+                Event::Body(part) => {
+                    assert!(part.len() <= 2 * chunk, "parts are as small as the reads");
+                    message.extend(part);
+                }
+                Event::Discard(r) => {
+                    message.clear();
+                    replies.push(r.to_string());
+                }
+                Event::Deliver(envelope) => {
+                    assert_eq!(envelope.size, message.len() as u64);
+                    envelopes.push(Received {
+                        envelope,
+                        message: std::mem::take(&mut message),
+                    });
                     replies.push(
                         session
                             .delivered(Ok(QueueId::from("ID".to_string())))
@@ -43,7 +70,7 @@ fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String
 /// Replays a dialogue in chunks of 1, 2, 4 … 512 bytes and the whole, and
 /// checks every chunking gets the same replies and envelopes; returns them.
 /// A failure shows the dialogue, both sides.
-fn run(ctx: Arc<SmtpContext>, input: &[u8]) -> (Vec<String>, Vec<Envelope>) {
+fn run(ctx: Arc<SmtpContext>, input: &[u8]) -> (Vec<String>, Vec<Received>) {
     let whole = run_chunked(ctx.clone(), input, input.len().max(1));
     let mut chunk = 1;
     while chunk <= 512 {
@@ -276,7 +303,8 @@ fn delivery_failure_is_451_and_the_session_goes_on() {
     let mut seen = Vec::new();
     while let Some(event) = session.next_event() {
         match event {
-            Event::Reply(r) => seen.push(r.code),
+            Event::Reply(r) | Event::Discard(r) => seen.push(r.code),
+            Event::Body(_) => {}
             Event::Deliver(_) => {
                 assert_eq!(
                     session.next_event(),
@@ -381,4 +409,35 @@ fn strict_grammar_answers_multi_byte_garbage_and_goes_on() {
     let input = "HELO snapper.cs.unc.edu\r\nMAIL FRO€\r\nRCPT T€:<a@b>\r\nNOOP\r\n";
     let (replies, _) = run(ctx, input.as_bytes());
     assert_codes(input.as_bytes(), &replies, &[220, 250, 500, 500, 250]);
+}
+
+#[test]
+fn a_client_off_the_network_must_authenticate_to_relay() {
+    let auth = B64.encode("\0usr1@gmail.com\0password1");
+    let input = format!(
+        "EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nRCPT TO:<someone@qq.com>\r\nRSET\r\n\
+         AUTH PLAIN {auth}\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<someone@qq.com>\r\n"
+    );
+    let mut session = Session::new(ctx()).trusting(false);
+    let mut replies = vec![session.greeting().to_string()];
+    session.push(input.as_bytes());
+    while let Some(event) = session.next_event() {
+        if let Event::Reply(r) = event {
+            replies.push(r.to_string());
+        }
+    }
+    // A forged local sender delivers locally but relays nowhere; after AUTH it relays.
+    assert_codes(
+        input.as_bytes(),
+        &replies,
+        &[220, 250, 250, 250, 554, 250, 235, 250, 250],
+    );
+    assert!(replies[4].contains("Relay access denied"), "{}", replies[4]);
+    assert!(replies[8].contains("will relay"), "{}", replies[8]);
+    // The same dialogue from the server's own network relays without AUTH.
+    let (replies, _) = run(
+        ctx(),
+        b"EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<someone@qq.com>\r\n",
+    );
+    assert!(replies[3].contains("will relay"), "{}", replies[3]);
 }
