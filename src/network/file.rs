@@ -1,10 +1,12 @@
 //! The YAML shape of a network file. Spans are kept where a later check may
 //! need to point at a line (names, domains, ports, users).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 use super::Policy;
 
@@ -47,4 +49,26 @@ pub(super) struct Endpoint {
 pub(super) struct UserSpec {
     pub address: Spanned<String>,
     pub password: String,
+}
+
+/// Where a key of the `index`-th server's `policy:` is written: the first of
+/// `keys` the file names. For a check that involves several keys, after the
+/// typed parse has kept no places; `None` if the file names none of them
+/// (they kept their defaults) or places them in a way not followed here.
+pub(super) fn locate_policy_key(text: &str, index: usize, keys: &[&str]) -> Option<Location> {
+    #[derive(Deserialize)]
+    struct Places {
+        #[serde(default)]
+        servers: Vec<ServerPlaces>,
+    }
+    #[derive(Deserialize)]
+    struct ServerPlaces {
+        #[serde(default)]
+        policy: HashMap<String, Spanned<IgnoredAny>>,
+    }
+    let places: Places = serde_saphyr::from_str(text).ok()?;
+    let policy = &places.servers.get(index)?.policy;
+    keys.iter()
+        .find_map(|key| policy.get(*key))
+        .map(|value| value.referenced)
 }
