@@ -90,6 +90,19 @@ where
     Ok(value)
 }
 
+/// A port: 0 (any free one, as tests and parallel runs use) to 65535, in
+/// words a user knows rather than `invalid u16`.
+pub fn port<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let text = scalar(deserializer, "a port")?;
+    match whole(&text, 0, u16::MAX.into(), "0", "65535") {
+        Ok(n) => fits(n),
+        Err(_) => Err(D::Error::custom(format!(
+            "`{}` is not a port: ports are 1 to 65535 (0 picks a free one)",
+            text.trim()
+        ))),
+    }
+}
+
 /// The text of a scalar, whatever YAML would make of it: `5`, `1e300` and
 /// `99999999999999999999` arrive exactly as written, so a message can quote them.
 pub(crate) fn scalar<'de, D: Deserializer<'de>>(

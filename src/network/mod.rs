@@ -367,7 +367,7 @@ impl Network {
             dns: parsed.dns.map(|d| d.value).unwrap_or(DEFAULT_DNS),
             bind: parsed.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             advertise: parsed.advertise,
-            ttl: parsed.ttl.unwrap_or(5),
+            ttl: parsed.ttl,
             servers,
         })
     }

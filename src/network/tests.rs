@@ -343,3 +343,43 @@ fn retry_initial_longer_than_retry_max_is_placed_at_what_the_file_wrote() {
     assert_eq!(error_of(&text), format!("net.yaml:12:30: {message}"));
     assert_eq!(policy_outcome("retry_initial", "1m"), "ok");
 }
+
+#[test]
+fn ports_dns_and_ttl_are_checked_in_words() {
+    let port = |p: &str| match Network::parse(
+        &TWO.replacen("smtp: { port: 0 }", &format!("smtp: {{ port: {p} }}"), 1),
+        "net.yaml",
+    ) {
+        Ok(net) => format!("ok {}", net.servers[0].ports[0]),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(port("65535"), "ok 65535");
+    assert_eq!(port("0"), "ok 0");
+    assert_eq!(
+        port("65536"),
+        "net.yaml:4:19: `65536` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        port("70000"),
+        "net.yaml:4:19: `70000` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        port("-1"),
+        "net.yaml:4:19: `-1` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        error_of(&format!("dns: 127.0.0.1:99999\n{TWO}")),
+        "net.yaml:1:6: `127.0.0.1:99999` is not an address and port such as `127.0.0.1:5300` (ports are 0 to 65535)"
+    );
+    let net = Network::parse(
+        &format!("dns: 127.0.0.1:53\nttl: 2147483647\n{TWO}"),
+        "net.yaml",
+    )
+    .unwrap();
+    assert_eq!((net.dns.port(), net.ttl), (53, 2_147_483_647));
+    assert_eq!(Network::parse(TWO, "net.yaml").unwrap().ttl, 5);
+    assert_eq!(
+        error_of(&format!("ttl: 2147483648\n{TWO}")),
+        "net.yaml:1:6: `2147483648` is too large: at most 2147483647"
+    );
+}
