@@ -42,7 +42,9 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let limit = Arc::new(Semaphore::new(max_sessions));
+    // A network file bounds max_sessions far lower; a Policy built in code
+    // need not be, and Semaphore::new panics above MAX_PERMITS.
+    let limit = Arc::new(Semaphore::new(max_sessions.min(Semaphore::MAX_PERMITS)));
     let busy: Arc<[u8]> = busy.into();
     // Set while accept keeps failing for want of resources: one log line
     // per episode, not one per attempt.
