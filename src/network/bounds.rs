@@ -34,7 +34,7 @@ pub const MIB: u64 = 1024 * KIB;
 /// One gibibyte, in octets.
 pub const GIB: u64 = 1024 * MIB;
 
-/// One second, in the milliseconds [`duration`] bounds are written in.
+/// One second, in the milliseconds [`duration()`] bounds are written in.
 pub const SECOND_MS: u64 = 1000;
 /// One minute, in milliseconds.
 pub const MINUTE_MS: u64 = 60 * SECOND_MS;

@@ -69,6 +69,27 @@ pub struct Policy {
     pub max_hops: usize,
 }
 
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            strict: false,
+            require_auth: false,
+            sender_must_exist: true,
+            max_message_size: 32 * 1024 * 1024,
+            max_recipients: 100,
+            max_sessions: 1000,
+            max_command_line: 512,
+            max_text_line: 1000,
+            idle_timeout: Duration::from_secs(300),
+            login_delay: Duration::from_millis(200),
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            queue_lifetime: Duration::from_secs(600),
+            max_hops: 30,
+        }
+    }
+}
+
 /// Fields of a [`Policy`] that contradict each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -93,26 +114,5 @@ impl Policy {
             });
         }
         Ok(())
-    }
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            strict: false,
-            require_auth: false,
-            sender_must_exist: true,
-            max_message_size: 32 * 1024 * 1024,
-            max_recipients: 100,
-            max_sessions: 1000,
-            max_command_line: 512,
-            max_text_line: 1000,
-            idle_timeout: Duration::from_secs(300),
-            login_delay: Duration::from_millis(200),
-            retry_initial: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            queue_lifetime: Duration::from_secs(600),
-            max_hops: 30,
-        }
     }
 }
