@@ -95,6 +95,8 @@ pub async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // A network file bounds max_sessions far lower; a Policy built in code
+    // need not be, and Semaphore::new panics above MAX_PERMITS.
     let limit = Arc::new(Semaphore::new(caps.sessions.min(Semaphore::MAX_PERMITS)));
     let clients = Arc::new(Clients::default());
     let busy: Arc<[u8]> = busy.into();

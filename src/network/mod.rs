@@ -3,6 +3,7 @@
 //! A file is parsed ([`file`]) and then checked as a whole ([`Network::from_file`])
 //! before anything binds, so every mistake is reported with its file, line and column.
 
+pub mod bounds;
 pub mod cs305;
 pub mod duration;
 mod file;
@@ -14,7 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use policy::Policy;
+pub use policy::{Conflict, Policy};
 
 /// The network `mailnet up` boots when given no file (see `src/network/default.yaml`).
 pub const DEFAULT_NETWORK: &str = include_str!("default.yaml");
@@ -155,11 +156,8 @@ impl Network {
     /// Parses and checks network YAML; `source` names it in errors.
     pub fn parse(text: &str, source: &str) -> Result<Network, NetworkError> {
         let parsed: file::NetworkFile =
-            serde_saphyr::from_str(text).map_err(|e| NetworkError::Syntax {
-                file: source.to_string(),
-                message: one_line_yaml_error(&e),
-            })?;
-        Network::from_file(parsed, source)
+            serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, source))?;
+        Network::from_file(parsed, source, text)
     }
 
     /// The server named `name`.
@@ -211,7 +209,13 @@ impl Network {
         }
     }
 
-    fn from_file(parsed: file::NetworkFile, source: &str) -> Result<Network, NetworkError> {
+    /// Checks what parsing cannot; `text` is the file, read again only to
+    /// place an error that involves several keys.
+    fn from_file(
+        parsed: file::NetworkFile,
+        source: &str,
+        text: &str,
+    ) -> Result<Network, NetworkError> {
         let invalid = |loc: &serde_saphyr::Location, message: String| NetworkError::Invalid {
             file: source.to_string(),
             line: loc.line(),
@@ -235,8 +239,13 @@ impl Network {
             ));
         }
 
-        for spec in parsed.servers {
+        for (index, spec) in parsed.servers.into_iter().enumerate() {
             let name = check_name(&spec.name, "server name")?;
+            if let Err(conflict) = spec.policy.check() {
+                let at = file::locate_policy_key(text, index, conflict.keys)
+                    .unwrap_or(spec.name.referenced);
+                return Err(invalid(&at, conflict.message));
+            }
             if let Some(first) = names_seen.insert(name.clone(), name.clone()) {
                 return Err(invalid(
                     &spec.name.referenced,
@@ -358,7 +367,7 @@ impl Network {
             dns: parsed.dns.map(|d| d.value).unwrap_or(DEFAULT_DNS),
             bind: parsed.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
             advertise: parsed.advertise,
-            ttl: parsed.ttl.unwrap_or(5),
+            ttl: parsed.ttl,
             servers,
         })
     }
@@ -370,6 +379,33 @@ impl Network {
             server.ports = [0; Service::ALL.len()];
         }
         self
+    }
+}
+
+/// A YAML error as a [`NetworkError`]. A message of our own (a value out of
+/// its [`bounds`]) comes with the value's place, and is reported as
+/// `FILE:LINE:COLUMN: message` like every other check; the parser's own
+/// errors keep their wording.
+fn yaml_error(error: &serde_saphyr::Error, source: &str) -> NetworkError {
+    let mut inner = error;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = inner
+    {
+        inner = error;
+    }
+    match inner {
+        serde_saphyr::Error::Message { msg, location } if location.line() > 0 => {
+            NetworkError::Invalid {
+                file: source.to_string(),
+                line: location.line(),
+                column: location.column(),
+                message: msg.clone(),
+            }
+        }
+        _ => NetworkError::Syntax {
+            file: source.to_string(),
+            message: one_line_yaml_error(error),
+        },
     }
 }
 

@@ -138,3 +138,248 @@ fn facts_publish_real_ports_and_advertised_address() {
         vec!["10.1.2.3".parse::<IpAddr>().unwrap()]
     );
 }
+
+/// TWO with `key: value` in server `a.test`'s policy, on line 7 from column 7.
+fn with_policy(key: &str, value: &str) -> String {
+    TWO.replace(
+        "    users:\n",
+        &format!("    policy:\n      {key}: {value}\n    users:\n"),
+    )
+}
+
+/// The error for `key: value`, or `ok` if the network is valid.
+fn policy_outcome(key: &str, value: &str) -> String {
+    match Network::parse(&with_policy(key, value), "net.yaml") {
+        Ok(_) => "ok".into(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn every_policy_number_is_checked_at_its_limits_and_placed() {
+    // (key, lowest allowed, highest allowed, below, its error, above, its error)
+    let cases: &[(&str, &str, &str, &str, &str, &str, &str)] = &[
+        (
+            "max_message_size",
+            "1024",
+            "1073741824",
+            "1023",
+            "`1023` is too small: at least 1024 (1 KiB)",
+            "1073741825",
+            "`1073741825` is too large: at most 1073741824 (1 GiB)",
+        ),
+        (
+            "max_recipients",
+            "1",
+            "100000",
+            "0",
+            "`0` is too small: at least 1",
+            "100001",
+            "`100001` is too large: at most 100000",
+        ),
+        (
+            "max_sessions",
+            "1",
+            "100000",
+            "0",
+            "`0` is too small: at least 1",
+            "99999999999999999999",
+            "`99999999999999999999` is too large: at most 100000",
+        ),
+        (
+            "max_command_line",
+            "512",
+            "65536",
+            "511",
+            "`511` is too small: at least 512",
+            "65537",
+            "`65537` is too large: at most 65536 (64 KiB)",
+        ),
+        (
+            "max_text_line",
+            "1000",
+            "16777216",
+            "999",
+            "`999` is too small: at least 1000",
+            "16777217",
+            "`16777217` is too large: at most 16777216 (16 MiB)",
+        ),
+        (
+            "max_hops",
+            "1",
+            "1000",
+            "0",
+            "`0` is too small: at least 1",
+            "1001",
+            "`1001` is too large: at most 1000",
+        ),
+        (
+            "idle_timeout",
+            "100ms",
+            "1d",
+            "99ms",
+            "`99ms` is too short: at least 100ms",
+            "1e300",
+            "`1e300` is too long: at most 1d",
+        ),
+        (
+            "login_delay",
+            "0s",
+            "1m",
+            "-1ms",
+            "`-1ms` is not a duration: it must be zero or more",
+            "60.001s",
+            "`60.001s` is too long: at most 1m",
+        ),
+        (
+            "retry_initial",
+            "100ms",
+            "1m",
+            "0.099",
+            "`0.099` is too short: at least 100ms",
+            "1e19s",
+            "`1e19s` is too long: at most 1d",
+        ),
+        (
+            "retry_max",
+            "1s",
+            "1d",
+            "0s",
+            "`0s` is too short: at least 100ms",
+            "86401",
+            "`86401` is too long: at most 1d",
+        ),
+        (
+            "queue_lifetime",
+            "0",
+            "365d",
+            "-0.5",
+            "`-0.5` is not a duration: it must be zero or more",
+            "365.5d",
+            "`365.5d` is too long: at most 365d (1 year)",
+        ),
+    ];
+    for (key, low, high, below, below_error, above, above_error) in cases {
+        let column = 7 + key.len() + 2;
+        assert_eq!(policy_outcome(key, low), "ok", "{key}: {low}");
+        assert_eq!(policy_outcome(key, high), "ok", "{key}: {high}");
+        assert_eq!(
+            policy_outcome(key, below),
+            format!("net.yaml:7:{column}: {below_error}")
+        );
+        assert_eq!(
+            policy_outcome(key, above),
+            format!("net.yaml:7:{column}: {above_error}")
+        );
+    }
+}
+
+#[test]
+fn policy_numbers_that_are_not_numbers_say_what_is_expected() {
+    assert_eq!(
+        policy_outcome("max_sessions", "many"),
+        "net.yaml:7:21: `many` is not a whole number"
+    );
+    assert_eq!(
+        policy_outcome("max_sessions", "1.5"),
+        "net.yaml:7:21: `1.5` is not a whole number"
+    );
+    assert_eq!(
+        policy_outcome("idle_timeout", "soon"),
+        "net.yaml:7:21: `soon` is not a duration (try `250ms`, `5s`, `2m`, `1h` or `1d`)"
+    );
+    assert_eq!(
+        policy_outcome("idle_timeout", ""),
+        "net.yaml:7:19: no value: write a duration such as `5s`"
+    );
+    // Written the way YAML writes integers, as before.
+    assert_eq!(policy_outcome("max_message_size", "1_048_576"), "ok");
+}
+
+#[test]
+fn defaults_are_within_their_bounds() {
+    let text = TWO.replace(
+        "    users:\n",
+        "    policy:
+      max_message_size: 33554432
+      max_recipients: 100
+      max_sessions: 1000
+      max_command_line: 512
+      max_text_line: 1000
+      idle_timeout: 5m
+      login_delay: 200ms
+      retry_initial: 1s
+      retry_max: 1m
+      queue_lifetime: 10m
+      max_hops: 30
+    users:\n",
+    );
+    let net = Network::parse(&text, "net.yaml").unwrap();
+    assert_eq!(net.servers[0].policy, Policy::default());
+    assert_eq!(Policy::default().check(), Ok(()));
+}
+
+#[test]
+fn retry_initial_longer_than_retry_max_is_placed_at_what_the_file_wrote() {
+    let message = "`retry_initial` (2m) is longer than `retry_max` (1m): the first wait cannot exceed the longest";
+    // Only retry_initial written: there.
+    assert_eq!(
+        policy_outcome("retry_initial", "2m"),
+        format!("net.yaml:7:22: {message}")
+    );
+    // Both written, retry_max first: still at retry_initial.
+    let text = TWO.replace(
+        "    users:\n",
+        "    policy: { retry_max: 1m, retry_initial: 2m }\n    users:\n",
+    );
+    assert_eq!(error_of(&text), format!("net.yaml:6:45: {message}"));
+    // Only retry_max written: there.
+    assert_eq!(
+        policy_outcome("retry_max", "500ms"),
+        "net.yaml:7:18: `retry_initial` (1s) is longer than `retry_max` (500ms): the first wait cannot exceed the longest"
+    );
+    // The second server's policy is found as the second server's.
+    let text = format!("{TWO}    policy: {{ retry_initial: 2m }}\n");
+    assert_eq!(error_of(&text), format!("net.yaml:12:30: {message}"));
+    assert_eq!(policy_outcome("retry_initial", "1m"), "ok");
+}
+
+#[test]
+fn ports_dns_and_ttl_are_checked_in_words() {
+    let port = |p: &str| match Network::parse(
+        &TWO.replacen("smtp: { port: 0 }", &format!("smtp: {{ port: {p} }}"), 1),
+        "net.yaml",
+    ) {
+        Ok(net) => format!("ok {}", net.servers[0].ports[0]),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(port("65535"), "ok 65535");
+    assert_eq!(port("0"), "ok 0");
+    assert_eq!(
+        port("65536"),
+        "net.yaml:4:19: `65536` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        port("70000"),
+        "net.yaml:4:19: `70000` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        port("-1"),
+        "net.yaml:4:19: `-1` is not a port: ports are 1 to 65535 (0 picks a free one)"
+    );
+    assert_eq!(
+        error_of(&format!("dns: 127.0.0.1:99999\n{TWO}")),
+        "net.yaml:1:6: `127.0.0.1:99999` is not an address and port such as `127.0.0.1:5300` (ports are 0 to 65535)"
+    );
+    let net = Network::parse(
+        &format!("dns: 127.0.0.1:53\nttl: 2147483647\n{TWO}"),
+        "net.yaml",
+    )
+    .unwrap();
+    assert_eq!((net.dns.port(), net.ttl), (53, 2_147_483_647));
+    assert_eq!(Network::parse(TWO, "net.yaml").unwrap().ttl, 5);
+    assert_eq!(
+        error_of(&format!("ttl: 2147483648\n{TWO}")),
+        "net.yaml:1:6: `2147483648` is too large: at most 2147483647"
+    );
+}

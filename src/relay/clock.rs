@@ -7,6 +7,11 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+/// The most the clock can be advanced in all: a thousand years, in
+/// milliseconds. Bounded so that `now + offset` stays within what
+/// `SystemTime` holds on every platform, whatever a scenario advances by.
+const MAX_OFFSET_MS: u64 = 1000 * 365 * 24 * 3600 * 1000;
+
 /// A shared clock. Cheap to clone.
 #[derive(Clone)]
 pub struct RelayClock {
@@ -32,7 +37,10 @@ impl Default for RelayClock {
 impl RelayClock {
     /// Now, as the relay sees it.
     pub fn now(&self) -> SystemTime {
-        SystemTime::now() + self.offset()
+        let now = SystemTime::now();
+        // The offset is bounded (see MAX_OFFSET_MS); checked all the same,
+        // for a system clock set absurdly far ahead.
+        now.checked_add(self.offset()).unwrap_or(now)
     }
 
     /// How far the clock was advanced in all.
@@ -40,16 +48,37 @@ impl RelayClock {
         Duration::from_millis(self.inner.offset_ms.load(Ordering::Relaxed))
     }
 
-    /// Makes `by` pass at once; every relay re-examines its queue.
+    /// Makes `by` pass at once; every relay re-examines its queue. The
+    /// total stops at a thousand years rather than wrapping round.
     pub fn advance(&self, by: Duration) {
-        self.inner
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        let _ = self
+            .inner
             .offset_ms
-            .fetch_add(by.as_millis() as u64, Ordering::Relaxed);
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |ms| {
+                Some(ms.saturating_add(by).min(MAX_OFFSET_MS))
+            });
         self.inner.advanced.send_modify(|n| *n += 1);
     }
 
     /// Changes whenever the clock is advanced.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.advanced.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn advancing_saturates_instead_of_wrapping() {
+        let clock = RelayClock::default();
+        clock.advance(Duration::from_secs(90));
+        assert_eq!(clock.offset(), Duration::from_secs(90));
+        clock.advance(Duration::MAX);
+        clock.advance(Duration::MAX);
+        assert_eq!(clock.offset(), Duration::from_millis(MAX_OFFSET_MS));
+        assert!(clock.now() > SystemTime::now() + Duration::from_secs(900 * 365 * 86_400));
     }
 }

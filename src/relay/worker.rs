@@ -255,20 +255,42 @@ fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap
         if waiting.is_empty() {
             retries.remove(&share);
         } else {
-            let attempts = retries.get(&share).map(|r| r.attempts).unwrap_or(0) + 1;
-            let backoff = policy
-                .retry_initial
-                .saturating_mul(1 << (attempts - 1).min(20))
-                .min(policy.retry_max);
+            let attempts = retries
+                .get(&share)
+                .map_or(0, |r| r.attempts)
+                .saturating_add(1);
             retries.insert(
                 share,
                 Retry {
                     attempts,
-                    next: now.checked_add(backoff).unwrap_or(now),
+                    next: later(now, backoff(policy, attempts)),
                     last_error,
                 },
             );
         }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: `retry_initial`, doubling with
+/// each attempt, at most `retry_max`. Saturating, so no policy can make it
+/// overflow: a network file bounds both, but a `Policy` built in code need not be.
+fn backoff(policy: &crate::network::Policy, attempts: u32) -> Duration {
+    let doublings = attempts.saturating_sub(1).min(20);
+    policy
+        .retry_initial
+        .saturating_mul(1 << doublings)
+        .min(policy.retry_max)
+}
+
+/// `now + wait`, or, past what `SystemTime` can hold, the furthest time on
+/// the way there that it can: `now + wait` would panic.
+fn later(now: SystemTime, wait: Duration) -> SystemTime {
+    let mut wait = wait;
+    loop {
+        if let Some(time) = now.checked_add(wait) {
+            return time;
+        }
+        wait /= 2;
     }
 }
 
@@ -315,5 +337,36 @@ fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original
         Err(error) => {
             tracing::error!(server = %me, id = %entry.id, %error, "cannot store a bounce")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::Policy;
+
+    #[test]
+    fn backoff_doubles_up_to_retry_max_and_never_overflows() {
+        let policy = Policy::default();
+        let waits: Vec<u64> = (1..=8).map(|n| backoff(&policy, n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60]);
+        let absurd = Policy {
+            retry_initial: Duration::MAX,
+            retry_max: Duration::MAX,
+            ..Policy::default()
+        };
+        for attempts in [0, 1, 2, 21, u32::MAX] {
+            assert_eq!(backoff(&absurd, attempts), Duration::MAX);
+        }
+    }
+
+    #[test]
+    fn later_stops_where_the_clock_does() {
+        let now = SystemTime::now();
+        assert_eq!(
+            later(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(later(now, Duration::MAX) > now + Duration::from_secs(1_000_000));
     }
 }

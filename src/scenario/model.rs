@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::steps::MAX_WAIT_SECONDS;
 use super::value::Value;
+use crate::network::{bounds, duration};
+
+/// The most points a scenario or a partial credit may give.
+pub const MAX_POINTS: u32 = 10_000;
+/// The most messages a `wait` may wait for.
+const MAX_WAIT_COUNT: f64 = 100_000.0;
 
 /// What a step does (`uses:`). Each has one handler in the runner's steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,7 +154,10 @@ impl Action {
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
     scenario: Spanned<String>,
-    #[serde(default = "one_point")]
+    #[serde(
+        default = "one_point",
+        deserialize_with = "bounds::count::<_, _, 0, { MAX_POINTS as u64 }>"
+    )]
     credit: u32,
     network: Option<String>,
     #[serde(default)]
@@ -294,27 +304,26 @@ impl Scenario {
                     names.join(", ")
                 )));
             }
+            check_args(action, &args).map_err(|e| err(format!("{at}: {e}")))?;
+            let points_at = |v: Option<&Value>| points(v).map_err(|e| err(format!("{at}: {e}")));
             let partial = match step.excepted_error {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Map(map)) => map
                     .into_iter()
-                    .map(|(k, v)| (k, v.as_f64().unwrap_or(0.0) as u32))
-                    .collect(),
+                    .map(|(k, v)| Ok((k, points_at(Some(&v))?)))
+                    .collect::<Result<_, ScenarioError>>()?,
                 Some(Value::Str(name)) => vec![(name, parsed.credit)],
                 Some(Value::List(items)) => items
                     .into_iter()
                     .filter_map(|item| match item {
-                        Value::Str(name) => Some((name, parsed.credit)),
-                        Value::Map(m) => Some((
-                            m.get("error")
-                                .and_then(|e| e.as_str())
-                                .unwrap_or("")
-                                .to_string(),
-                            m.get("points").and_then(|p| p.as_f64()).unwrap_or(0.0) as u32,
-                        )),
+                        Value::Str(name) => Some(Ok((name, parsed.credit))),
+                        Value::Map(m) => Some(points_at(m.get("points")).map(|p| {
+                            let error = m.get("error").and_then(|e| e.as_str()).unwrap_or("");
+                            (error.to_string(), p)
+                        })),
                         _ => None,
                     })
-                    .collect(),
+                    .collect::<Result<_, ScenarioError>>()?,
                 Some(_) => {
                     return Err(err(format!(
                         "{at}: excepted_error must be a name, a list, or a map of name to points"
@@ -339,6 +348,68 @@ impl Scenario {
             servers: parsed.servers,
             steps,
         })
+    }
+}
+
+/// A value as a message quotes it: text as written, anything else as JSON.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Str(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Checks the numbers and durations `action` reads from `args`, so that a
+/// mistake is reported when the file is loaded, with its line, rather than
+/// halfway through a run.
+fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), String> {
+    match action {
+        Action::Wait => {
+            if let Some(value) = args.get("seconds") {
+                if !value
+                    .as_f64()
+                    .is_some_and(|s| (0.0..=MAX_WAIT_SECONDS).contains(&s))
+                {
+                    return Err(format!(
+                        "`wait` seconds `{}` is not a number of seconds from 0 to {MAX_WAIT_SECONDS} (a day)",
+                        shown(value)
+                    ));
+                }
+            }
+            if let Some(value) = args.get("count") {
+                if !value
+                    .as_f64()
+                    .is_some_and(|c| c.fract() == 0.0 && (0.0..=MAX_WAIT_COUNT).contains(&c))
+                {
+                    return Err(format!(
+                        "`wait` count `{}` is not a whole number from 0 to {MAX_WAIT_COUNT}",
+                        shown(value)
+                    ));
+                }
+            }
+        }
+        Action::Advance => {
+            let Some(value) = args.get("duration") else {
+                return Err("`advance` needs a duration, such as `30s` or `10m`".into());
+            };
+            duration::parse(&shown(value)).map_err(|e| format!("`advance`: {e}"))?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Partial credit's points: a whole number from 0 to [`MAX_POINTS`]; none written is 0.
+fn points(value: Option<&Value>) -> Result<u32, String> {
+    let Some(value) = value else {
+        return Ok(0);
+    };
+    match value.as_f64() {
+        Some(p) if p.fract() == 0.0 && (0.0..=f64::from(MAX_POINTS)).contains(&p) => Ok(p as u32),
+        _ => Err(format!(
+            "excepted_error points `{}` are not a whole number from 0 to {MAX_POINTS}",
+            shown(value)
+        )),
     }
 }
 
@@ -387,5 +458,61 @@ mod tests {
         );
         let e = load("scenario: x\nstepz: []\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("stepz"), "{e}");
+    }
+
+    #[test]
+    fn numbers_and_durations_are_checked_when_loaded() {
+        let error = |steps: &str| {
+            load(&format!("scenario: x\nsteps:\n{steps}"))
+                .err()
+                .map(|e| e.message)
+                .unwrap_or_else(|| "ok".into())
+        };
+        assert_eq!(
+            error("  - {uses: wait, args: {seconds: 86400, count: 100000}}\n"),
+            "ok"
+        );
+        assert_eq!(error("  - {uses: wait, args: [0]}\n"), "ok");
+        assert_eq!(
+            error("  - {uses: wait, args: {seconds: 86401}}\n"),
+            "line 3 column 12: `wait` seconds `86401` is not a number of seconds from 0 to 86400 (a day)"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {seconds: nan}}\n"),
+            "line 3 column 12: `wait` seconds `nan` is not a number of seconds from 0 to 86400 (a day)"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {mailbox: a@b.c, count: 1.5}}\n"),
+            "line 3 column 12: `wait` count `1.5` is not a whole number from 0 to 100000"
+        );
+        assert_eq!(error("  - {uses: advance, args: 365d}\n"), "ok");
+        assert_eq!(
+            error("  - {uses: advance, args: 1e19s}\n"),
+            "line 3 column 12: `advance`: `1e19s` is too long: at most 365d (1 year)"
+        );
+        assert_eq!(
+            error("  - {uses: advance}\n"),
+            "line 3 column 12: `advance` needs a duration, such as `30s` or `10m`"
+        );
+        assert_eq!(
+            error("  - {uses: sendmail, excepted_error: {SMTPDataError: -1}}\n"),
+            "line 3 column 12: excepted_error points `-1` are not a whole number from 0 to 10000"
+        );
+        assert_eq!(
+            error("  - {uses: sendmail, excepted_error: [{error: SMTPDataError, points: 2.5}]}\n"),
+            "line 3 column 12: excepted_error points `2.5` are not a whole number from 0 to 10000"
+        );
+        assert_eq!(
+            load("scenario: x\ncredit: 10001\nsteps: []\n")
+                .unwrap_err()
+                .message,
+            "line 2 column 9: `10001` is too large: at most 10000"
+        );
+        assert_eq!(
+            load("scenario: x\ncredit: 10000\nsteps: []\n")
+                .unwrap()
+                .credit,
+            10_000
+        );
     }
 }

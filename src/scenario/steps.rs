@@ -32,6 +32,8 @@ const SENDMAIL_PAUSE: Duration = Duration::from_secs(3);
 const QUIET: Duration = Duration::from_millis(100);
 /// How often a wait looks at what it waits for.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
+/// The longest `wait` (a day): a scenario is a test, not a vigil.
+pub const MAX_WAIT_SECONDS: f64 = 86_400.0;
 
 /// How the steps spend the course's fixed waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +93,15 @@ fn text(args: &BTreeMap<String, Value>, key: &str) -> String {
 
 fn number(args: &BTreeMap<String, Value>, key: &str, default: f64) -> f64 {
     args.get(key).and_then(|v| v.as_f64()).unwrap_or(default)
+}
+
+/// `wait`'s `seconds`: 0 to a day, 5 if absent. Loading checks it (see
+/// `Scenario::load`); this keeps a value that is not a number (`"nan"`) from
+/// panicking a run all the same.
+fn wait_seconds(args: &BTreeMap<String, Value>) -> Duration {
+    let seconds = number(args, "seconds", 5.0);
+    let seconds = if seconds.is_nan() { 5.0 } else { seconds };
+    Duration::from_secs_f64(seconds.clamp(0.0, MAX_WAIT_SECONDS))
 }
 
 fn domain_of(address: &str) -> String {
@@ -384,7 +395,7 @@ impl<'a> Context<'a> {
     /// The course's `WAIT(seconds)`; with `mailbox`, mailnet's wait on a
     /// mailbox of its own servers reaching `count` messages.
     async fn wait(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
-        let seconds = Duration::from_secs_f64(number(args, "seconds", 5.0).clamp(0.0, 86_400.0));
+        let seconds = wait_seconds(args);
         let Some(mailbox) = args.get("mailbox").and_then(|m| m.as_str()) else {
             let budget = std::mem::take(&mut self.owed) + seconds;
             self.spend(budget).await;

@@ -102,8 +102,11 @@ impl StudentServer {
             output,
             _logs: logs,
         };
-        let deadline = Instant::now() + setup.startup;
-        while !ports.iter().all(|&p| listening(p)) && Instant::now() < deadline {
+        // Checked: past what Instant holds is as good as waiting for ever.
+        let deadline = Instant::now().checked_add(setup.startup);
+        while !ports.iter().all(|&p| listening(p))
+            && deadline.is_none_or(|deadline| Instant::now() < deadline)
+        {
             if let Ok(Some(_)) = server.child.try_wait() {
                 break;
             }

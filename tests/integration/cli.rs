@@ -56,6 +56,61 @@ fn check_reports_file_line_and_what_is_wrong() {
     );
 }
 
+/// Values that once panicked `check` and `up` (`1e300` seconds), or passed
+/// `check` and then broke the running network (a session cap beyond what
+/// tokio allows, a retry wait beyond what the clock holds): each is now one
+/// line naming its file, line and column, from both commands.
+#[test]
+fn out_of_range_policy_values_are_one_line_with_their_place_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("idle_timeout: 1e300", 21, "`1e300` is too long: at most 1d"),
+        (
+            "max_sessions: 99999999999999999999",
+            21,
+            "`99999999999999999999` is too large: at most 100000",
+        ),
+        (
+            "retry_initial: 1e19s",
+            22,
+            "`1e19s` is too long: at most 1d",
+        ),
+    ];
+    for (i, (setting, column, message)) in cases.into_iter().enumerate() {
+        let file = write(
+            &dir,
+            &format!("net{i}.yaml"),
+            &format!("dns: 127.0.0.1:0\nservers:\n  - name: a.test\n    domains: [a.test]\n    smtp: {{ port: 0 }}\n    pop3: {{ port: 0 }}\n    policy:\n      {setting}\n"),
+        );
+        let expected = format!("{}:8:{column}: {message}", file.display());
+        // Under `timeout`, so a network that wrongly starts fails the test
+        // instead of hanging it.
+        let commands: [(&[&str], &str); 2] =
+            [(&["check"], ""), (&["up", "--ephemeral"], "mailnet: ")];
+        for (command, prefix) in commands {
+            let out = Command::new("timeout")
+                .arg("20")
+                .arg(BIN)
+                .args(command)
+                .arg(&file)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{command:?} {setting}: {stderr}"
+            );
+            assert_eq!(
+                stderr.trim_end(),
+                format!("{prefix}{expected}"),
+                "{command:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn up_prints_its_table_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
