@@ -100,12 +100,42 @@ pub struct TranscriptLog {
     recent: std::sync::Mutex<std::collections::VecDeque<SessionTranscript>>,
     /// Lines of the sessions still open, so a grader can read a step's
     /// dialogue while the session goes on.
-    active: std::sync::Mutex<std::collections::HashMap<String, Vec<Stamped>>>,
+    active: std::sync::Mutex<std::collections::HashMap<String, Active>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Rotate the file past this size.
+    rotate_at: u64,
 }
 
 /// The most lines kept in memory for one session; a long session keeps its latest.
-pub const SESSION_LINES: usize = 500;
+pub const SESSION_LINES: usize = 200;
+
+/// The longest line text kept; longer text is cut and its length noted.
+pub const LINE_TEXT: usize = 256;
+
+/// The most lines of one session written to the log file; after that one
+/// line says the rest is left out (a client sending junk for hours must
+/// not fill the disk).
+pub const SESSION_LOG_LINES: usize = 2_000;
+
+/// A log file larger than this is renamed to `<name>.1` (replacing the
+/// previous one) and a new one started.
+pub const LOG_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// `text` cut to [`LINE_TEXT`] bytes (at a character boundary) with its
+/// full length noted.
+fn clip(mut text: String) -> String {
+    if text.len() <= LINE_TEXT {
+        return text;
+    }
+    let full = text.len();
+    let mut end = LINE_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("... [{full} octets]"));
+    text
+}
 
 /// Appends `new` to `lines`, keeping only the last [`SESSION_LINES`].
 pub fn keep_recent(lines: &mut Vec<Stamped>, new: Vec<Stamped>) {
@@ -119,6 +149,8 @@ pub fn keep_recent(lines: &mut Vec<Stamped>, new: Vec<Stamped>) {
 struct LogFile {
     writer: std::io::BufWriter<std::fs::File>,
     flushed: std::time::Instant,
+    /// Its size so far, to know when to rotate.
+    bytes: u64,
 }
 
 /// Under load, finished sessions are flushed together at most this often;
@@ -130,6 +162,13 @@ impl Drop for LogFile {
         use std::io::Write;
         let _ = self.writer.flush();
     }
+}
+
+/// An open session: its latest lines, and how many went to the file.
+#[derive(Debug, Default)]
+struct Active {
+    lines: Vec<Stamped>,
+    logged: usize,
 }
 
 /// A finished session's lines.
@@ -158,7 +197,14 @@ impl TranscriptLog {
             recent: std::sync::Mutex::new(std::collections::VecDeque::new()),
             active: std::sync::Mutex::new(std::collections::HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            rotate_at: LOG_FILE_BYTES,
         }
+    }
+
+    /// The same log, rotating its file past `bytes` instead of [`LOG_FILE_BYTES`].
+    pub fn rotating_at(mut self, bytes: u64) -> TranscriptLog {
+        self.rotate_at = bytes;
+        self
     }
 
     fn open_file(path: &std::path::Path) -> std::io::Result<LogFile> {
@@ -169,9 +215,11 @@ impl TranscriptLog {
             .create(true)
             .append(true)
             .open(path)?;
+        let bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(LogFile {
             writer: std::io::BufWriter::with_capacity(64 * 1024, f),
             flushed: std::time::Instant::now() - FLUSH_EVERY,
+            bytes,
         })
     }
 
@@ -191,19 +239,32 @@ impl TranscriptLog {
         let now = SystemTime::now();
         let stamped: Vec<Stamped> = lines
             .into_iter()
-            .map(|line| Stamped { at: now, line })
+            .map(|line| Stamped {
+                at: now,
+                line: Line {
+                    dir: line.dir,
+                    text: clip(line.text),
+                },
+            })
             .collect();
-        keep_recent(
-            self.active
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(session.to_string())
-                .or_default(),
-            stamped.clone(),
-        );
+        let (logged_before, logged_now) = {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = active.entry(session.to_string()).or_default();
+            keep_recent(&mut entry.lines, stamped.clone());
+            let before = entry.logged;
+            entry.logged = (before + stamped.len()).min(SESSION_LOG_LINES + 1);
+            (before, entry.logged)
+        };
         let mut text = String::new();
-        for s in &stamped {
+        let room = SESSION_LOG_LINES.saturating_sub(logged_before);
+        for s in stamped.iter().take(room) {
             text.push_str(&format!("[{} {session}] {s}\n", self.server));
+        }
+        if logged_before <= SESSION_LOG_LINES && logged_now > SESSION_LOG_LINES {
+            text.push_str(&format!(
+                "[{} {session}] ... further lines of this session are not logged\n",
+                self.server
+            ));
         }
         if self.live {
             use std::io::Write;
@@ -220,9 +281,23 @@ impl TranscriptLog {
                 }
             }
         }
-        if let Some(file) = file.as_mut() {
+        if let (Some(open), Some(path)) = (file.as_mut(), &self.path) {
             use std::io::Write;
-            let _ = file.writer.write_all(text.as_bytes());
+            if open.bytes >= self.rotate_at {
+                let _ = open.writer.flush();
+                let mut rotated = path.as_os_str().to_owned();
+                rotated.push(".1");
+                let _ = std::fs::rename(path, &rotated);
+                match Self::open_file(path) {
+                    Ok(fresh) => *open = fresh,
+                    Err(error) => {
+                        tracing::warn!(path = %path.display(), %error, "cannot start a new transcript file")
+                    }
+                }
+            }
+            if open.writer.write_all(text.as_bytes()).is_ok() {
+                open.bytes += text.len() as u64;
+            }
         }
         stamped
     }
@@ -258,7 +333,10 @@ impl TranscriptLog {
     pub fn sessions(&self) -> Vec<(String, Vec<Stamped>)> {
         let open: Vec<(String, Vec<Stamped>)> = {
             let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-            active.iter().map(|(s, l)| (s.clone(), l.clone())).collect()
+            active
+                .iter()
+                .map(|(s, a)| (s.clone(), a.lines.clone()))
+                .collect()
         };
         let mut all: Vec<(String, Vec<Stamped>)> = self
             .recent()
@@ -277,5 +355,47 @@ impl TranscriptLog {
             .iter()
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_clipped_at_a_character_boundary() {
+        let line = "é".repeat(300);
+        let clipped = clip(line.clone());
+        assert!(clipped.len() < LINE_TEXT + 20, "{}", clipped.len());
+        assert!(clipped.ends_with("... [600 octets]"), "{clipped}");
+        assert_eq!(clip("short".into()), "short");
+    }
+
+    #[test]
+    fn a_session_logs_a_bounded_number_of_lines_and_files_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp.log");
+        let log = TranscriptLog::open("gmail.com", Some(&path), false).rotating_at(10_000);
+        let junk: Vec<Line> = (0..SESSION_LOG_LINES + 500)
+            .map(|i| Line::client(format!("junk {i}")))
+            .collect();
+        let stamped = log.write("smtp#1", junk);
+        assert_eq!(stamped.len(), SESSION_LOG_LINES + 500);
+        log.write("smtp#1", vec![Line::client("more junk")]);
+        log.write("smtp#2", vec![Line::client("EHLO next")]);
+        log.finish(SessionTranscript {
+            session: "smtp#1".into(),
+            peer: "127.0.0.1:1".into(),
+            lines: Vec::new(),
+        });
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let rotated = std::fs::read_to_string(dir.path().join("smtp.log.1")).unwrap_or_default();
+        let all = format!("{rotated}{text}");
+        assert_eq!(all.matches(" C: junk ").count() + all.matches(" C: junk\n").count(), SESSION_LOG_LINES);
+        assert_eq!(all.matches("further lines of this session are not logged").count(), 1);
+        assert!(!all.contains("more junk"));
+        assert!(rotated.contains("C: junk 0\n"), "the full file was rotated");
+        assert!(text.contains("C: EHLO next") && !text.contains("junk"), "{text}");
     }
 }

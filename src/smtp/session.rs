@@ -297,7 +297,12 @@ impl Session {
         let event = match request {
             Request::Helo { host } => self.hello(&host, false),
             Request::Ehlo { host } => self.hello(&host, true),
-            Request::Mail { from } => self.mail(&from.address, from.size),
+            Request::Mail { from } => {
+                // smtp-proto wraps a SIZE too large for usize; read it from
+                // the text, where any run of digits compares correctly.
+                let size = declared_size(&text).unwrap_or(from.size);
+                self.mail(&from.address, size)
+            }
             Request::Rcpt { to } => self.rcpt(&to.address, &text),
             Request::Data => self.data(),
             Request::Rset => {
@@ -672,6 +677,19 @@ impl Session {
 
 /// A command line as the transcript shows it: `AUTH PLAIN <token>` carries
 /// the password, so the token is left out.
+/// The `SIZE=` parameter of a `MAIL` line, saturated at `usize::MAX`
+/// (RFC 1870: a size over the server's limit gets `552`, however large).
+fn declared_size(text: &str) -> Option<usize> {
+    let param = text
+        .split_whitespace()
+        .skip(2)
+        .find_map(|p| p.get(..5).filter(|k| k.eq_ignore_ascii_case("SIZE=")).map(|_| &p[5..]))?;
+    if param.is_empty() || !param.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(param.parse().unwrap_or(usize::MAX))
+}
+
 fn without_credentials(text: &str) -> String {
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {

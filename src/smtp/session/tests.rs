@@ -441,3 +441,10 @@ fn a_client_off_the_network_must_authenticate_to_relay() {
     );
     assert!(replies[3].contains("will relay"), "{}", replies[3]);
 }
+
+#[test]
+fn a_size_too_large_to_count_is_552_not_accepted() {
+    let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com> SIZE=99999999999999999999999\r\nMAIL FROM:<usr1@gmail.com> SIZE=33554433\r\nMAIL FROM:<usr1@gmail.com> SIZE=1000\r\n";
+    let (replies, _) = run(ctx(), input);
+    assert_codes(input, &replies, &[220, 250, 552, 552, 250]);
+}
