@@ -392,10 +392,20 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let rotated = std::fs::read_to_string(dir.path().join("smtp.log.1")).unwrap_or_default();
         let all = format!("{rotated}{text}");
-        assert_eq!(all.matches(" C: junk ").count() + all.matches(" C: junk\n").count(), SESSION_LOG_LINES);
-        assert_eq!(all.matches("further lines of this session are not logged").count(), 1);
+        assert_eq!(
+            all.matches(" C: junk ").count() + all.matches(" C: junk\n").count(),
+            SESSION_LOG_LINES
+        );
+        assert_eq!(
+            all.matches("further lines of this session are not logged")
+                .count(),
+            1
+        );
         assert!(!all.contains("more junk"));
         assert!(rotated.contains("C: junk 0\n"), "the full file was rotated");
-        assert!(text.contains("C: EHLO next") && !text.contains("junk"), "{text}");
+        assert!(
+            text.contains("C: EHLO next") && !text.contains("junk"),
+            "{text}"
+        );
     }
 }

@@ -166,3 +166,29 @@ fn refuse(tracker: &TaskTracker, mut stream: TcpStream, busy: Arc<[u8]>) {
         let _ = tokio::time::timeout(BUSY_WRITE, stream.write_all(&busy)).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn running_out_of_descriptors_or_memory_pauses_other_errors_do_not() {
+        for errno in [12, 23, 24, 105] {
+            assert!(out_of_resources(&std::io::Error::from_raw_os_error(errno)));
+        }
+        // ECONNABORTED: one client gave up; accept the next at once.
+        assert!(!out_of_resources(&std::io::Error::from_raw_os_error(103)));
+    }
+
+    #[test]
+    fn client_slots_are_counted_per_address_and_given_back() {
+        let clients = Arc::new(Clients::default());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let a = clients.take(ip, 2).unwrap();
+        let _b = clients.take(ip, 2).unwrap();
+        assert!(clients.take(ip, 2).is_none());
+        assert!(clients.take("192.0.2.8".parse().unwrap(), 2).is_some());
+        drop(a);
+        assert!(clients.take(ip, 2).is_some());
+    }
+}

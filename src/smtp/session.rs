@@ -680,10 +680,11 @@ impl Session {
 /// The `SIZE=` parameter of a `MAIL` line, saturated at `usize::MAX`
 /// (RFC 1870: a size over the server's limit gets `552`, however large).
 fn declared_size(text: &str) -> Option<usize> {
-    let param = text
-        .split_whitespace()
-        .skip(2)
-        .find_map(|p| p.get(..5).filter(|k| k.eq_ignore_ascii_case("SIZE=")).map(|_| &p[5..]))?;
+    let param = text.split_whitespace().skip(2).find_map(|p| {
+        p.get(..5)
+            .filter(|k| k.eq_ignore_ascii_case("SIZE="))
+            .map(|_| &p[5..])
+    })?;
     if param.is_empty() || !param.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -140,16 +140,31 @@ async fn mixed_recipients_deliver_two_and_bounce_one() {
 pub(crate) async fn qq_alone(
     edit: impl Fn(&mut mailnet::network::Policy),
 ) -> (RunningNetwork, u16, tempfile::TempDir) {
-    let gmail_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (net, ports, data) = qq_with_peers(edit, &["gmail.com"]).await;
+    (net, ports[0], data)
+}
+
+/// Only exmail.qq.com runs; the servers `peers` names run elsewhere, at
+/// ports nothing listens on yet, returned in the same order.
+pub(crate) async fn qq_with_peers(
+    edit: impl Fn(&mut mailnet::network::Policy),
+    peers: &[&str],
+) -> (RunningNetwork, Vec<u16>, tempfile::TempDir) {
+    let ports: Vec<u16> = peers
+        .iter()
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        })
+        .collect();
     let mut net = Network::default_network().with_ephemeral_ports();
     for server in &mut net.servers {
         edit(&mut server.policy);
-        if server.name == "gmail.com" {
-            server.set_port(Service::Smtp, gmail_port);
+        if let Some(i) = peers.iter().position(|p| *p == server.name) {
+            server.set_port(Service::Smtp, ports[i]);
         }
     }
     let data = tempfile::tempdir().unwrap();
@@ -160,7 +175,7 @@ pub(crate) async fn qq_alone(
     };
     (
         RunningNetwork::start(net, options).await.unwrap(),
-        gmail_port,
+        ports,
         data,
     )
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::relay::{qq_alone, DEADLINE};
+use crate::relay::{qq_alone, qq_with_peers, DEADLINE};
 use crate::support::{send_mail, Raw};
 
 /// A peer SMTP server on `port` answering each command with what `answer`
@@ -52,6 +52,10 @@ fn peer(
                     let Some(reply) = answer(key) else { continue };
                     in_data = reply.starts_with("354");
                     let _ = write.write_all(reply.as_bytes()).await;
+                    if reply.starts_with("421") {
+                        // RFC 5321: the server closes after a 421.
+                        break;
+                    }
                 }
                 let _ = seen.send("<closed>".into());
             });
@@ -284,4 +288,154 @@ async fn unreadable_queue_entries_are_set_aside_never_sent() {
     assert!(qq.host.queue().wait_until_empty(DEADLINE).await);
     assert_eq!(gmail.host.store().count("usr1@gmail.com"), 1);
     running.stop().await;
+}
+
+/// Queues `subjects` as separate messages from qq to `to`, all before the
+/// relay can look (no await between), so one session carries them all.
+fn queue_batch(server: &mailnet::orchestrator::RunningServer, to: &str, subjects: &[String]) {
+    for subject in subjects {
+        server
+            .host
+            .queue()
+            .enqueue(
+                &mailnet::id::QueueId::next(),
+                "usr1@mail.sustech.edu.cn",
+                &[to.to_string()],
+                format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n").as_bytes(),
+            )
+            .unwrap();
+    }
+}
+
+/// The receiver shuts down gracefully in the middle of a batch (`421` to
+/// the next command): the messages it acknowledged are not sent again.
+#[tokio::test]
+async fn a_batch_cut_short_resends_only_what_was_not_acknowledged() {
+    let (qq, gmail_port, _data) = qq_alone(|p| p.retry_initial = Duration::from_secs(30)).await;
+    let accepted = Arc::new(Mutex::new(0usize));
+    let shutting = Arc::new(Mutex::new(true));
+    let (count, closing) = (accepted.clone(), shutting.clone());
+    let mut lines = peer(
+        gmail_port,
+        answers(move |line| {
+            if *closing.lock().unwrap() && *count.lock().unwrap() >= 3 {
+                return Some("421 4.3.2 peer.test shutting down");
+            }
+            if line == "." {
+                *count.lock().unwrap() += 1;
+            }
+            None
+        }),
+    );
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    let subjects: Vec<String> = (1..=6).map(|i| format!("batch-{i}")).collect();
+    queue_batch(&server, "usr1@gmail.com", &subjects);
+    let first = until(&mut lines, "<closed>").await;
+    assert_eq!(*accepted.lock().unwrap(), 3, "{first:?}");
+    // Wait until the attempt is recorded: three entries left.
+    let mut changes = server.host.queue().subscribe();
+    tokio::time::timeout(DEADLINE, async {
+        while server.host.queue().entries().len() != 3 {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the three acknowledged messages left the queue");
+
+    *shutting.lock().unwrap() = false;
+    qq.clock.advance(Duration::from_secs(31));
+    assert!(server.host.queue().wait_until_empty(DEADLINE).await);
+    let mut seen = first;
+    seen.extend(until(&mut lines, "<closed>").await);
+    for subject in &subjects {
+        let sent = seen
+            .iter()
+            .filter(|l| **l == format!("Subject: {subject}"))
+            .count();
+        // Messages 4 to 6 were refused with 421 before DATA the first
+        // time; each message's body reached the peer exactly once.
+        assert_eq!(sent, 1, "{subject} reached the peer {sent} times: {seen:?}");
+    }
+    assert_eq!(*accepted.lock().unwrap(), 6);
+    qq.stop().await;
+}
+
+/// A peer that takes the message's first bytes after `354` and then stops
+/// reading, forever.
+fn stalling_peer(port: u16) -> mpsc::UnboundedReceiver<String> {
+    let (seen, lines) = mpsc::unbounded_channel();
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(listener).unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut read = BufReader::new(read);
+                let _ = write.write_all(b"220 stall.test ESMTP\r\n").await;
+                let mut line = String::new();
+                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let verb = line.trim_end().to_ascii_uppercase();
+                    line.clear();
+                    let reply: &[u8] = if verb.starts_with("EHLO") {
+                        b"250 stall.test\r\n"
+                    } else if verb == "DATA" {
+                        b"354 go ahead\r\n"
+                    } else {
+                        b"250 ok\r\n"
+                    };
+                    let _ = write.write_all(reply).await;
+                    if verb == "DATA" {
+                        let _ = seen.send("<stalled>".to_string());
+                        // Hold the connection without reading a byte more.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    lines
+}
+
+/// A peer that stops reading after `354` delays only its own domain: mail
+/// for another domain still goes out at once, and the network still stops
+/// within two seconds.
+#[tokio::test]
+async fn a_stalled_peer_delays_only_its_own_domain() {
+    let (qq, ports, _data) = qq_with_peers(|_| {}, &["gmail.com", "163.com"]).await;
+    let mut stalled = stalling_peer(ports[0]);
+    let mut healthy = peer(ports[1], answers(|_| None));
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    // 8 MiB: more than the socket buffers hold, so the sender blocks.
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        format!("{}\r\n", "z".repeat(998)).repeat(8 * 1024)
+    );
+    server
+        .host
+        .queue()
+        .enqueue(
+            &mailnet::id::QueueId::next(),
+            "usr1@mail.sustech.edu.cn",
+            &["usr1@gmail.com".to_string()],
+            big.as_bytes(),
+        )
+        .unwrap();
+    tokio::time::timeout(DEADLINE, stalled.recv())
+        .await
+        .expect("the stalling peer got DATA");
+    let sent = Instant::now();
+    queue_batch(&server, "jy_59815@163.com", &["healthy".to_string()]);
+    until(&mut healthy, ".").await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "mail for a healthy domain took {:?}",
+        sent.elapsed()
+    );
+    let stopping = Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), qq.stop())
+        .await
+        .expect("stopped within 2 s with a delivery stalled");
+    assert!(stopping.elapsed() < Duration::from_secs(2));
 }
