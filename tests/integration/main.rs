@@ -14,4 +14,5 @@ mod process;
 mod relay;
 mod relay_faults;
 mod smtp;
+mod soak;
 mod support;

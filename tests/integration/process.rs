@@ -106,6 +106,16 @@ impl Up {
     }
 }
 
+impl Up {
+    /// SIGKILL: no shutdown, no flush; waits for the process to be gone.
+    pub fn kill_9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
