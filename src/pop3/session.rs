@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use crate::wire::{decode_plain, Framed, LineFramer};
+use crate::wire::{decode_base64, decode_plain, Framed, LineFramer};
 use md5::{Digest, Md5};
 
 use crate::network::ServerConfig;
@@ -74,8 +74,14 @@ pub enum Event {
 
 #[derive(Debug)]
 enum State {
-    Authorization { user: Option<String> },
+    Authorization {
+        user: Option<String>,
+    },
     AuthPlain,
+    /// `AUTH LOGIN`: the user name (`None`) or the password is asked for.
+    AuthLogin {
+        user: Option<String>,
+    },
     Opening,
     Transaction,
     Committing,
@@ -249,6 +255,11 @@ impl Session {
             self.state = State::Authorization { user: None };
             return Some(self.auth_plain(text));
         }
+        if let State::AuthLogin { user } = &self.state {
+            let user = user.clone();
+            self.transcript.push(Line::client("[credentials]"));
+            return Some(self.auth_login_step(user, text));
+        }
         let (verb, arg) = match text.split_once(' ') {
             Some((v, a)) => (v.to_ascii_uppercase(), a.trim()),
             None => (text.trim().to_ascii_uppercase(), ""),
@@ -308,7 +319,20 @@ impl Session {
             (State::Authorization { .. }, "AUTH") => {
                 let mut parts = arg.split_whitespace();
                 match (parts.next().map(|m| m.to_ascii_uppercase()), parts.next()) {
-                    (None, _) => self.reply(b"+OK\r\nPLAIN\r\n.\r\n".to_vec()),
+                    (None, _) => self.reply(b"+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n".to_vec()),
+                    (Some(m), initial) if m == "LOGIN" => {
+                        // RFC 5034 allows the user name as an initial response.
+                        match initial {
+                            Some(initial) => {
+                                let initial = initial.to_string();
+                                return Some(self.auth_login_step(None, &initial));
+                            }
+                            None => {
+                                self.state = State::AuthLogin { user: None };
+                                self.reply(b"+ VXNlcm5hbWU6\r\n".to_vec())
+                            }
+                        }
+                    }
                     (Some(m), None) if m == "PLAIN" => {
                         self.state = State::AuthPlain;
                         self.reply(b"+ \r\n".to_vec())
@@ -411,7 +435,7 @@ impl Session {
             "USER",
             "TOP",
             "UIDL",
-            "SASL PLAIN",
+            "SASL PLAIN LOGIN",
             "RESP-CODES",
             "AUTH-RESP-CODE",
             "PIPELINING",
@@ -447,6 +471,30 @@ impl Session {
                 self.login(&creds.user, |expected| expected == password)
             }
             Err(e) => self.reply(err(e.to_string())),
+        }
+    }
+
+    /// One answer of `AUTH LOGIN`: the user name (asks for the password)
+    /// or, with `user` known, the password.
+    fn auth_login_step(&mut self, user: Option<String>, response: &str) -> Event {
+        let decoded = match decode_base64(response) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                self.state = State::Authorization { user: None };
+                return self.reply(err(e.to_string()));
+            }
+        };
+        match user {
+            None => {
+                self.state = State::AuthLogin {
+                    user: Some(decoded),
+                };
+                self.reply(b"+ UGFzc3dvcmQ6\r\n".to_vec())
+            }
+            Some(user) => {
+                self.state = State::Authorization { user: None };
+                self.login(&user, |expected| expected == decoded)
+            }
         }
     }
 

@@ -53,8 +53,11 @@ pub struct DataReader {
     max_size: u64,
     /// Decoded bytes not yet taken by [`DataReader::take_decoded`].
     decoded: Vec<u8>,
-    /// The last byte decoded, to tell a bare LF from a CRLF across chunks.
+    /// The last byte decoded, to write a bare LF as CRLF across chunks.
     last: u8,
+    /// The last byte received, to tell a CRLF line end from a bare LF
+    /// across chunks.
+    raw_last: u8,
     refusal: Option<Refusal>,
     size: u64,
     lines: u64,
@@ -76,6 +79,7 @@ impl DataReader {
             max_size,
             decoded: Vec::new(),
             last: b'\n',
+            raw_last: b'\n',
             refusal: None,
             size: 0,
             lines: 0,
@@ -90,21 +94,33 @@ impl DataReader {
     /// Consumes `input`; returns how many bytes were used when the end of the
     /// message was found (what follows belongs to the next command), or `None`
     /// when all of `input` was message.
+    ///
+    /// Only `<CRLF>.<CRLF>` ends the message. A bare LF is kept (stored as
+    /// CRLF, as Postfix's `smtpd_forbid_bare_newline = normalize` does) but
+    /// never starts a line for the end marker, so `\n.\n`, `\r.\r` and
+    /// `\n.\r\n` cannot end a message early and smuggle a second one in.
     pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
         let mut i = 0;
         while i < input.len() {
             match self.scan {
                 Scan::LineStart if input[i] == b'.' => {
                     self.scan = Scan::Dot;
+                    self.raw_last = b'.';
                     i += 1;
                 }
                 Scan::LineStart => self.scan = Scan::InLine,
                 Scan::Dot => match input[i] {
                     b'\r' => {
                         self.scan = Scan::DotCr;
+                        self.raw_last = b'\r';
                         i += 1;
                     }
-                    b'\n' => return Some(i + 1),
+                    // `.` then a bare LF: a line holding a dot, kept as it is.
+                    b'\n' => {
+                        self.line_len = 1;
+                        self.emit(b".");
+                        self.scan = Scan::InLine;
+                    }
                     // A leading dot before other text was stuffing: drop it.
                     _ => {
                         self.line_len = 1;
@@ -122,7 +138,10 @@ impl DataReader {
                 Scan::InLine => {
                     let rest = &input[i..];
                     let (chunk, ends_line) = match rest.iter().position(|&b| b == b'\n') {
-                        Some(p) => (&rest[..=p], true),
+                        Some(p) => {
+                            let before = if p > 0 { rest[p - 1] } else { self.raw_last };
+                            (&rest[..=p], before == b'\r')
+                        }
                         None => (rest, false),
                     };
                     self.line_len += chunk.len();
@@ -130,6 +149,7 @@ impl DataReader {
                         self.refusal = Some(Refusal::LineTooLong);
                     }
                     self.emit(chunk);
+                    self.raw_last = chunk[chunk.len() - 1];
                     i += chunk.len();
                     if ends_line {
                         self.end_line();
@@ -268,10 +288,10 @@ mod tests {
     fn empty_message_and_bare_lf_stored_as_crlf() {
         assert_eq!(read_in_chunks(b".\r\n", 1, 100).0.unwrap().0, b"");
         for chunk in [1, 2, 64] {
-            let (body, facts) = read_in_chunks(b"a\nb\r\nc\r\r\n\n.\n", chunk, 100)
+            let (body, facts) = read_in_chunks(b"a\nb\r\nc\r\r\n\nz\r\n.\r\n", chunk, 100)
                 .0
                 .unwrap();
-            assert_eq!(body, b"a\r\nb\r\nc\r\r\n\r\n");
+            assert_eq!(body, b"a\r\nb\r\nc\r\r\n\r\nz\r\n");
             assert_eq!(facts.size, body.len() as u64);
         }
     }
@@ -308,5 +328,38 @@ mod tests {
         assert!(before <= 10, "nothing past the limit is handed out");
         assert_eq!(reader.feed(&[b'x'; 4096]), None);
         assert!(reader.take_decoded().is_empty());
+    }
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_the_message() {
+        // The three smuggling variants: each stays inside the one message.
+        for (sep, kept) in [
+            (&b"\n.\n"[..], &b"\r\n.\r\n"[..]),
+            (b"\r.\r", b"\r.\r"),
+            (b"\n.\r\n", b"\r\n.\r\n"),
+        ] {
+            let wire = [
+                &b"hello"[..],
+                sep,
+                b"MAIL FROM:<a@b.c>\r\nDATA\r\nsmuggled\r\n.\r\nNEXT",
+            ]
+            .concat();
+            for chunk in [1, 2, 3, 5, 1024] {
+                let (read, used) = read_in_chunks(&wire, chunk, 1000);
+                let body = read.unwrap().0;
+                let expected = [
+                    &b"hello"[..],
+                    kept,
+                    b"MAIL FROM:<a@b.c>\r\nDATA\r\nsmuggled\r\n",
+                ]
+                .concat();
+                assert_eq!(
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&expected),
+                    "{sep:?} chunk {chunk}"
+                );
+                assert_eq!(&wire[used..], b"NEXT");
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ pub struct Envelope {
     pub authenticated: Option<String>,
     /// The reverse path, as typed; empty for the null sender.
     pub mail_from: String,
+    /// What `MAIL` declared about the message (passed on when relaying).
+    pub body: Body,
     /// Recipients in this server's domains.
     pub local: Vec<String>,
     /// Recipients elsewhere, to relay.
@@ -20,6 +22,15 @@ pub struct Envelope {
     /// The message's size in octets, as stored (its bytes were handed out
     /// in parts as it arrived).
     pub size: u64,
+}
+
+/// What the client declared about a message at `MAIL`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Body {
+    /// `BODY=8BITMIME` (RFC 6152).
+    pub eight_bit: bool,
+    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
+    pub smtputf8: bool,
 }
 
 /// Why an accepted message could not be stored; the client gets `451`.

@@ -11,12 +11,15 @@ use std::sync::Arc;
 use crate::wire::{decode_base64, decode_plain, Framed, LineFramer, SaslError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use smtp_proto::{Error as ProtoError, Request, AUTH_LOGIN, AUTH_PLAIN};
+use smtp_proto::{
+    Error as ProtoError, MailFrom, Request, AUTH_LOGIN, AUTH_PLAIN, MAIL_BODY_7BIT,
+    MAIL_BODY_8BITMIME, MAIL_SMTPUTF8,
+};
 
 use super::address::{domain_of, split_address};
 pub use super::data::MessageFacts;
 use super::data::{DataReader, Refusal};
-pub use super::envelope::{DeliveryError, Envelope};
+pub use super::envelope::{Body, DeliveryError, Envelope};
 use super::reply::Reply;
 use super::strict::{self, Verdict};
 use crate::id::QueueId;
@@ -65,6 +68,7 @@ enum State {
 #[derive(Debug)]
 struct Transaction {
     mail_from: String,
+    body: Body,
     /// The sender is one of ours (or authenticated): remote recipients are relayed.
     submission: bool,
     local: Vec<String>,
@@ -297,13 +301,26 @@ impl Session {
         let event = match request {
             Request::Helo { host } => self.hello(&host, false),
             Request::Ehlo { host } => self.hello(&host, true),
-            Request::Mail { from } => {
-                // smtp-proto wraps a SIZE too large for usize; read it from
-                // the text, where any run of digits compares correctly.
-                let size = declared_size(&text).unwrap_or(from.size);
-                self.mail(&from.address, size)
+            Request::Mail { from } => match unadvertised_mail_parameter(&from) {
+                Some(what) => self.unadvertised(what),
+                None => {
+                    // smtp-proto wraps a SIZE too large for usize; read it from
+                    // the text, where any run of digits compares correctly.
+                    let size = declared_size(&text).unwrap_or(from.size);
+                    let body = Body {
+                        eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
+                        smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
+                    };
+                    self.mail(&from.address, size, body)
+                }
+            },
+            Request::Rcpt { to } => {
+                if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
+                    self.unadvertised("NOTIFY/ORCPT (DSN) or RRVS")
+                } else {
+                    self.rcpt(&to.address, &text)
+                }
             }
-            Request::Rcpt { to } => self.rcpt(&to.address, &text),
             Request::Data => self.data(),
             Request::Rset => {
                 self.tx = None;
@@ -422,7 +439,15 @@ impl Session {
         })
     }
 
-    fn mail(&mut self, from: &str, size: usize) -> Event {
+    fn unadvertised(&mut self, what: &str) -> Event {
+        self.reply(Reply::new(
+            555,
+            "5.5.4",
+            format!("Unsupported parameter: {what} is not offered here"),
+        ))
+    }
+
+    fn mail(&mut self, from: &str, size: usize, body: Body) -> Event {
         if self.helo.is_none() {
             return self.reply(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
         }
@@ -472,6 +497,7 @@ impl Session {
         };
         self.tx = Some(Transaction {
             mail_from: from.to_string(),
+            body,
             submission,
             local: Vec::new(),
             remote: Vec::new(),
@@ -538,10 +564,14 @@ impl Session {
             return self.reply(Reply::new(503, "5.5.1", "Error: need RCPT command"));
         }
         let policy = &self.ctx.server.policy;
-        self.state = State::Data(DataReader::new(
-            policy.max_message_size as u64,
-            policy.max_text_line,
-        ));
+        // Real servers take long lines (smtplib, curl and msmtp send them
+        // unsplit); RFC 5321's text-line limit is kept for the strict grammar.
+        let max_line = if policy.strict {
+            policy.max_text_line
+        } else {
+            usize::MAX
+        };
+        self.state = State::Data(DataReader::new(policy.max_message_size as u64, max_line));
         self.reply(Reply::plain(
             354,
             "Start mail input; end with <CRLF>.<CRLF>",
@@ -586,6 +616,7 @@ impl Session {
             esmtp: self.esmtp,
             authenticated: self.authenticated.clone(),
             mail_from: tx.mail_from,
+            body: tx.body,
             local: tx.local,
             remote: tx.remote,
             size: facts.size,
@@ -677,6 +708,35 @@ impl Session {
 
 /// A command line as the transcript shows it: `AUTH PLAIN <token>` carries
 /// the password, so the token is left out.
+/// The first `MAIL` parameter this server did not advertise, by name:
+/// RFC 5321 §4.1.1.11 wants `555` rather than silently ignoring it.
+fn unadvertised_mail_parameter<T>(from: &MailFrom<T>) -> Option<&'static str> {
+    let known = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8;
+    if from.flags & !known != 0 {
+        return Some(if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
+            "BODY=BINARYMIME"
+        } else if from.flags & (smtp_proto::MAIL_RET_FULL | smtp_proto::MAIL_RET_HDRS) != 0 {
+            "RET (DSN)"
+        } else {
+            "REQUIRETLS, CONPERM or BY"
+        });
+    }
+    if from.env_id.is_some() {
+        return Some("ENVID (DSN)");
+    }
+    if from.trans_id.is_some()
+        || from.solicit.is_some()
+        || from.mtrk.is_some()
+        || from.by != 0
+        || from.hold_for != 0
+        || from.hold_until != 0
+        || from.mt_priority != 0
+    {
+        return Some("an extension's parameter");
+    }
+    None
+}
+
 /// The `SIZE=` parameter of a `MAIL` line, saturated at `usize::MAX`
 /// (RFC 1870: a size over the server's limit gets `552`, however large).
 fn declared_size(text: &str) -> Option<usize> {

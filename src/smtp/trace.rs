@@ -12,10 +12,18 @@ pub fn received(
     for_rcpt: Option<&str>,
     date: &str,
 ) -> String {
-    let with = match (envelope.esmtp, envelope.authenticated.is_some()) {
-        (true, true) => "ESMTPA",
-        (true, false) => "ESMTP",
-        (false, _) => "SMTP",
+    // RFC 3848 and RFC 6531's protocol words: A for authenticated, UTF8 for
+    // an SMTPUTF8 transaction.
+    let with = match (
+        envelope.esmtp,
+        envelope.body.smtputf8,
+        envelope.authenticated.is_some(),
+    ) {
+        (false, _, _) => "SMTP",
+        (true, false, false) => "ESMTP",
+        (true, false, true) => "ESMTPA",
+        (true, true, false) => "UTF8SMTP",
+        (true, true, true) => "UTF8SMTPA",
     };
     let by_line = format!("\tby {by} (mailnet) with {with} id {id}");
     let tail = match for_rcpt {
@@ -61,6 +69,7 @@ mod tests {
             esmtp: true,
             authenticated: None,
             mail_from: "a@b.c".to_string(),
+            body: Default::default(),
             local: vec![],
             remote: vec![],
             size: 0,
@@ -69,5 +78,39 @@ mod tests {
         assert!(field.starts_with("Received: from evil??[2J??X-Forged:?yes ([127.0.0.1])\r\n"));
         assert_eq!(field.matches("\r\n").count(), 2, "{field:?}");
         assert!(!field.contains('\0') && !field.contains('\x1b'));
+    }
+
+    #[test]
+    fn protocol_words_follow_rfc_3848_and_6531() {
+        let mut envelope = Envelope {
+            helo: "c".into(),
+            esmtp: true,
+            authenticated: None,
+            mail_from: String::new(),
+            body: Default::default(),
+            local: vec![],
+            remote: vec![],
+            size: 0,
+        };
+        let with = |e: &Envelope| {
+            let field = received(e, "me", "1.2.3.4", "ID", None, "now");
+            field
+                .split(" with ")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(with(&envelope), "ESMTP");
+        envelope.authenticated = Some("u".into());
+        assert_eq!(with(&envelope), "ESMTPA");
+        envelope.body.smtputf8 = true;
+        assert_eq!(with(&envelope), "UTF8SMTPA");
+        envelope.authenticated = None;
+        assert_eq!(with(&envelope), "UTF8SMTP");
+        envelope.esmtp = false;
+        assert_eq!(with(&envelope), "SMTP");
     }
 }

@@ -138,6 +138,25 @@ fn apop_and_auth_plain() {
 }
 
 #[test]
+fn auth_login_as_curl_does_it() {
+    let (user, pass) = (B64.encode("usr1@gmail.com"), B64.encode("password1"));
+    let (out, _) = run(format!("AUTH\r\nAUTH LOGIN\r\n{user}\r\n{pass}\r\n").as_bytes());
+    assert_eq!(out[1], "+OK\r\nPLAIN\r\nLOGIN\r\n.\r\n");
+    assert_eq!(out[2], "+ VXNlcm5hbWU6\r\n");
+    assert_eq!(out[3], "+ UGFzc3dvcmQ6\r\n");
+    assert!(out[4].starts_with("+OK maildrop"), "{out:?}");
+    // With the user name as an initial response, and a wrong password.
+    let wrong = B64.encode("guess");
+    let (out, _) =
+        run(format!("AUTH LOGIN {user}\r\n{wrong}\r\n*\r\nAUTH LOGIN\r\n*\r\n").as_bytes());
+    assert_eq!(out[1], "+ UGFzc3dvcmQ6\r\n");
+    assert!(out[2].starts_with("-ERR [AUTH]"), "{out:?}");
+    assert!(out[3].starts_with("-ERR"), "{out:?}");
+    assert_eq!(out[4], "+ VXNlcm5hbWU6\r\n");
+    assert!(out[5].starts_with("-ERR"), "cancelled: {out:?}");
+}
+
+#[test]
 fn in_use_maildrop_and_quit_without_login() {
     let mut session = Session::new(ctx(), "<c>".into());
     session.greeting();
@@ -165,7 +184,7 @@ fn capa_lists_what_is_supported() {
         "USER",
         "TOP",
         "UIDL",
-        "SASL PLAIN",
+        "SASL PLAIN LOGIN",
         "RESP-CODES",
         "AUTH-RESP-CODE",
         "PIPELINING",

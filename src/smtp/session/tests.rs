@@ -448,3 +448,40 @@ fn a_size_too_large_to_count_is_552_not_accepted() {
     let (replies, _) = run(ctx(), input);
     assert_codes(input, &replies, &[220, 250, 552, 552, 250]);
 }
+
+#[test]
+fn long_text_lines_are_kept_byte_exact_and_refused_only_when_strict() {
+    let line = "x".repeat(2_000);
+    let input = format!(
+        "HELO x\r\nMAIL FROM:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nSubject: long\r\n\r\n{line}\r\n.\r\n"
+    );
+    let (replies, envs) = run(ctx(), input.as_bytes());
+    assert_codes(input.as_bytes(), &replies, &[220, 250, 250, 250, 354, 250]);
+    assert_eq!(
+        envs[0].message,
+        format!("Subject: long\r\n\r\n{line}\r\n").as_bytes()
+    );
+    let strict = ctx_with(|s| s.policy.strict = true);
+    let (replies, envs) = run(strict, input.as_bytes());
+    assert_eq!(replies.last().unwrap(), "500 5.5.2 Line too long\r\n");
+    assert!(envs.is_empty());
+}
+
+#[test]
+fn parameters_not_advertised_get_555() {
+    let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com> BODY=BINARYMIME\r\nMAIL FROM:<usr1@gmail.com> RET=HDRS\r\nMAIL FROM:<usr1@gmail.com> ENVID=x\r\nMAIL FROM:<usr1@gmail.com> BODY=8BITMIME SMTPUTF8 SIZE=10\r\nRCPT TO:<bob@gmail.com> NOTIFY=SUCCESS\r\nRCPT TO:<bob@gmail.com> ORCPT=rfc822;bob@gmail.com\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nx\r\n.\r\n";
+    let (replies, envs) = run(ctx(), input);
+    assert_codes(
+        input,
+        &replies,
+        &[220, 250, 555, 555, 555, 250, 555, 555, 250, 354, 250],
+    );
+    assert!(replies[2].starts_with("555 5.5.4"), "{}", replies[2]);
+    assert_eq!(
+        envs[0].body,
+        Body {
+            eight_bit: true,
+            smtputf8: true
+        }
+    );
+}
