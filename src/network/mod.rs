@@ -232,6 +232,7 @@ impl Network {
         let mut names_seen: HashMap<String, String> = HashMap::new();
         let mut domains_seen: HashMap<String, String> = HashMap::new();
         let mut ports_seen: HashMap<u16, String> = HashMap::new();
+        let mut mx_seen: HashMap<String, String> = HashMap::new();
         if parsed.servers.is_empty() {
             return Err(invalid(
                 &serde_saphyr::Location::UNKNOWN,
@@ -273,6 +274,15 @@ impl Network {
                 Some(mx) => check_name(mx, "mx")?,
                 None => name.clone(),
             };
+            // An MX host names one server: two servers behind one name
+            // would each relay the other's mail back to themselves.
+            if let Some(other) = mx_seen.insert(mx.clone(), name.clone()) {
+                let at = spec.mx.as_ref().map_or(&spec.name.referenced, |m| &m.referenced);
+                return Err(invalid(
+                    at,
+                    format!("mx host `{mx}` is also server `{other}`'s: each server needs an MX host of its own"),
+                ));
+            }
             let smtp_host = match &spec.smtp.host {
                 Some(h) => check_name(h, "smtp host")?,
                 None => format!("smtp.{name}"),

@@ -383,3 +383,13 @@ fn ports_dns_and_ttl_are_checked_in_words() {
         "net.yaml:1:6: `2147483648` is too large: at most 2147483647"
     );
 }
+
+#[test]
+fn two_servers_cannot_share_an_mx_host() {
+    let text = "servers:\n  - name: srva.test\n    domains: [a.test]\n    mx: mx.shared.test\n    smtp: { port: 0 }\n    pop3: { port: 0 }\n  - name: srvb.test\n    domains: [b.test]\n    mx: mx.shared.test\n    smtp: { port: 0 }\n    pop3: { port: 0 }\n";
+    let err = Network::parse(text, "shared.yaml").unwrap_err().to_string();
+    assert!(
+        err.starts_with("shared.yaml:9:9: mx host `mx.shared.test` is also server `srva.test`'s"),
+        "{err}"
+    );
+}

@@ -31,7 +31,7 @@ pub fn bounce(
     let mut text = format!(
         "This is the mail system at host {reporting_mta}.\r\n\r\n\
          I'm sorry to have to inform you that your message could not\r\n\
-         be delivered to one or more recipients. It's attached below.\r\n\r\n"
+         be delivered to one or more recipients. Its headers are attached below.\r\n\r\n"
     );
     for f in failures {
         let via = f
@@ -42,16 +42,29 @@ pub fn bounce(
         text.push_str(&format!("<{}>: {via}{}\r\n", f.recipient, f.diagnostic));
     }
 
+    // RFC 3464 §2.1: the delivery-status part is 7bit, its fields folded
+    // like header fields, so every DSN reader sees each field whole.
     let mut status = format!("Reporting-MTA: dns; {reporting_mta}\r\nArrival-Date: {date}\r\n");
     for f in failures {
         status.push_str(&format!(
             "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            f.recipient, f.status
+            seven_bit(&f.recipient),
+            f.status
         ));
         if let Some(mta) = &f.remote_mta {
-            status.push_str(&format!("Remote-MTA: dns; {mta}\r\n"));
+            // `host[ip:port]` in the text; the field names the host only.
+            let host = mta.split('[').next().unwrap_or(mta);
+            status.push_str(&format!("Remote-MTA: dns; {host}\r\n"));
         }
-        status.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", f.diagnostic));
+        let kind = if is_smtp_reply(&f.diagnostic) {
+            "smtp"
+        } else {
+            "X-mailnet"
+        };
+        status.push_str(&folded(&format!(
+            "Diagnostic-Code: {kind}; {}",
+            seven_bit(&f.diagnostic)
+        )));
     }
 
     let headers_end = find_header_end(original);
@@ -60,7 +73,7 @@ pub fn bounce(
             .attribute("report-type", "delivery-status"),
         vec![
             MimePart::new("text/plain", text),
-            MimePart::new("message/delivery-status", status),
+            MimePart::new("message/delivery-status", status).transfer_encoding("7bit"),
             MimePart::new(
                 "text/rfc822-headers",
                 String::from_utf8_lossy(&original[..headers_end]).into_owned(),
@@ -85,6 +98,40 @@ pub fn bounce(
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the delivery status notification")]
 pub struct BounceError(#[source] pub std::io::Error);
+
+/// Whether `text` begins with an SMTP reply code (`550 …`).
+fn is_smtp_reply(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' '
+}
+
+/// `text` with anything outside printable ASCII replaced by `?`.
+fn seven_bit(text: &str) -> String {
+    text.chars()
+        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// A field folded before 78 columns at spaces (RFC 5322 §2.2.3), CRLF-ended.
+fn folded(field: &str) -> String {
+    let mut out = String::with_capacity(field.len() + 16);
+    let mut column = 0;
+    for (i, word) in field.split(' ').enumerate() {
+        if i > 0 {
+            if column + 1 + word.len() > 76 {
+                out.push_str("\r\n ");
+                column = 1;
+            } else {
+                out.push(' ');
+                column += 1;
+            }
+        }
+        out.push_str(word);
+        column += word.len();
+    }
+    out.push_str("\r\n");
+    out
+}
 
 /// Where the header block ends (after its blank line), or the whole message.
 fn find_header_end(message: &[u8]) -> usize {
@@ -135,6 +182,21 @@ mod tests {
         assert!(text.contains("Status: 5.1.1"));
         assert!(text.contains("Subject: hello"));
         assert!(!text.contains("secret body"));
+        let status_part = &text[text.find("Content-Type: message/delivery-status").unwrap()..];
+        assert!(status_part.contains("\r\nContent-Transfer-Encoding: 7bit\r\n\r\nReporting-MTA:"));
+        assert!(text.contains("Remote-MTA: dns; gmail-smtp-in.l.google.com\r\n"));
+    }
+
+    #[test]
+    fn long_diagnostics_are_folded_not_encoded() {
+        let long = format!("550 5.1.1 <error@gmail.com>: {} ünïcode", "word ".repeat(40));
+        let field = folded(&format!("Diagnostic-Code: smtp; {}", seven_bit(&long)));
+        assert!(field.lines().all(|l| l.len() <= 78), "{field}");
+        assert!(field.is_ascii());
+        let unfolded = field.replace("\r\n ", " ");
+        assert_eq!(unfolded.trim_end(), format!("Diagnostic-Code: smtp; {}", seven_bit(&long)));
+        assert!(!is_smtp_reply("delivery time expired"));
+        assert!(is_smtp_reply("421 4.3.2 bye"));
     }
     /// Replaces what changes from run to run (MIME boundaries, the
     /// Message-ID) with fixed names, so bounces can be compared whole.
