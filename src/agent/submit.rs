@@ -131,6 +131,7 @@ pub async fn submit(
         mail_from,
         recipients,
         message,
+        parameters: &[],
     };
     let tx = client
         .send_mail(envelope, false)

@@ -277,7 +277,10 @@ impl Network {
             // An MX host names one server: two servers behind one name
             // would each relay the other's mail back to themselves.
             if let Some(other) = mx_seen.insert(mx.clone(), name.clone()) {
-                let at = spec.mx.as_ref().map_or(&spec.name.referenced, |m| &m.referenced);
+                let at = spec
+                    .mx
+                    .as_ref()
+                    .map_or(&spec.name.referenced, |m| &m.referenced);
                 return Err(invalid(
                     at,
                     format!("mx host `{mx}` is also server `{other}`'s: each server needs an MX host of its own"),

@@ -8,7 +8,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::resolve::{MailResolver, ResolveError};
-use crate::smtp::client::{ClientError, Envelope, RecipientOutcome, Response, SmtpClient, Stage};
+use crate::smtp::client::{
+    Capabilities, ClientError, Envelope, RecipientOutcome, Response, SmtpClient, Stage,
+};
 
 /// Why a recipient was not delivered (this time).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,13 +30,30 @@ pub enum Cause {
     Dns(ResolveError),
     /// DNS says the domain has no mail server.
     NoMailServer(String),
+    /// The next server lacks an extension the message needs and it cannot
+    /// be converted (RFC 6152 §3, RFC 6531 §3.2).
+    Unsupported {
+        /// The server, as `host[ip:port]`.
+        remote: String,
+        /// What is missing, and the status for it.
+        what: Unsupported,
+    },
+}
+
+/// An extension a message needs that the next server does not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsupported {
+    /// 8-bit content to a server without `8BITMIME`.
+    EightBitMime,
+    /// UTF-8 addresses or headers to a server without `SMTPUTF8`.
+    SmtpUtf8,
 }
 
 impl Cause {
     /// The remote server that answered, if one did.
     pub fn remote(&self) -> Option<&str> {
         match self {
-            Cause::Refused { remote, .. } => Some(remote),
+            Cause::Refused { remote, .. } | Cause::Unsupported { remote, .. } => Some(remote),
             _ => None,
         }
     }
@@ -46,6 +65,14 @@ impl Cause {
             Cause::Unreachable(_) => "4.4.1".into(),
             Cause::Dns(e) if e.is_temporary() => "4.4.3".into(),
             Cause::Dns(_) | Cause::NoMailServer(_) => "5.1.2".into(),
+            Cause::Unsupported {
+                what: Unsupported::EightBitMime,
+                ..
+            } => "5.6.3".into(),
+            Cause::Unsupported {
+                what: Unsupported::SmtpUtf8,
+                ..
+            } => "5.6.7".into(),
         }
     }
 }
@@ -60,6 +87,16 @@ impl fmt::Display for Cause {
             Cause::Unreachable(reason) => f.write_str(reason),
             Cause::Dns(e) => write!(f, "cannot find the mail server: {e}"),
             Cause::NoMailServer(domain) => write!(f, "no mail server for domain {domain}"),
+            Cause::Unsupported { remote, what } => match what {
+                Unsupported::EightBitMime => write!(
+                    f,
+                    "the message has 8-bit content and {remote} does not offer 8BITMIME; it cannot be converted here"
+                ),
+                Unsupported::SmtpUtf8 => write!(
+                    f,
+                    "the message needs SMTPUTF8 (UTF-8 addresses or headers) and {remote} does not offer it"
+                ),
+            },
         }
     }
 }
@@ -105,6 +142,8 @@ pub struct Job {
     pub recipients: Vec<String>,
     /// The message.
     pub message: Vec<u8>,
+    /// What its sender declared at `MAIL` (8-bit body, SMTPUTF8).
+    pub body: crate::store::Body,
 }
 
 /// What a delivery attempt learned: an outcome per recipient of each job
@@ -163,6 +202,33 @@ pub async fn deliver_domain(
     results
 }
 
+/// The `MAIL` parameters to declare `job` to a server offering `caps`, or
+/// what it lacks: `BODY=8BITMIME` for 8-bit content, `SMTPUTF8` when an
+/// address or the header block is UTF-8 (an SMTPUTF8 message whose
+/// envelope and headers are ASCII goes without it, as RFC 6531 allows).
+fn parameters(job: &Job, caps: &Capabilities) -> Result<Vec<&'static str>, Unsupported> {
+    let mut out = Vec::new();
+    let eight_bit = job.body.eight_bit || !job.message.is_ascii();
+    if eight_bit {
+        if !caps.eight_bit_mime {
+            return Err(Unsupported::EightBitMime);
+        }
+        out.push("BODY=8BITMIME");
+    }
+    let headers = &job.message[..super::dsn::header_end(&job.message)];
+    let needs_utf8 = job.body.smtputf8
+        && (!job.mail_from.is_ascii()
+            || job.recipients.iter().any(|r| !r.is_ascii())
+            || !headers.is_ascii());
+    if needs_utf8 {
+        if !caps.smtputf8 {
+            return Err(Unsupported::SmtpUtf8);
+        }
+        out.push("SMTPUTF8");
+    }
+    Ok(out)
+}
+
 /// One SMTP session carrying `jobs`, pushing each job's outcomes onto
 /// `results` as soon as they are final. A failure of the connection is an
 /// `Err`; the jobs already in `results` stay there.
@@ -187,10 +253,22 @@ async fn session(
         if needs_reset {
             client.command("RSET").await?;
         }
+        let parameters = match parameters(job, &caps) {
+            Ok(parameters) => parameters,
+            Err(what) => {
+                let cause = Cause::Unsupported {
+                    remote: remote.to_string(),
+                    what,
+                };
+                results.push(vec![Outcome::Permanent(cause); job.recipients.len()]);
+                continue;
+            }
+        };
         let envelope = Envelope {
             mail_from: &job.mail_from,
             recipients: &job.recipients,
             message: &job.message,
+            parameters: &parameters,
         };
         let tx = client.send_mail(envelope, caps.pipelining).await?;
         needs_reset = tx.needs_reset();

@@ -67,7 +67,7 @@ pub fn bounce(
         )));
     }
 
-    let headers_end = find_header_end(original);
+    let headers_end = header_end(original);
     let report = MimePart::new(
         mail_builder::headers::content_type::ContentType::new("multipart/report")
             .attribute("report-type", "delivery-status"),
@@ -108,7 +108,13 @@ fn is_smtp_reply(text: &str) -> bool {
 /// `text` with anything outside printable ASCII replaced by `?`.
 fn seven_bit(text: &str) -> String {
     text.chars()
-        .map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' })
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
 }
 
@@ -134,7 +140,7 @@ fn folded(field: &str) -> String {
 }
 
 /// Where the header block ends (after its blank line), or the whole message.
-fn find_header_end(message: &[u8]) -> usize {
+pub(super) fn header_end(message: &[u8]) -> usize {
     let mut offset = 0;
     for line in message.split_inclusive(|&b| b == b'\n') {
         offset += line.len();
@@ -189,12 +195,18 @@ mod tests {
 
     #[test]
     fn long_diagnostics_are_folded_not_encoded() {
-        let long = format!("550 5.1.1 <error@gmail.com>: {} ünïcode", "word ".repeat(40));
+        let long = format!(
+            "550 5.1.1 <error@gmail.com>: {} ünïcode",
+            "word ".repeat(40)
+        );
         let field = folded(&format!("Diagnostic-Code: smtp; {}", seven_bit(&long)));
         assert!(field.lines().all(|l| l.len() <= 78), "{field}");
         assert!(field.is_ascii());
         let unfolded = field.replace("\r\n ", " ");
-        assert_eq!(unfolded.trim_end(), format!("Diagnostic-Code: smtp; {}", seven_bit(&long)));
+        assert_eq!(
+            unfolded.trim_end(),
+            format!("Diagnostic-Code: smtp; {}", seven_bit(&long))
+        );
         assert!(!is_smtp_reply("delivery time expired"));
         assert!(is_smtp_reply("421 4.3.2 bye"));
     }

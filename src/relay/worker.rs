@@ -148,6 +148,7 @@ async fn deliver(
                     mail_from: entry.mail_from.clone(),
                     recipients: recipients.clone(),
                     message,
+                    body: entry.body,
                 });
                 readable.push((entry, recipients));
             }

@@ -60,8 +60,11 @@ pub fn store(
         host.queue()
             .enqueue_parts(
                 &id,
-                &envelope.mail_from,
-                &envelope.remote,
+                crate::store::Outgoing {
+                    mail_from: &envelope.mail_from,
+                    recipients: &envelope.remote,
+                    body: envelope.body,
+                },
                 received.as_bytes(),
                 body,
                 size,

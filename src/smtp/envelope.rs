@@ -1,5 +1,6 @@
 //! What the SMTP core hands to delivery, and how delivery can fail.
 
+pub use crate::store::Body;
 use crate::store::StoreError;
 
 /// A message accepted by the protocol, ready to be stored or queued.
@@ -22,15 +23,6 @@ pub struct Envelope {
     /// The message's size in octets, as stored (its bytes were handed out
     /// in parts as it arrived).
     pub size: u64,
-}
-
-/// What the client declared about a message at `MAIL`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Body {
-    /// `BODY=8BITMIME` (RFC 6152).
-    pub eight_bit: bool,
-    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
-    pub smtputf8: bool,
 }
 
 /// Why an accepted message could not be stored; the client gets `451`.

@@ -24,6 +24,29 @@ pub struct QueuedMessage {
     pub mail_from: String,
     /// Recipients still to deliver.
     pub recipients: Vec<String>,
+    /// What the sender declared at `MAIL`, passed on when relaying.
+    pub body: Body,
+}
+
+/// The envelope of a message being queued.
+#[derive(Debug, Clone, Copy)]
+pub struct Outgoing<'a> {
+    /// The reverse path; empty for the null sender.
+    pub mail_from: &'a str,
+    /// Where it goes.
+    pub recipients: &'a [String],
+    /// What the sender declared at `MAIL`.
+    pub body: Body,
+}
+
+/// What a client declared about a message at `MAIL`, kept with it in the
+/// queue so the relay can declare the same to the next server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Body {
+    /// `BODY=8BITMIME` (RFC 6152).
+    pub eight_bit: bool,
+    /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers.
+    pub smtputf8: bool,
 }
 
 /// A server's outbound queue. Cheap to clone.
@@ -83,13 +106,14 @@ impl Queue {
         message: &[u8],
     ) -> io::Result<()> {
         let id = id.as_str().to_string();
-        self.write_entry(&id, mail_from, recipients, message)?;
+        self.write_entry(&id, mail_from, recipients, Body::default(), message)?;
         self.index().insert(
             id.clone(),
             QueuedMessage {
                 id,
                 mail_from: mail_from.to_string(),
                 recipients: recipients.to_vec(),
+                body: Body::default(),
             },
         );
         self.inner.changes.send_modify(|n| *n += 1);
@@ -102,15 +126,19 @@ impl Queue {
     pub fn enqueue_parts(
         &self,
         id: &QueueId,
-        mail_from: &str,
-        recipients: &[String],
+        envelope: Outgoing<'_>,
         prefix: &[u8],
         body: &mut fs::File,
         body_size: u64,
     ) -> io::Result<()> {
+        let Outgoing {
+            mail_from,
+            recipients,
+            body: declared,
+        } = envelope;
         let id = id.as_str().to_string();
         self.write_atomically(&format!("{id}.qmsg"), |file| {
-            file.write_all(&entry_head(mail_from, recipients))?;
+            file.write_all(&entry_head(mail_from, recipients, declared))?;
             file.write_all(prefix)?;
             super::maildir::copy_whole(body, file, body_size)
         })?;
@@ -120,6 +148,7 @@ impl Queue {
                 id,
                 mail_from: mail_from.to_string(),
                 recipients: recipients.to_vec(),
+                body: declared,
             },
         );
         self.inner.changes.send_modify(|n| *n += 1);
@@ -131,10 +160,11 @@ impl Queue {
         id: &str,
         mail_from: &str,
         recipients: &[String],
+        declared: Body,
         message: &[u8],
     ) -> io::Result<()> {
         self.write_atomically(&format!("{id}.qmsg"), |file| {
-            file.write_all(&entry_head(mail_from, recipients))?;
+            file.write_all(&entry_head(mail_from, recipients, declared))?;
             file.write_all(message)
         })
     }
@@ -198,11 +228,7 @@ impl Queue {
                 continue;
             }
             match self.read_entry(id) {
-                Ok((mail_from, recipients, _)) => out.push(QueuedMessage {
-                    id: id.to_string(),
-                    mail_from,
-                    recipients,
-                }),
+                Ok((entry, _)) => out.push(entry),
                 Err(error) => {
                     let kept = self.set_aside(id);
                     tracing::error!(error = %crate::error_chain(&error), ?kept, "queue entry set aside");
@@ -213,20 +239,21 @@ impl Queue {
         Ok(out)
     }
 
-    fn read_entry(&self, id: &str) -> Result<(String, Vec<String>, Vec<u8>), QueueError> {
+    fn read_entry(&self, id: &str) -> Result<(QueuedMessage, Vec<u8>), QueueError> {
         let mut bytes = fs::read(self.path(id)).map_err(|source| QueueError::Unreadable {
             id: id.to_string(),
             source,
         })?;
-        let (mail_from, recipients, body_at) =
+        let (mut entry, body_at) =
             split_entry(&bytes).ok_or_else(|| QueueError::Malformed { id: id.to_string() })?;
+        entry.id = id.to_string();
         bytes.drain(..body_at);
-        Ok((mail_from, recipients, bytes))
+        Ok((entry, bytes))
     }
 
     /// The message bytes of an entry.
     pub fn message(&self, id: &str) -> Result<Vec<u8>, QueueError> {
-        self.read_entry(id).map(|(_, _, message)| message)
+        self.read_entry(id).map(|(_, message)| message)
     }
 
     /// Moves an entry that cannot be relayed to `corrupt/` beside the
@@ -247,9 +274,9 @@ impl Queue {
             self.remove(id)
         } else {
             let written = self
-                .message(id)
+                .read_entry(id)
                 .map_err(io::Error::other)
-                .and_then(|m| self.write_entry(id, mail_from, pending, &m));
+                .and_then(|(entry, m)| self.write_entry(id, mail_from, pending, entry.body, &m));
             if let Some(entry) = self.index().get_mut(id) {
                 entry.recipients = pending.to_vec();
             }
@@ -297,10 +324,16 @@ impl Queue {
 }
 
 /// The envelope lines that begin an entry file.
-fn entry_head(mail_from: &str, recipients: &[String]) -> Vec<u8> {
+fn entry_head(mail_from: &str, recipients: &[String], declared: Body) -> Vec<u8> {
     let mut entry = format!("from {mail_from}\n");
     for r in recipients {
         entry.push_str(&format!("to {r}\n"));
+    }
+    if declared.eight_bit {
+        entry.push_str("body 8bitmime\n");
+    }
+    if declared.smtputf8 {
+        entry.push_str("smtputf8\n");
     }
     entry.push('\n');
     entry.into_bytes()
@@ -328,22 +361,34 @@ pub enum QueueError {
 
 /// Splits an entry file into sender, recipients and where the message
 /// starts; `None` unless it has `from`, at least one `to`, and the blank line.
-fn split_entry(bytes: &[u8]) -> Option<(String, Vec<String>, usize)> {
+/// Reads an entry's envelope lines; returns it (without its id) and where
+/// the message begins.
+fn split_entry(bytes: &[u8]) -> Option<(QueuedMessage, usize)> {
     let mut mail_from = None;
     let mut recipients = Vec::new();
+    let mut body = Body::default();
     let mut offset = 0;
     for line in bytes.split_inclusive(|&b| b == b'\n') {
         offset += line.len();
         let text = std::str::from_utf8(line).ok()?;
         let text = text.trim_end_matches(['\r', '\n']);
         if text.is_empty() {
-            let mail_from = mail_from?;
-            return (!recipients.is_empty()).then_some((mail_from, recipients, offset));
+            let entry = QueuedMessage {
+                id: String::new(),
+                mail_from: mail_from?,
+                recipients,
+                body,
+            };
+            return (!entry.recipients.is_empty()).then_some((entry, offset));
         }
         if let Some(f) = text.strip_prefix("from ").or(text.strip_prefix("from")) {
             mail_from = Some(f.trim().to_string());
         } else if let Some(t) = text.strip_prefix("to ") {
             recipients.push(t.to_string());
+        } else if text == "body 8bitmime" {
+            body.eight_bit = true;
+        } else if text == "smtputf8" {
+            body.smtputf8 = true;
         } else {
             return None;
         }
@@ -368,6 +413,7 @@ mod tests {
         assert_eq!(
             entries,
             vec![QueuedMessage {
+                body: Body::default(),
                 id: id.clone(),
                 mail_from: "s@z.test".into(),
                 recipients: rcpts
@@ -410,9 +456,19 @@ mod tests {
 
     #[test]
     fn a_null_sender_is_a_valid_envelope() {
+        let (entry, at) = split_entry(b"from \nto a@x\n\nbody").unwrap();
         assert_eq!(
-            split_entry(b"from \nto a@x\n\nbody"),
-            Some((String::new(), vec!["a@x".to_string()], 14))
+            (entry.mail_from.as_str(), &entry.recipients[..], at),
+            ("", &["a@x".to_string()][..], 14)
+        );
+        assert_eq!(entry.body, Body::default());
+        let (entry, _) = split_entry(b"from s@x\nto a@x\nbody 8bitmime\nsmtputf8\n\nb").unwrap();
+        assert_eq!(
+            entry.body,
+            Body {
+                eight_bit: true,
+                smtputf8: true
+            }
         );
         assert_eq!(split_entry(b"to a@x\n\nbody"), None);
         assert_eq!(split_entry(b"from s@x\nto a@x\n"), None);

@@ -439,3 +439,91 @@ async fn a_stalled_peer_delays_only_its_own_domain() {
         .expect("stopped within 2 s with a delivery stalled");
     assert!(stopping.elapsed() < Duration::from_secs(2));
 }
+
+/// Submits a UTF-8 message with `BODY=8BITMIME SMTPUTF8` to `to` through qq.
+async fn submit_utf8(server: &mailnet::orchestrator::RunningServer, to: &str) {
+    let mut c = Raw::connect(server.addr(Service::Smtp)).await;
+    assert!(c.reply().await.starts_with("220"));
+    assert!(c.cmd("EHLO client.test").await.starts_with("250"));
+    let mail = c
+        .cmd("MAIL FROM:<usr1@mail.sustech.edu.cn> BODY=8BITMIME SMTPUTF8")
+        .await;
+    assert!(mail.starts_with("250"), "{mail}");
+    let rcpt = c.cmd(&format!("RCPT TO:<{to}>")).await;
+    assert!(rcpt.starts_with("250"), "{rcpt}");
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    c.send(
+        "Subject: Καλημέρα\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nünïcödé 中文\r\n"
+            .as_bytes(),
+    )
+    .await;
+    assert!(c.cmd(".").await.starts_with("250"));
+}
+
+/// A peer offering `extensions` in its EHLO answer, accepting everything.
+fn offering(extensions: &'static str) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+    let plain = answers(|_| None);
+    move |line: &str| {
+        if line.to_ascii_uppercase().starts_with("EHLO") {
+            Some(format!("250-peer.test\r\n{extensions}250 PIPELINING\r\n"))
+        } else {
+            plain(line)
+        }
+    }
+}
+
+/// SMTPUTF8 and BODY=8BITMIME are declared to a next server that offers
+/// them, with the UTF-8 recipient and the 8-bit message intact.
+#[tokio::test]
+async fn relay_passes_smtputf8_and_8bitmime_on() {
+    let (qq, gmail_port, _data) = qq_alone(|_| {}).await;
+    let mut lines = peer(gmail_port, offering("250-8BITMIME\r\n250-SMTPUTF8\r\n"));
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    submit_utf8(&server, "δοκιμή@gmail.com").await;
+    let seen = until(&mut lines, ".").await;
+    let mail = seen.iter().find(|l| l.starts_with("MAIL FROM")).unwrap();
+    assert_eq!(
+        mail,
+        "MAIL FROM:<usr1@mail.sustech.edu.cn> BODY=8BITMIME SMTPUTF8"
+    );
+    assert!(
+        seen.iter().any(|l| l == "RCPT TO:<δοκιμή@gmail.com>"),
+        "{seen:?}"
+    );
+    assert!(seen.iter().any(|l| l == "Subject: Καλημέρα"), "{seen:?}");
+    assert!(seen.iter().any(|l| l == "ünïcödé 中文"), "{seen:?}");
+    assert!(server.host.queue().wait_until_empty(DEADLINE).await);
+    qq.stop().await;
+}
+
+/// To a next server without 8BITMIME or SMTPUTF8, such a message is not
+/// sent mangled: it bounces, and the bounce says why.
+#[tokio::test]
+async fn relay_bounces_what_the_next_server_cannot_take() {
+    let (qq, gmail_port, _data) = qq_alone(|_| {}).await;
+    let mut lines = peer(gmail_port, offering(""));
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    submit_utf8(&server, "usr1@gmail.com").await;
+    assert!(
+        server
+            .host
+            .store()
+            .wait_until(DEADLINE, |s| s.count("usr1@mail.sustech.edu.cn") == 1)
+            .await,
+        "a bounce came back"
+    );
+    let bounce = &server
+        .host
+        .store()
+        .messages("usr1@mail.sustech.edu.cn")
+        .unwrap()[0];
+    let text = std::fs::read_to_string(&bounce.path).unwrap();
+    assert!(text.contains("Status: 5.6.3"), "{text}");
+    assert!(text.contains("does not offer 8BITMIME"), "{text}");
+    let session = until(&mut lines, "<closed>").await;
+    assert!(
+        !session.iter().any(|l| l.starts_with("MAIL")),
+        "nothing was sent: {session:?}"
+    );
+    qq.stop().await;
+}

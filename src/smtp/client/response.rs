@@ -109,6 +109,10 @@ pub struct Capabilities {
     pub starttls: bool,
     /// The SIZE limit, when declared.
     pub size: Option<usize>,
+    /// RFC 6152 8BITMIME.
+    pub eight_bit_mime: bool,
+    /// RFC 6531 SMTPUTF8.
+    pub smtputf8: bool,
 }
 
 impl Capabilities {
@@ -120,6 +124,8 @@ impl Capabilities {
             let keyword = words.next().unwrap_or("").to_ascii_uppercase();
             match keyword.as_str() {
                 "PIPELINING" => caps.pipelining = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "SIZE" => caps.size = words.next().and_then(|n| n.parse().ok()),
                 "AUTH" => {

@@ -50,6 +50,7 @@ async fn a_pipelined_transaction_in_any_chunking() {
                 mail_from: "s@me.example",
                 recipients: &rcpts,
                 message: b"Subject: t\r\n\r\n.hidden\r\n..two\r\nend",
+                parameters: &[],
             };
             let tx = c.send_mail(envelope, true).await.unwrap();
             let outcomes = tx.outcomes(2);
@@ -88,6 +89,7 @@ async fn without_pipelining_a_refused_sender_stops_the_transaction() {
                     mail_from: "s@y",
                     recipients: &rcpts,
                     message: b"x",
+                    parameters: &[],
                 },
                 false,
             )
@@ -118,6 +120,7 @@ async fn a_354_with_no_recipient_gets_an_empty_message() {
                     mail_from: "s@y",
                     recipients: &rcpts,
                     message: b"secret",
+                    parameters: &[],
                 },
                 true,
             )

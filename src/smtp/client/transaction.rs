@@ -14,6 +14,8 @@ pub struct Envelope<'a> {
     pub recipients: &'a [String],
     /// The message, not yet dot-stuffed.
     pub message: &'a [u8],
+    /// `MAIL` parameters, e.g. `BODY=8BITMIME`, `SMTPUTF8`.
+    pub parameters: &'a [&'a str],
 }
 
 /// What became of one recipient.
@@ -86,7 +88,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         envelope: Envelope<'_>,
         pipelining: bool,
     ) -> Result<Transaction, ClientError> {
-        let mut commands = vec![format!("MAIL FROM:<{}>", envelope.mail_from)];
+        let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
+        for parameter in envelope.parameters {
+            mail.push(' ');
+            mail.push_str(parameter);
+        }
+        let mut commands = vec![mail];
         commands.extend(envelope.recipients.iter().map(|r| format!("RCPT TO:<{r}>")));
         let (mut replies, mut data) = if pipelining {
             commands.push("DATA".into());
