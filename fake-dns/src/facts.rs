@@ -30,4 +30,7 @@ pub struct NetworkFacts {
     pub hosts: Vec<HostFacts>,
     /// Record TTL in seconds; short, because ports change every time a network boots.
     pub ttl: u32,
+    /// Where the fake DNS itself is reached: published as `ns.<zone>`, the
+    /// `NS` of every zone (none when unknown).
+    pub nameservers: Vec<IpAddr>,
 }

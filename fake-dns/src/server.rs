@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::op::{Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{Record, RecordType};
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
@@ -55,8 +57,18 @@ impl RequestHandler for Handler {
 
         let zone = self.zone.current();
         let queries = request.queries.queries();
+        let udp = request.protocol() == Protocol::Udp;
         let result = if request.metadata.op_code != OpCode::Query {
             meta.response_code = ResponseCode::NotImp;
+            response_handle
+                .send_response(builder.build_no_records(meta))
+                .await
+        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS,
+            // with our own OPT record saying version 0.
+            let ours = Edns::new();
+            let builder = MessageResponseBuilder::new(&request.queries, Some(&ours));
+            meta.response_code = ResponseCode::BADVERS;
             response_handle
                 .send_response(builder.build_no_records(meta))
                 .await
@@ -65,31 +77,35 @@ impl RequestHandler for Handler {
             response_handle
                 .send_response(builder.build_no_records(meta))
                 .await
+        } else if matches!(queries[0].query_type(), RecordType::AXFR | RecordType::IXFR) {
+            // Zone transfers are not offered; say so rather than answer
+            // with a lone SOA a transfer client would take for the zone.
+            meta.response_code = ResponseCode::Refused;
+            response_handle
+                .send_response(builder.build_no_records(meta))
+                .await
         } else {
             let query = &queries[0];
-            match zone.lookup(query.name(), query.query_type()) {
-                Answer::Records(records) => {
-                    meta.authoritative = true;
-                    let response = builder.build(meta, records, [], [], []);
-                    response_handle.send_response(response).await
-                }
-                Answer::NoData(soa) => {
-                    meta.authoritative = true;
-                    let response = builder.build(meta, [], [], [soa], []);
-                    response_handle.send_response(response).await
-                }
-                Answer::NxDomain(soa) => {
-                    meta.authoritative = true;
-                    meta.response_code = ResponseCode::NXDomain;
-                    let response = builder.build(meta, [], [], [soa], []);
-                    response_handle.send_response(response).await
-                }
-                Answer::Refused => {
-                    meta.response_code = ResponseCode::Refused;
-                    response_handle
-                        .send_response(builder.build_no_records(meta))
-                        .await
-                }
+            let (answers, authority, rcode) = match zone.lookup(query.name(), query.query_type()) {
+                Answer::Records(records) => (records, Vec::new(), ResponseCode::NoError),
+                Answer::NoData(soa) => (Vec::new(), vec![soa], ResponseCode::NoError),
+                Answer::NxDomain(soa) => (Vec::new(), vec![soa], ResponseCode::NXDomain),
+                Answer::Refused => (Vec::new(), Vec::new(), ResponseCode::Refused),
+            };
+            meta.authoritative = rcode != ResponseCode::Refused;
+            meta.response_code = rcode;
+            if udp && !fits_udp(request, &answers, &authority) {
+                // RFC 2181 §9: rather than cut a record set (hickory's
+                // encoder can leave a partial record and drop the OPT),
+                // send the question alone with TC set; the client retries
+                // over TCP.
+                meta.truncation = true;
+                response_handle
+                    .send_response(builder.build(meta, [], [], [], []))
+                    .await
+            } else {
+                let response = builder.build(meta, answers, [], authority, []);
+                response_handle.send_response(response).await
             }
         };
         match result {
@@ -106,6 +122,32 @@ impl RequestHandler for Handler {
             }
         }
     }
+}
+
+/// Whether the whole answer fits the UDP size the client allows (512
+/// octets without EDNS, its advertised payload with it).
+fn fits_udp(request: &Request, answers: &[&Record], authority: &[&Record]) -> bool {
+    let limit = request
+        .edns
+        .as_ref()
+        .map_or(512, |e| usize::from(e.max_payload().max(512)));
+    let mut message = Message::new(request.metadata.id, MessageType::Response, OpCode::Query);
+    message.add_queries(
+        request
+            .queries
+            .queries()
+            .iter()
+            .map(|q| q.original().clone()),
+    );
+    message.add_answers(answers.iter().map(|r| (*r).clone()));
+    message.add_authorities(authority.iter().map(|r| (*r).clone()));
+    if let Some(edns) = &request.edns {
+        message.set_edns(edns.clone());
+    }
+    message
+        .to_vec()
+        .map(|wire| wire.len() <= limit)
+        .unwrap_or(false)
 }
 
 /// Answers queries on already-bound sockets until `shutdown` is cancelled.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use hickory_proto::rr::rdata::{A, AAAA, MX, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, MX, NS, SOA, SRV, TXT};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
 
 use crate::facts::NetworkFacts;
@@ -201,6 +201,25 @@ impl Zone {
             );
             self.insert(soa.clone());
             self.apexes.insert(LowerName::new(&apex), soa);
+            if !facts.nameservers.is_empty() {
+                // The zone's NS is the fake DNS itself, with its address as glue.
+                let ns = apex.prepend_label("ns").map_err(|e| ZoneError {
+                    name: apex.to_string(),
+                    reason: e.to_string(),
+                })?;
+                self.insert(Record::from_rdata(
+                    apex.clone(),
+                    facts.ttl,
+                    RData::NS(NS(ns.clone())),
+                ));
+                for addr in &facts.nameservers {
+                    let data = match addr {
+                        std::net::IpAddr::V4(v4) => RData::A(A(*v4)),
+                        std::net::IpAddr::V6(v6) => RData::AAAA(AAAA(*v6)),
+                    };
+                    self.insert(Record::from_rdata(ns.clone(), facts.ttl, data));
+                }
+            }
         }
 
         // Every owner name and each ancestor up to its apex exists.
@@ -294,6 +313,7 @@ mod tests {
     fn facts() -> NetworkFacts {
         NetworkFacts {
             ttl: 5,
+            nameservers: vec!["127.0.0.9".parse().unwrap()],
             hosts: vec![
                 HostFacts {
                     name: "exmail.qq.com".into(),
@@ -440,5 +460,16 @@ mod tests {
         .map(String::from)
         .collect();
         assert_eq!(apexes, expected);
+    }
+
+    #[test]
+    fn every_zone_names_the_fake_dns_as_its_ns_with_glue() {
+        let zone = Zone::build(&facts()).unwrap();
+        let ns = records(zone.lookup_str("gmail.com", RecordType::NS));
+        assert_eq!(ns.len(), 1);
+        assert_eq!(ns[0].to_string(), "ns.gmail.com.");
+        let glue = records(zone.lookup_str("ns.gmail.com", RecordType::A));
+        assert_eq!(glue[0].to_string(), "127.0.0.9");
+        assert!(!records(zone.lookup_str("mail.sustech.edu.cn", RecordType::NS)).is_empty());
     }
 }

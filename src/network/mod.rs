@@ -193,9 +193,16 @@ impl Network {
                 pop3_port: ports[Service::Pop3.index()],
             })
             .collect();
+        let dns_ip = self.dns.ip();
+        let nameserver = self.advertise.unwrap_or(if dns_ip.is_unspecified() {
+            self.advertised_bind()
+        } else {
+            dns_ip
+        });
         fake_dns::NetworkFacts {
             hosts,
             ttl: self.ttl,
+            nameservers: vec![nameserver],
         }
     }
 
