@@ -48,6 +48,14 @@ pub enum UpError {
         /// The address asked for.
         addr: SocketAddr,
     },
+    /// A port below 1024 without the privilege to bind it.
+    #[error("{what}: {addr}: ports below 1024 need privilege: run as root, or `sudo setcap cap_net_bind_service=+ep $(command -v mailnet)`, or `sudo sysctl net.ipv4.ip_unprivileged_port_start=25`")]
+    PrivilegedPort {
+        /// Which listener.
+        what: String,
+        /// The address asked for.
+        addr: SocketAddr,
+    },
     /// Any other bind failure.
     #[error("{what}: cannot listen on {addr}: {source}")]
     Bind {
@@ -125,6 +133,8 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 fn bind_error(what: String, addr: SocketAddr, source: io::Error) -> UpError {
     if source.kind() == io::ErrorKind::AddrInUse {
         UpError::PortInUse { what, addr }
+    } else if source.kind() == io::ErrorKind::PermissionDenied && addr.port() < 1024 {
+        UpError::PrivilegedPort { what, addr }
     } else {
         UpError::Bind { what, addr, source }
     }
@@ -162,7 +172,8 @@ fn own_addresses(network: &Network) -> Vec<ipnet::IpNet> {
     let mut out: Vec<ipnet::IpNet> = Vec::new();
     let listed = std::iter::once(Some(network.bind))
         .chain(std::iter::once(network.advertise))
-        .chain(network.servers.iter().map(|s| s.advertise));
+        .chain(network.servers.iter().map(|s| s.advertise))
+        .chain(network.servers.iter().map(|s| s.bind));
     for ip in listed.flatten() {
         if !ip.is_unspecified() {
             out.push(ipnet::IpNet::from(ip));
@@ -213,7 +224,8 @@ impl RunningNetwork {
             let server = &network.servers[i];
             let mut bound = Vec::with_capacity(Service::ALL.len());
             for service in Service::ALL {
-                let addr = SocketAddr::new(network.bind, server.port(service));
+                let addr =
+                    SocketAddr::new(server.bind.unwrap_or(network.bind), server.port(service));
                 let what = format!("server {}: {service}", server.name);
                 let listener = bind_tcp(what.clone(), addr).await?;
                 let real = listener

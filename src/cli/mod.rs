@@ -88,8 +88,13 @@ pub struct UpArgs {
     #[arg(long)]
     pub transcripts: bool,
     /// Pick free ports for everything (the real ones are printed and published).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "standard_ports")]
     pub ephemeral: bool,
+    /// Give every server its own loopback address (127.0.0.2, 127.0.0.3, …)
+    /// and the standard ports (SMTP 25, POP3 110), with the DNS on
+    /// 127.0.0.1:53, so real MTAs find servers by plain MX lookups.
+    #[arg(long)]
+    pub standard_ports: bool,
     /// fsync every accepted message before its 250 (survives power loss, not just a crash).
     #[arg(long)]
     pub fsync: bool,

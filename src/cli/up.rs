@@ -54,6 +54,15 @@ pub fn table(running: &RunningNetwork) -> String {
             users.join(" ")
         );
     }
+    let own: Vec<String> = running
+        .servers
+        .iter()
+        .filter(|s| s.host.config().bind.is_some())
+        .map(|s| format!("{} {}", s.host.config().name, s.addr(Service::Smtp).ip()))
+        .collect();
+    if !own.is_empty() {
+        let _ = writeln!(out, "addresses: {}", own.join(", "));
+    }
     let _ = writeln!(out, "mail data: {}", running.data_dir.display());
     out
 }
@@ -95,6 +104,9 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     tracing::debug!(elapsed = ?started.elapsed(), "network file read and checked");
     if args.ephemeral {
         network = network.with_ephemeral_ports();
+    }
+    if args.standard_ports {
+        network = network.with_standard_ports()?;
     }
     if let Some(listen) = args.dns_listen {
         network.dns = listen;

@@ -196,6 +196,7 @@ pub fn load(config_path: &Path) -> Result<Network, NetworkError> {
             domains,
             ports: [smtp_port, pop3_port],
             advertise: None,
+            bind: None,
             users: accounts
                 .into_iter()
                 .map(|(address, password)| User { address, password })

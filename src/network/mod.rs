@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub ports: Ports,
     /// The address published in `A`/`AAAA` records for this server, if not the network's.
     pub advertise: Option<IpAddr>,
+    /// The address this server listens on, if not the network's `bind`
+    /// (each server has its own in [`Network::with_standard_ports`]).
+    pub bind: Option<IpAddr>,
     /// Its users.
     pub users: Vec<User>,
     /// What it accepts.
@@ -99,6 +102,11 @@ pub struct Network {
     /// The servers, in file order.
     pub servers: Vec<ServerConfig>,
 }
+
+/// More servers than loopback addresses for [`Network::with_standard_ports`].
+#[derive(Debug, thiserror::Error)]
+#[error("{0} servers: with standard ports each gets its own address in 127.0.0.2 to 127.0.0.251, so at most 250")]
+pub struct TooManyServers(pub usize);
 
 /// A network file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -377,6 +385,7 @@ impl Network {
                 pop3_host,
                 ports: [spec.smtp.port.value, spec.pop3.port.value],
                 advertise: spec.advertise,
+                bind: None,
                 users,
                 policy: spec.policy,
             });
@@ -390,6 +399,26 @@ impl Network {
             ttl: parsed.ttl,
             servers,
         })
+    }
+
+    /// Gives every server its own loopback address (`127.0.0.2`, `127.0.0.3`,
+    /// …, published in its `A` records) and the standard ports (SMTP 25,
+    /// POP3 110), and puts the DNS on `127.0.0.1:53`: a real MTA finds the
+    /// servers by a plain `MX` → `A` lookup through the fake DNS, and
+    /// packet captures decode without per-port settings.
+    pub fn with_standard_ports(mut self) -> Result<Network, TooManyServers> {
+        if self.servers.len() > 250 {
+            return Err(TooManyServers(self.servers.len()));
+        }
+        self.dns = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
+        for (i, server) in self.servers.iter_mut().enumerate() {
+            let ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8));
+            server.bind = Some(ip);
+            server.advertise = Some(ip);
+            server.set_port(Service::Smtp, 25);
+            server.set_port(Service::Pop3, 110);
+        }
+        Ok(self)
     }
 
     /// Sets every port, the DNS's included, to 0: what tests and parallel runs use.

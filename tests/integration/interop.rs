@@ -259,3 +259,73 @@ async fn python_relay_cases_of_the_cs305_grader() {
     assert!(out.contains("relay checks passed"), "{out}");
     net.stop().await;
 }
+
+/// `up --standard-ports` in a network namespace of its own: servers on
+/// 127.0.0.2, 127.0.0.3, … port 25 and 110, the DNS on port 53, found by a
+/// plain MX lookup (dig) and used by smtplib and poplib. Needs root (CI).
+#[test]
+fn standard_ports_are_found_by_mx_like_a_real_mta() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root
+        || !have("unshare", &["--version"])
+        || !have("dig", &["-v"])
+        || !have("python3", &["--version"])
+    {
+        eprintln!("skipped: needs root, unshare, dig and python3");
+        return;
+    }
+    let out = run(Command::new("unshare").args([
+        "--net",
+        &script("standard_ports.sh"),
+        env!("CARGO_BIN_EXE_mailnet"),
+    ]));
+    assert!(
+        out.contains("addresses: exmail.qq.com 127.0.0.2, gmail.com 127.0.0.3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("mx gmail-smtp-in.l.google.com. 127.0.0.3"),
+        "{out}"
+    );
+    assert!(
+        out.contains("relayed by MX to 127.0.0.3 port 25 and read on port 110"),
+        "{out}"
+    );
+}
+
+/// Without the privilege for ports below 1024, one line says what to do.
+#[test]
+fn standard_ports_without_privilege_say_how_to_get_it() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root || !have("unshare", &["--version"]) || !have("setpriv", &["--version"]) {
+        eprintln!("skipped: needs root (to drop it), unshare and setpriv");
+        return;
+    }
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .args([env!("CARGO_BIN_EXE_mailnet"), "up", "--standard-ports"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("ports below 1024 need privilege"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cap_net_bind_service"), "{stderr}");
+}
