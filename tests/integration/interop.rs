@@ -329,3 +329,32 @@ fn standard_ports_without_privilege_say_how_to_get_it() {
     );
     assert!(stderr.contains("cap_net_bind_service"), "{stderr}");
 }
+
+/// Issue 13's conformance points as Python's email, smtplib, curl and dig
+/// see them (tests/interop/conformance.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_as_real_clients_see_it() {
+    if !have("python3", &["--version"]) {
+        return;
+    }
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let qq = net.server("exmail.qq.com").unwrap();
+    let args: Vec<String> = [
+        gmail.addr(Service::Smtp).port(),
+        gmail.addr(Service::Pop3).port(),
+        qq.addr(Service::Smtp).port(),
+        qq.addr(Service::Pop3).port(),
+        net.dns.unwrap().port(),
+    ]
+    .iter()
+    .map(u16::to_string)
+    .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").arg(script("conformance.py")).args(&args))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("all conformance checks passed"), "{out}");
+    net.stop().await;
+}
