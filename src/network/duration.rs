@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use serde::Deserializer;
-
 /// The longest duration any setting may hold: one year. Nothing mailnet
 /// waits for needs more, and a bound this far below what `Duration` and the
 /// clocks can hold keeps every `now + duration` in range.
@@ -74,12 +72,6 @@ pub fn display(duration: Duration) -> String {
         }
     }
     format!("{ms}ms")
-}
-
-/// Serde adapter for `#[serde(deserialize_with = "…")]`: any duration up to
-/// [`MAX`]. For a field with bounds of its own, use [`super::bounds::duration`].
-pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    super::bounds::duration::<D, 0, { MAX.as_millis() as u64 }>(deserializer)
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::steps::MAX_WAIT_SECONDS;
+/// The longest `wait` (a day): a scenario is a test, not a vigil.
+pub const MAX_WAIT_SECONDS: f64 = 86_400.0;
 use super::value::Value;
 use crate::network::{bounds, duration};
 

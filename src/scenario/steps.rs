@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::net::TcpStream;
 
+use super::model::MAX_WAIT_SECONDS;
 use super::model::{Action, Step};
 use super::pyclient::{mime_text, parse_int, AfterData, Poplib, Smtplib};
 use super::python::{dict, py_bytes, py_str, PyError};
@@ -32,8 +33,6 @@ const SENDMAIL_PAUSE: Duration = Duration::from_secs(3);
 const QUIET: Duration = Duration::from_millis(100);
 /// How often a wait looks at what it waits for.
 const LOOK_EVERY: Duration = Duration::from_millis(5);
-/// The longest `wait` (a day): a scenario is a test, not a vigil.
-pub const MAX_WAIT_SECONDS: f64 = 86_400.0;
 
 /// How the steps spend the course's fixed waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -351,7 +351,9 @@ async fn conformance_as_real_clients_see_it() {
     .map(u16::to_string)
     .collect();
     let out = tokio::task::spawn_blocking(move || {
-        run(Command::new("python3").arg(script("conformance.py")).args(&args))
+        run(Command::new("python3")
+            .arg(script("conformance.py"))
+            .args(&args))
     })
     .await
     .unwrap();
