@@ -95,7 +95,7 @@ impl Zone {
                 zone.insert(Record::from_rdata(
                     name.clone(),
                     ttl,
-                    RData::TXT(TXT::new(vec![summary.clone()])),
+                    RData::TXT(txt(&summary)),
                 ));
             }
             zone.insert(Record::from_rdata(
@@ -114,12 +114,12 @@ impl Zone {
                 zone.insert(Record::from_rdata(
                     domain_name.clone(),
                     ttl,
-                    RData::TXT(TXT::new(vec![format!(
+                    RData::TXT(txt(&format!(
                         "mailnet mx={} smtp={} pop3={}",
                         host.mx.trim_end_matches('.'),
                         host.smtp_port,
                         host.pop3_port
-                    )])),
+                    ))),
                 ));
                 zone.insert(Record::from_rdata(
                     service_name("_submission", &domain_name)?,
@@ -295,6 +295,24 @@ impl Zone {
     }
 }
 
+/// A TXT record holding `text`, split into character-strings of at most 255
+/// octets (RFC 1035 §3.3; readers join them): a summary naming a long host
+/// name is longer than one string can hold, and could not be sent.
+fn txt(text: &str) -> TXT {
+    let mut strings = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(255);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        strings.push(head.to_string());
+        rest = tail;
+    }
+    TXT::new(strings)
+}
+
 fn service_name(service: &str, host: &Name) -> Result<Name, ZoneError> {
     let err = |e: hickory_proto::ProtoError| ZoneError {
         name: host.to_string(),
@@ -444,6 +462,34 @@ mod tests {
                 "mailnet mx=mxbiz1.qq.com smtp=1125 pop3=1210".into()
             ]))]
         );
+    }
+
+    #[test]
+    fn long_summaries_are_split_into_strings_that_can_be_sent() {
+        use hickory_proto::serialize::binary::BinEncodable;
+        // A legal 238-octet MX host makes the domain's summary 269 octets (found by fuzzing).
+        let long = format!("{0}.{0}.{0}.{1}.test", "c".repeat(60), "c".repeat(50));
+        let mut facts = facts();
+        facts.hosts[0].mx = long.clone();
+        let zone = Zone::build(&facts).unwrap();
+        let Answer::Records(found) = zone.lookup_str("mail.sustech.edu.cn", RecordType::TXT) else {
+            panic!("no TXT for mail.sustech.edu.cn");
+        };
+        let RData::TXT(txt) = &found[0].data else {
+            panic!("not a TXT: {:?}", found[0]);
+        };
+        assert!(txt.txt_data.len() > 1);
+        assert!(txt.txt_data.iter().all(|s| s.len() <= 255));
+        let joined: Vec<u8> = txt
+            .txt_data
+            .iter()
+            .flat_map(|s| s.iter().copied())
+            .collect();
+        assert_eq!(
+            joined,
+            format!("mailnet mx={long} smtp=1125 pop3=1210").into_bytes()
+        );
+        found[0].to_bytes().expect("the record can be sent");
     }
 
     #[test]

@@ -249,12 +249,21 @@ pub struct ScenarioError {
 impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Scenario::parse(&text, path)
+    }
+
+    /// Parses and checks scenario YAML; `path` names it in errors and
+    /// anchors a relative `network:` (what [`Scenario::load`] and the fuzzer call).
+    pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
         let err = |message: String| ScenarioError {
             file: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        let parsed: ScenarioFile = serde_saphyr::from_str(&text).map_err(|e| {
+        let parsed: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| {
             let full = e.to_string();
             let first = full
                 .lines()
