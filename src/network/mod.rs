@@ -309,6 +309,30 @@ impl Network {
                 Some(h) => check_name(h, "pop3 host")?,
                 None => format!("pop.{name}"),
             };
+            // The names the DNS builds from these (`smtp.<name>`,
+            // `_submission._tcp.<domain>`, `ns.<zone>`) must fit in 255
+            // octets too: build this server's zone now, so `check` refuses
+            // what `up` could not publish.
+            let probe = fake_dns::NetworkFacts {
+                hosts: vec![fake_dns::HostFacts {
+                    name: name.clone(),
+                    domains: domains.clone(),
+                    mx: mx.clone(),
+                    smtp_host: smtp_host.clone(),
+                    pop3_host: pop3_host.clone(),
+                    addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+                    smtp_port: 1,
+                    pop3_port: 1,
+                }],
+                ttl: 1,
+                nameservers: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            };
+            if let Err(e) = fake_dns::Zone::build(&probe) {
+                return Err(invalid(
+                    &spec.name.referenced,
+                    format!("server `{name}`: a name the DNS builds from it is too long: {e}"),
+                ));
+            }
             for (port, proto) in [(&spec.smtp.port, "SMTP"), (&spec.pop3.port, "POP3")] {
                 if port.value == 0 {
                     continue;

@@ -393,3 +393,12 @@ fn two_servers_cannot_share_an_mx_host() {
         "{err}"
     );
 }
+
+#[test]
+fn names_the_dns_builds_must_fit_too() {
+    // A legal 239-octet domain, but `_submission._tcp.<domain>` is over 255.
+    let long = format!("{}.{}.{}.{}", "a".repeat(63), "a".repeat(63), "a".repeat(63), "a".repeat(47));
+    let text = format!("servers:\n  - name: m.test\n    smtp: {{port: 0}}\n    pop3: {{port: 0}}\n    domains: [{long}]\n");
+    let err = Network::parse(&text, "long.yaml").unwrap_err().to_string();
+    assert!(err.starts_with("long.yaml:2:11: server `m.test`: a name the DNS builds from it is too long"), "{err}");
+}
