@@ -42,6 +42,7 @@ pub mod scenario;
 pub mod service;
 pub mod smtp;
 pub mod store;
+pub mod text;
 pub mod transcript;
 pub mod wire;
 

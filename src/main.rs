@@ -18,8 +18,13 @@ fn init_logging(cli: &Cli) {
         "info,hickory_server=warn,hickory_proto=warn,hickory_resolver=warn,hickory_net=warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person at a terminal, and never with NO_COLOR set
+    // (https://no-color.org): a log redirected to a file stays plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),
@@ -29,6 +34,16 @@ fn init_logging(cli: &Cli) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Check(_) | Command::Inspect(_)) {
+        // Rust ignores SIGPIPE, so `mailnet check … | head -1` would panic on
+        // the closed pipe; these file tools end quietly instead, as Unix
+        // tools do. Commands with sockets keep ignoring it: a peer that
+        // hangs up must never kill a server.
+        // SAFETY: restoring a signal's default action, before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_logging(&cli);
     // Servers derive their session caps from the limit: raise it first.
     if let Err(error) = mailnet::fdlimit::raise() {
@@ -78,8 +93,7 @@ fn main() -> std::process::ExitCode {
         Ok(code) => code,
         Err(error) => {
             // One line for the user; the chain of causes joined, not a backtrace.
-            let chain: Vec<String> = error.chain().map(|e| e.to_string()).collect();
-            eprintln!("mailnet: {}", chain.join(": "));
+            eprintln!("mailnet: {}", cli::one_line(&error));
             std::process::ExitCode::FAILURE
         }
     }

@@ -73,6 +73,17 @@ impl MailResolver {
     /// Asks the DNS server at `server` (UDP, falling back to TCP), with no
     /// cache and no hosts file: a network's ports change every boot.
     pub fn from_dns(server: SocketAddr) -> MailResolver {
+        MailResolver::from_dns_waiting(server, Duration::from_secs(2), 2)
+    }
+
+    /// Like [`MailResolver::from_dns`], for a person waiting at a prompt:
+    /// one attempt of 400 ms, so a DNS that is not running is reported at
+    /// once instead of after retries.
+    pub fn from_dns_quick(server: SocketAddr) -> MailResolver {
+        MailResolver::from_dns_waiting(server, Duration::from_millis(400), 1)
+    }
+
+    fn from_dns_waiting(server: SocketAddr, timeout: Duration, attempts: usize) -> MailResolver {
         let mut udp = ConnectionConfig::udp();
         udp.port = server.port();
         let mut tcp = ConnectionConfig::tcp();
@@ -81,8 +92,8 @@ impl MailResolver {
         let mut opts = ResolverOpts::default();
         opts.cache_size = 0;
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
-        opts.timeout = Duration::from_secs(2);
-        opts.attempts = 2;
+        opts.timeout = timeout;
+        opts.attempts = attempts;
         opts.ndots = 0;
         let resolver = TokioResolver::builder_with_config(
             ResolverConfig::from_name_servers(vec![ns]),

@@ -45,7 +45,7 @@ pub async fn locate(
     service: &str,
     domain: &str,
 ) -> Result<SocketAddr, LocateError> {
-    let resolver = MailResolver::from_dns(dns);
+    let resolver = MailResolver::from_dns_quick(dns);
     let Some(server) = server else {
         return resolver
             .service(service, domain)
@@ -68,19 +68,21 @@ pub async fn locate(
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    // A name of the simulated network first, then the system's resolver.
-    if let Ok(ips) = resolver.addresses(host).await {
-        if let Some(ip) = ips.first() {
-            return Ok(SocketAddr::new(*ip, port));
-        }
-    }
+    // The system's resolver first (`localhost`, a real host): with
+    // --server the network's DNS is asked only for a name nothing else knows.
     let no_address = |reason: String| LocateError::NoAddress {
         host: host.to_string(),
         reason,
     };
-    tokio::net::lookup_host((host, port))
-        .await
-        .map_err(|e| no_address(e.to_string()))?
-        .next()
-        .ok_or_else(|| no_address("no address".into()))
+    let system = match tokio::net::lookup_host((host, port)).await {
+        Ok(mut found) => found.next().ok_or_else(|| "no address".to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match system {
+        Ok(addr) => Ok(addr),
+        Err(reason) => match resolver.addresses(host).await {
+            Ok(ips) if !ips.is_empty() => Ok(SocketAddr::new(ips[0], port)),
+            _ => Err(no_address(reason)),
+        },
+    }
 }

@@ -11,12 +11,13 @@ use crate::pop3::client::Pop3Client;
 #[derive(Debug, thiserror::Error)]
 pub enum MailboxError {
     /// The server could not be reached or broke the connection.
-    #[error("cannot reach {server}: {reason}")]
+    #[error("cannot reach {server}")]
     Unreachable {
         /// Where.
         server: SocketAddr,
         /// Why.
-        reason: String,
+        #[source]
+        source: crate::pop3::client::ClientError,
     },
     /// Login refused.
     #[error("login refused by {server}: {reply}")]
@@ -63,10 +64,7 @@ impl Pop3Session {
         password: &str,
         timeout: Duration,
     ) -> Result<Pop3Session, MailboxError> {
-        let unreachable = |e: crate::pop3::client::ClientError| MailboxError::Unreachable {
-            server,
-            reason: e.to_string(),
-        };
+        let unreachable = |source| MailboxError::Unreachable { server, source };
         let (client, greeting) = Pop3Client::connect(server, timeout)
             .await
             .map_err(unreachable)?;
@@ -92,7 +90,7 @@ impl Pop3Session {
     fn unreachable(&self, e: crate::pop3::client::ClientError) -> MailboxError {
         MailboxError::Unreachable {
             server: self.server,
-            reason: e.to_string(),
+            source: e,
         }
     }
 

@@ -67,9 +67,11 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
     };
     let server = locate(args.server.as_deref(), args.dns, "_pop3", &domain)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot find the server: {e}"))?;
-    let mut mailbox =
-        Pop3Session::open(server, &args.user, &password, Duration::from_secs(30)).await?;
+        .context("cannot find the server")
+        .map_err(|e| super::agent_error(e, args.dns, args.server.is_some()))?;
+    let mut mailbox = Pop3Session::open(server, &args.user, &password, Duration::from_secs(30))
+        .await
+        .map_err(|e| super::agent_error(e.into(), args.dns, args.server.is_some()))?;
     let entries = mailbox.list().await?;
     let mut retrieved: Vec<usize> = Vec::new();
 
@@ -98,7 +100,7 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
                 entry.number, entry.size, entry.uid
             );
         }
-        println!("{} messages", entries.len());
+        println!("{}", mailnet::text::count(entries.len() as u64, "message"));
     }
 
     if args.delete {
@@ -108,7 +110,10 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
     }
     mailbox.quit().await?;
     if args.delete && !retrieved.is_empty() {
-        eprintln!("deleted {} messages from the server", retrieved.len());
+        eprintln!(
+            "deleted {} from the server",
+            mailnet::text::count(retrieved.len() as u64, "message")
+        );
     }
     Ok(())
 }
@@ -185,6 +190,10 @@ async fn download_all(
             .map(|s| format!("{s}\n"))
             .collect::<String>(),
     )?;
-    eprintln!("{} messages downloaded into {}", done.len(), dir.display());
+    eprintln!(
+        "{} downloaded into {}",
+        mailnet::text::count(done.len() as u64, "message"),
+        dir.display()
+    );
     Ok(done)
 }

@@ -13,18 +13,77 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// An error and its causes on one line, each cause once (a message that
+/// already quotes its cause does not get it again).
+pub fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// An agent's (`send`, `fetch`) failure, with the likely reason when
+/// nothing answered: the network is not running. One line, naming what
+/// was tried.
+pub fn agent_error(error: anyhow::Error, dns: SocketAddr, had_server: bool) -> anyhow::Error {
+    let refused = error.chain().any(|cause| {
+        let io =
+            cause.downcast_ref::<std::io::Error>().or_else(|| {
+                match cause.downcast_ref::<mailnet::wire::ClientError>() {
+                    Some(mailnet::wire::ClientError::Io(e)) => Some(e),
+                    _ => None,
+                }
+            });
+        io.is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+    });
+    let dns_silent = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<mailnet::resolve::ResolveError>()
+            .is_some_and(mailnet::resolve::ResolveError::is_temporary)
+    });
+    if refused {
+        anyhow::anyhow!("{}; is `mailnet up` running?", one_line(&error))
+    } else if dns_silent && !had_server {
+        anyhow::anyhow!(
+            "no answer from the DNS at {dns}; is `mailnet up` running? (or give --server HOST:PORT)"
+        )
+    } else {
+        error
+    }
+}
+
 /// A whole mail network on one machine: SMTP, POP3 and DNS for several virtual domains.
 #[derive(Debug, Parser)]
 #[command(name = "mailnet", version, about, propagate_version = true)]
 pub struct Cli {
     /// Only warnings and errors on stderr.
-    #[arg(long, short, global = true, conflicts_with = "verbose")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
     /// Debug logging on stderr (RUST_LOG overrides either).
-    #[arg(long, short, global = true)]
+    #[arg(long, short, global = true, help_heading = "Global options")]
     pub verbose: bool,
     /// Log format: human text, or one JSON object a line for CI.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        help_heading = "Global options"
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -108,9 +167,9 @@ pub struct UpArgs {
 pub struct DnsArgs {
     /// The network file; the built-in default network when omitted.
     pub file: Option<PathBuf>,
-    /// Listen address, overriding the file's `dns:`.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
+    /// Where the fake DNS listens, overriding the file (default 127.0.0.1:5300).
+    #[arg(long, value_name = "ADDR", alias = "listen")]
+    pub dns_listen: Option<SocketAddr>,
     /// Address published in A records.
     #[arg(long, value_name = "IP")]
     pub advertise: Option<IpAddr>,

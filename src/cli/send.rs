@@ -131,7 +131,10 @@ fn options(args: &SendArgs, from: &str) -> anyhow::Result<SubmitOptions> {
 /// Sends one draft; prints the outcome line (and the transcript if asked).
 async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
     draft.validate()?;
-    check_domains(draft, args.dns).await?;
+    // With --server the server decides about recipients: no DNS at all.
+    if args.server.is_none() {
+        check_domains(draft, args.dns).await?;
+    }
     let message = draft.build(SystemTime::now())?;
     let options = options(args, &draft.from)?;
     let result = submit(
@@ -148,9 +151,14 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
                     println!("{line}");
                 }
             }
+            let sent: Vec<String> = draft
+                .recipients()
+                .into_iter()
+                .filter(|r| !done.refused.iter().any(|(refused, _)| refused == r))
+                .collect();
             println!(
                 "sent to {} via {}: {}",
-                draft.recipients().join(", "),
+                sent.join(", "),
                 done.server,
                 done.reply
             );
@@ -167,14 +175,17 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(super::agent_error(
+            e.into(),
+            args.dns,
+            args.server.is_some(),
+        )),
     }
 }
 
 /// Refuses recipients whose domain has no mail server, before connecting.
-/// When the DNS does not answer at all, the server will judge instead.
 async fn check_domains(draft: &Draft, dns: SocketAddr) -> anyhow::Result<()> {
-    let resolver = mailnet::resolve::MailResolver::from_dns(dns);
+    let resolver = mailnet::resolve::MailResolver::from_dns_quick(dns);
     let mut domains: Vec<String> = draft
         .recipients()
         .iter()
@@ -185,7 +196,10 @@ async fn check_domains(draft: &Draft, dns: SocketAddr) -> anyhow::Result<()> {
     for domain in domains {
         match resolver.mx(&domain).await {
             Ok(_) => {}
-            Err(e) if e.is_temporary() => return Ok(()),
+            // The DNS does not answer: finding the server would fail the same way.
+            Err(e) if e.is_temporary() => {
+                return Err(super::agent_error(e.into(), dns, false));
+            }
             Err(e) => bail!("unknown recipient domain {domain}: {e} (DNS {dns})"),
         }
     }

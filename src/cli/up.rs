@@ -32,9 +32,9 @@ pub fn table(running: &RunningNetwork) -> String {
     };
     let _ = writeln!(
         out,
-        "mailnet: network {} with {} servers; {dns}",
+        "mailnet: network {} with {}; {dns}",
         running.network.source,
-        running.servers.len()
+        mailnet::text::count(running.servers.len() as u64, "server")
     );
     let _ = writeln!(
         out,
@@ -145,7 +145,7 @@ pub async fn dns(args: &super::DnsArgs) -> anyhow::Result<()> {
     if let Some(advertise) = args.advertise {
         network.advertise = Some(advertise);
     }
-    let listen = args.listen.unwrap_or(network.dns);
+    let listen = args.dns_listen.unwrap_or(network.dns);
     let ports: Vec<_> = network.servers.iter().map(|s| s.ports).collect();
     let zone = fake_dns::Zone::build(&network.facts(&ports))?;
     let udp = UdpSocket::bind(listen)

@@ -128,7 +128,7 @@ pub enum NetworkError {
         message: String,
     },
     /// The file is well-formed but says something impossible.
-    #[error("{file}:{line}:{column}: {message}")]
+    #[error("{}", crate::text::located(file, Some((*line, *column)), message))]
     Invalid {
         /// The file.
         file: String,
@@ -466,43 +466,38 @@ fn yaml_error(error: &serde_saphyr::Error, source: &str) -> NetworkError {
     {
         inner = error;
     }
-    match inner {
-        serde_saphyr::Error::Message { msg, location } if location.line() > 0 => {
-            NetworkError::Invalid {
+    if let serde_saphyr::Error::Message { msg, location } = inner {
+        if location.line() > 0 {
+            return NetworkError::Invalid {
                 file: source.to_string(),
                 line: location.line(),
                 column: location.column(),
                 message: msg.clone(),
-            }
+            };
         }
-        _ => NetworkError::Syntax {
-            file: source.to_string(),
-            message: one_line_yaml_error(error),
-        },
     }
-}
-
-/// serde-saphyr's messages may span several lines (a snippet with a caret);
-/// the first line carries line, column and reason, which is what a user needs.
-fn one_line_yaml_error(error: &serde_saphyr::Error) -> String {
-    let text = error.to_string();
-    let first = text
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first).to_string();
-    match error.location() {
-        Some(loc) if !first.contains(&format!("line {}", loc.line())) && loc.line() > 0 => {
-            format!("line {} column {}: {first}", loc.line(), loc.column())
-        }
-        _ => first,
+    match crate::text::yaml_message(error) {
+        (Some((line, column)), message) => NetworkError::Invalid {
+            file: source.to_string(),
+            line,
+            column,
+            message,
+        },
+        (None, message) => NetworkError::Syntax {
+            file: source.to_string(),
+            message,
+        },
     }
 }
 
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} servers)", self.source, self.servers.len())
+        write!(
+            f,
+            "{} ({})",
+            self.source,
+            crate::text::count(self.servers.len() as u64, "server")
+        )
     }
 }
 

@@ -53,9 +53,7 @@ fn unknown_key_names_file_line_and_key() {
         "    smtp: { port: 0 }\n    pop3: { port: 0 }\n    userz:",
     );
     let e = error_of(&text);
-    assert!(e.starts_with("net.yaml: "), "{e}");
-    assert!(e.contains("line 6"), "{e}");
-    assert!(e.contains("userz"), "{e}");
+    assert!(e.starts_with("net.yaml:6:5: unknown field `userz`"), "{e}");
 }
 
 #[test]
@@ -64,7 +62,7 @@ fn bad_indentation_names_the_line() {
     let e = error_of(text);
     assert_eq!(
         e,
-        "net.yaml: line 4 column 7: while parsing a block mapping, did not find expected key"
+        "net.yaml:4:7: while parsing a block mapping, did not find expected key"
     );
 }
 
@@ -397,8 +395,19 @@ fn two_servers_cannot_share_an_mx_host() {
 #[test]
 fn names_the_dns_builds_must_fit_too() {
     // A legal 239-octet domain, but `_submission._tcp.<domain>` is over 255.
-    let long = format!("{}.{}.{}.{}", "a".repeat(63), "a".repeat(63), "a".repeat(63), "a".repeat(47));
+    let long = format!(
+        "{}.{}.{}.{}",
+        "a".repeat(63),
+        "a".repeat(63),
+        "a".repeat(63),
+        "a".repeat(47)
+    );
     let text = format!("servers:\n  - name: m.test\n    smtp: {{port: 0}}\n    pop3: {{port: 0}}\n    domains: [{long}]\n");
     let err = Network::parse(&text, "long.yaml").unwrap_err().to_string();
-    assert!(err.starts_with("long.yaml:2:11: server `m.test`: a name the DNS builds from it is too long"), "{err}");
+    assert!(
+        err.starts_with(
+            "long.yaml:2:11: server `m.test`: a name the DNS builds from it is too long"
+        ),
+        "{err}"
+    );
 }

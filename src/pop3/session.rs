@@ -220,7 +220,8 @@ impl Session {
                 self.messages = messages;
                 self.state = State::Transaction;
                 self.record(ok(format!(
-                    "maildrop has {count} messages ({total} octets)"
+                    "maildrop has {} ({total} octets)",
+                    crate::text::count(count as u64, "message")
                 )))
             }
             Err(OpenError::InUse) => {
@@ -240,8 +241,9 @@ impl Session {
         let left = self.deleted.iter().filter(|d| !**d).count();
         match result {
             Ok(()) => self.record(ok(format!(
-                "{} POP3 server signing off ({left} messages left)",
-                self.ctx.hostname
+                "{} POP3 server signing off ({} left)",
+                self.ctx.hostname,
+                crate::text::count(left as u64, "message")
             ))),
             Err(reason) => self.record(err(format!(
                 "[SYS/TEMP] some deleted messages not removed: {reason}"
@@ -398,7 +400,8 @@ impl Session {
                 let count = self.messages.len();
                 let total: u64 = self.messages.iter().map(|m| m.size).sum();
                 self.reply(ok(format!(
-                    "maildrop has {count} messages ({total} octets)"
+                    "maildrop has {} ({total} octets)",
+                    crate::text::count(count as u64, "message")
                 )))
             }
             (State::Transaction, "QUIT") => {
@@ -513,8 +516,8 @@ impl Session {
             .map_err(|_| err(format!("invalid message number \"{arg}\"")))?;
         if n == 0 || n > self.messages.len() {
             return Err(err(format!(
-                "no such message, only {} messages in maildrop",
-                self.messages.len()
+                "no such message, only {} in maildrop",
+                crate::text::count(self.messages.len() as u64, "message")
             )));
         }
         if self.deleted[n - 1] {
@@ -536,7 +539,10 @@ impl Session {
         let (count, size) = self
             .live()
             .fold((0, 0), |(c, s), (_, m)| (c + 1, s + m.size));
-        let mut out = ok(format!("{count} messages ({size} octets)"));
+        let mut out = ok(format!(
+            "{} ({size} octets)",
+            crate::text::count(count as u64, "message")
+        ));
         for (i, m) in self.live() {
             out.extend_from_slice(line(i, m).as_bytes());
             out.extend_from_slice(b"\r\n");

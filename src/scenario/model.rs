@@ -238,11 +238,13 @@ pub struct Scenario {
 
 /// A scenario file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
-#[error("{file}: {message}")]
+#[error("{}", crate::text::located(file, *at, message))]
 pub struct ScenarioError {
     /// The file.
     pub file: String,
-    /// What is wrong, with line and column.
+    /// Line and column, when known.
+    pub at: Option<(u64, u64)>,
+    /// What is wrong.
     pub message: String,
 }
 
@@ -251,6 +253,7 @@ impl Scenario {
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.display().to_string(),
+            at: None,
             message: e.to_string(),
         })?;
         Scenario::parse(&text, path)
@@ -259,34 +262,30 @@ impl Scenario {
     /// Parses and checks scenario YAML; `path` names it in errors and
     /// anchors a relative `network:` (what [`Scenario::load`] and the fuzzer call).
     pub fn parse(text: &str, path: &Path) -> Result<Scenario, ScenarioError> {
-        let err = |message: String| ScenarioError {
-            file: path.display().to_string(),
+        let file = path.display().to_string();
+        let err_at = |at: Option<(u64, u64)>, message: String| ScenarioError {
+            file: file.clone(),
+            at,
             message,
         };
         let parsed: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| {
-            let full = e.to_string();
-            let first = full
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim();
-            err(first.strip_prefix("error: ").unwrap_or(first).to_string())
+            let (at, message) = crate::text::yaml_message(&e);
+            err_at(at, message)
         })?;
         let mut steps = Vec::new();
         for step in parsed.steps {
             let uses = step.uses.value.trim().to_ascii_lowercase();
-            let at = format!(
-                "line {} column {}",
-                step.uses.referenced.line(),
-                step.uses.referenced.column()
-            );
+            let at = Some((step.uses.referenced.line(), step.uses.referenced.column()));
             let Some(action) = Action::from_name(&uses) else {
                 let known: Vec<&str> = Action::ALL.iter().map(|a| a.name()).collect();
-                return Err(err(format!(
-                    "{at}: unknown action `{}` (known: {})",
-                    step.uses.value,
-                    known.join(", ")
-                )));
+                return Err(err_at(
+                    at,
+                    format!(
+                        "unknown action `{}` (known: {})",
+                        step.uses.value,
+                        known.join(", ")
+                    ),
+                ));
             };
             let names = action.arg_names();
             let args = match step.args {
@@ -294,28 +293,34 @@ impl Scenario {
                 Some(Value::Map(map)) => map,
                 Some(Value::List(items)) => {
                     if items.len() > names.len() {
-                        return Err(err(format!(
-                            "{at}: `{uses}` takes at most {} arguments ({}), got {}",
-                            names.len(),
-                            names.join(", "),
-                            items.len()
-                        )));
+                        return Err(err_at(
+                            at,
+                            format!(
+                                "`{uses}` takes at most {} arguments ({}), got {}",
+                                names.len(),
+                                names.join(", "),
+                                items.len()
+                            ),
+                        ));
                     }
                     names.iter().map(|n| n.to_string()).zip(items).collect()
                 }
                 Some(single) if !names.is_empty() => {
                     BTreeMap::from([(names[0].to_string(), single)])
                 }
-                Some(_) => return Err(err(format!("{at}: `{uses}` takes no arguments"))),
+                Some(_) => return Err(err_at(at, format!("`{uses}` takes no arguments"))),
             };
             if let Some(unknown) = args.keys().find(|k| !names.contains(&k.as_str())) {
-                return Err(err(format!(
-                    "{at}: `{uses}` has no argument `{unknown}` (it takes: {})",
-                    names.join(", ")
-                )));
+                return Err(err_at(
+                    at,
+                    format!(
+                        "`{uses}` has no argument `{unknown}` (it takes: {})",
+                        names.join(", ")
+                    ),
+                ));
             }
-            check_args(action, &args).map_err(|e| err(format!("{at}: {e}")))?;
-            let points_at = |v: Option<&Value>| points(v).map_err(|e| err(format!("{at}: {e}")));
+            check_args(action, &args).map_err(|e| err_at(at, e.to_string()))?;
+            let points_at = |v: Option<&Value>| points(v).map_err(|e| err_at(at, e.to_string()));
             let partial = match step.excepted_error {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Map(map)) => map
@@ -335,9 +340,11 @@ impl Scenario {
                     })
                     .collect::<Result<_, ScenarioError>>()?,
                 Some(_) => {
-                    return Err(err(format!(
-                        "{at}: excepted_error must be a name, a list, or a map of name to points"
-                    )))
+                    return Err(err_at(
+                        at,
+                        "excepted_error must be a name, a list, or a map of name to points"
+                            .to_string(),
+                    ))
                 }
             };
             steps.push(Step {
@@ -456,18 +463,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("line 3 column 11: unknown action `sendmial`"),
+            e.ends_with("s.yaml:3:11: unknown action `sendmial` (known: sendmail, send, wait, advance, login, stat, list, uidl, retr, top, dele, rset, noop, quit, smtp, pop3)"),
             "{e}"
         );
         let e = load("scenario: x\nsteps:\n  - uses: login\n    args: {user: a, password: b}\n")
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("line 3") && e.contains("no argument `password`"),
+            e.contains(".yaml:3:") && e.contains("no argument `password`"),
             "{e}"
         );
         let e = load("scenario: x\nstepz: []\n").unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("stepz"), "{e}");
+        assert!(e.contains(".yaml:2:") && e.contains("stepz"), "{e}");
     }
 
     #[test]
@@ -475,7 +482,10 @@ mod tests {
         let error = |steps: &str| {
             load(&format!("scenario: x\nsteps:\n{steps}"))
                 .err()
-                .map(|e| e.message)
+                .map(|e| {
+                    let (line, column) = e.at.unwrap_or((0, 0));
+                    format!("line {line} column {column}: {}", e.message)
+                })
                 .unwrap_or_else(|| "ok".into())
         };
         assert_eq!(
@@ -515,8 +525,11 @@ mod tests {
         assert_eq!(
             load("scenario: x\ncredit: 10001\nsteps: []\n")
                 .unwrap_err()
-                .message,
-            "line 2 column 9: `10001` is too large: at most 10000"
+                .to_string()
+                .rsplit_once(".yaml:")
+                .map(|(_, rest)| rest.to_string())
+                .unwrap(),
+            "2:9: `10001` is too large: at most 10000"
         );
         assert_eq!(
             load("scenario: x\ncredit: 10000\nsteps: []\n")

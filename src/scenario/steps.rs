@@ -419,8 +419,8 @@ impl<'a> Context<'a> {
             return Err(PyError::with_message(
                 "TimeoutError",
                 &format!(
-                    "{mailbox} held {} messages, not {count}, after {seconds:?}",
-                    store.count(mailbox)
+                    "{mailbox} held {}, not {count}, after {seconds:?}",
+                    crate::text::count(store.count(mailbox) as u64, "message")
                 ),
             ));
         }

@@ -333,7 +333,7 @@ async fn fetch_lists_downloads_only_new_mail_and_deletes() {
     .await;
     let (ok, _, stderr) = in_blocking(move || fetch_new(&d, &m)).await;
     assert!(ok, "{stderr}");
-    assert!(stderr.contains("1 messages downloaded"), "{stderr}");
+    assert!(stderr.contains("1 message downloaded"), "{stderr}");
     assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 3);
     let d = dns.clone();
     let (ok, _, stderr) = in_blocking(move || {

@@ -121,7 +121,7 @@ fn check_validates_scenarios_with_their_line() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("bad.yaml: line 4 column 11: unknown action `retrieve`"),
+        stderr.contains("bad.yaml:4:11: unknown action `retrieve`"),
         "{stderr}"
     );
     let out = Command::new(BIN)

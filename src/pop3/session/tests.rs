@@ -96,7 +96,7 @@ fn rfc1939_dialogue_in_every_chunk_size() {
         assert_eq!(out[11], "+OK 1 50\r\n");
         assert!(out[12].starts_with("+OK"));
         assert_eq!(out[14], "+OK\r\n");
-        assert!(out[15].starts_with("+OK gmail.com POP3 server signing off (1 messages left)"));
+        assert!(out[15].starts_with("+OK gmail.com POP3 server signing off (1 message left)"));
         assert_eq!(commits, vec![vec![1]], "chunk {chunk}");
         chunk *= 2;
     }
