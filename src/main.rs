@@ -7,8 +7,9 @@ use cli::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(cli: &Cli) {
-    // `test` prints a report; its networks' own logging would bury it.
-    let quiet = cli.quiet || matches!(cli.command, Command::Test(_));
+    // `test` and `bench` print reports; their networks' own logging (a line
+    // per message) would bury them.
+    let quiet = cli.quiet || matches!(cli.command, Command::Test(_) | Command::Bench(_));
     let default = if quiet {
         "warn"
     } else if cli.verbose {

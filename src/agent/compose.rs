@@ -25,6 +25,8 @@ pub struct Draft {
     pub body: String,
     /// Files to attach.
     pub attachments: Vec<PathBuf>,
+    /// Extra header fields, `(name, value)`, as swaks's `--header` adds them.
+    pub headers: Vec<(String, String)>,
 }
 
 /// A draft that cannot be sent, said before any connection is made.
@@ -39,6 +41,25 @@ pub enum ComposeError {
     /// An attachment cannot be read.
     #[error("attachment {0}: {1}")]
     Attachment(String, String),
+    /// An extra header field is not `Name: value`.
+    #[error("header {0:?}: expected `Name: value` (a name of letters, digits and dashes)")]
+    BadHeader(String),
+}
+
+/// Reads `Name: value` as a header field (swaks's `--header`).
+pub fn header_field(text: &str) -> Result<(String, String), ComposeError> {
+    let bad = || ComposeError::BadHeader(text.to_string());
+    let (name, value) = text.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let good_name = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    // A line end in the value would start a header of its own.
+    if !good_name || value.contains(['\r', '\n']) {
+        return Err(bad());
+    }
+    Ok((name.to_string(), value.trim().to_string()))
 }
 
 /// Strips `Name <addr>` and `<addr>` down to `addr`.
@@ -133,6 +154,12 @@ impl Draft {
             .text_body(self.body.replace("\r\n", "\n").replace('\n', "\r\n"));
         if !self.cc.is_empty() {
             builder = builder.cc(list(&self.cc));
+        }
+        for (name, value) in &self.headers {
+            builder = builder.header(
+                name.clone(),
+                mail_builder::headers::raw::Raw::new(value.clone()),
+            );
         }
         for path in &self.attachments {
             let bytes = std::fs::read(path)
@@ -239,6 +266,19 @@ mod tests {
             .validate(),
             Err(ComposeError::NoRecipient)
         );
+        assert_eq!(
+            header_field("X-Foo:  bar baz "),
+            Ok(("X-Foo".to_string(), "bar baz".to_string()))
+        );
+        assert!(header_field("no colon").is_err());
+        assert!(header_field("Bad Name: x").is_err());
+        assert!(header_field("X-Smuggle: a\r\nBcc: x@y.z").is_err());
+        let with_header = Draft {
+            headers: vec![("X-Foo".into(), "bar".into())],
+            ..base.clone()
+        };
+        let raw = with_header.build(SystemTime::now()).unwrap();
+        assert!(String::from_utf8_lossy(&raw).contains("\r\nX-Foo: bar\r\n"));
         let missing = Draft {
             attachments: vec!["/no/such/file".into()],
             ..base

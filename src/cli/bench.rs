@@ -150,6 +150,7 @@ async fn boot(servers: usize, users: usize, runs: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let generated = dir.path().join("generated.yaml");
     std::fs::write(&generated, generated_network(servers, users))?;
+    let mut booted = 0;
     for (label, file) in [
         ("default network (6 servers)", None),
         (
@@ -159,7 +160,11 @@ async fn boot(servers: usize, users: usize, runs: usize) -> anyhow::Result<()> {
     ] {
         let mut times = Vec::new();
         for _ in 0..runs {
-            times.push(boot_once(&exe, file.map(|p| p.as_path())).await?);
+            // Inside the bench's own temporary folder: the booted process
+            // is killed, so it cannot remove a data folder of its own.
+            booted += 1;
+            let data = dir.path().join(format!("data-{booted}"));
+            times.push(boot_once(&exe, file.map(|p| p.as_path()), &data).await?);
         }
         times.sort();
         println!(
@@ -181,9 +186,14 @@ fn ms(d: Duration) -> f64 {
 async fn boot_once(
     exe: &std::path::Path,
     file: Option<&std::path::Path>,
+    data: &std::path::Path,
 ) -> anyhow::Result<Duration> {
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.arg("--quiet").arg("up").arg("--ephemeral");
+    cmd.arg("--quiet")
+        .arg("up")
+        .arg("--ephemeral")
+        .arg("--data-dir")
+        .arg(data);
     if let Some(f) = file {
         cmd.arg(f);
     }

@@ -157,6 +157,10 @@ pub struct UpArgs {
     /// fsync every accepted message before its 250 (survives power loss, not just a crash).
     #[arg(long)]
     pub fsync: bool,
+    /// Every server is a catch-all: mail for any address of its domains is
+    /// taken (policy `accept_any`), for CI that does not want to list users.
+    #[arg(long)]
+    pub accept_any: bool,
     /// Every server applies the exact COMP 431 HW1/HW3 command grammar (policy `strict`).
     #[arg(long)]
     pub strict: bool,
@@ -186,7 +190,8 @@ pub struct CheckArgs {
 /// `mailnet inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A message file, or a mailbox (Maildir) folder.
+    /// A message file, a mailbox (Maildir) folder, or a data directory (or
+    /// one server's folder in it) to list every mailbox and message.
     pub path: PathBuf,
     /// Write every attachment into this folder.
     #[arg(long, value_name = "DIR")]

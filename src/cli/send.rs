@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 
-use mailnet::agent::compose::{address_list, bare_address, Draft};
+use mailnet::agent::compose::{address_list, bare_address, header_field, Draft};
 use mailnet::agent::submit::{submit, AuthMechanism, SubmitOptions};
 
 /// `mailnet send` arguments.
@@ -38,6 +38,14 @@ pub struct SendArgs {
     /// Attach a file (repeat for several).
     #[arg(long, value_name = "FILE")]
     pub attach: Vec<PathBuf>,
+    /// Add a header field, `Name: value` (repeat for several), as swaks's --header.
+    #[arg(long, value_name = "FIELD")]
+    pub header: Vec<String>,
+    /// Send this file as the whole message, unchanged but for CRLF line ends
+    /// (`-` for standard input), as swaks's --data: the envelope still comes
+    /// from --from and --to/--cc/--bcc.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "attach", "header"])]
+    pub data: Option<PathBuf>,
     /// Interactive mode also asks `Attachment:` (HW3's extra credit client).
     #[arg(long)]
     pub ask_attachments: bool,
@@ -135,7 +143,10 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
     if args.server.is_none() {
         check_domains(draft, args.dns).await?;
     }
-    let message = draft.build(SystemTime::now())?;
+    let message = match &args.data {
+        Some(path) => raw_message(path)?,
+        None => draft.build(SystemTime::now())?,
+    };
     let options = options(args, &draft.from)?;
     let result = submit(
         &message,
@@ -181,6 +192,33 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
             args.server.is_some(),
         )),
     }
+}
+
+/// The `--header` fields.
+fn headers(args: &SendArgs) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(args
+        .header
+        .iter()
+        .map(|h| header_field(h))
+        .collect::<Result<_, _>>()?)
+}
+
+/// The message `--data` names, with CRLF line ends (`-`: standard input).
+fn raw_message(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let mut raw = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut raw)?;
+    } else {
+        raw = std::fs::read(path).with_context(|| format!("--data {}", path.display()))?;
+    }
+    let mut out = Vec::with_capacity(raw.len() + raw.len() / 32);
+    for (i, &b) in raw.iter().enumerate() {
+        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    Ok(out)
 }
 
 /// Refuses recipients whose domain has no mail server, before connecting.
@@ -236,6 +274,7 @@ pub async fn run(args: &SendArgs) -> anyhow::Result<()> {
         subject: args.subject.clone(),
         body,
         attachments: args.attach.clone(),
+        headers: headers(args)?,
     };
     send_one(&draft, args).await
 }
@@ -291,6 +330,7 @@ async fn interactive(args: &SendArgs) -> anyhow::Result<()> {
             subject,
             body,
             attachments,
+            headers: headers(args)?,
         };
         send_one(&draft, args).await?;
         let _ = std::io::stdout().flush();

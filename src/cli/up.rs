@@ -111,10 +111,9 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     if let Some(listen) = args.dns_listen {
         network.dns = listen;
     }
-    if args.strict {
-        for server in &mut network.servers {
-            server.policy.strict = true;
-        }
+    for server in &mut network.servers {
+        server.policy.strict |= args.strict;
+        server.policy.accept_any |= args.accept_any;
     }
     let options = UpOptions {
         only: args.only.clone(),

@@ -88,6 +88,10 @@ pub struct Policy {
     /// Apply `max_sessions_per_client` to loopback clients too (off: tests
     /// and graders on this machine may open hundreds).
     pub limit_loopback_clients: bool,
+    /// A catch-all, as capture tools (Mailpit, MailHog) are: mail for any
+    /// address of the server's domains is taken, into that address's
+    /// mailbox, and any sender of its domains may submit.
+    pub accept_any: bool,
 }
 
 impl Default for Policy {
@@ -115,6 +119,7 @@ impl Default for Policy {
             ],
             max_sessions_per_client: 50,
             limit_loopback_clients: false,
+            accept_any: false,
         }
     }
 }

@@ -191,7 +191,15 @@ fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap
         for (rcpt, outcome) in rcpts.iter().zip(&outcomes) {
             match outcome {
                 Outcome::Delivered => {
-                    tracing::info!(server = %me, id = %entry.id, to = %rcpt, "relayed");
+                    tracing::info!(
+                        "{me}: {} → {rcpt}: relayed (id {})",
+                        if entry.mail_from.is_empty() {
+                            "<>"
+                        } else {
+                            &entry.mail_from
+                        },
+                        entry.id
+                    );
                     finished.push(rcpt.clone());
                 }
                 Outcome::Temporary(cause) => {
@@ -333,7 +341,12 @@ fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original
     };
     match result {
         Ok(()) => {
-            tracing::info!(server = %me, id = %entry.id, %sender, failed = failures.len(), "bounced")
+            let failed: Vec<&str> = failures.iter().map(|f| f.recipient.as_str()).collect();
+            tracing::info!(
+                "{me}: {sender} → {}: bounced, a report went to the sender (id {})",
+                failed.join(", "),
+                entry.id
+            )
         }
         Err(error) => {
             tracing::error!(server = %me, id = %entry.id, %error, "cannot store a bounce")

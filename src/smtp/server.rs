@@ -107,6 +107,7 @@ impl Protocol for SmtpProtocol {
                     out.push(&reply.to_wire());
                 }
                 Event::Deliver(envelope) => {
+                    let log = MessageLog::of(&envelope);
                     let spool = self.spool.take().unwrap_or_else(|| self.host.spool());
                     let outcome = match spool {
                         Ok(spool) => {
@@ -114,6 +115,9 @@ impl Protocol for SmtpProtocol {
                         }
                         Err(error) => Err(DeliveryError::Spool(error)),
                     };
+                    if let Ok(id) = &outcome {
+                        log.write(&self.host.config().name, id);
+                    }
                     if let Err(error) = &outcome {
                         tracing::error!(
                             server = %self.host.config().name,
@@ -146,5 +150,43 @@ impl Protocol for SmtpProtocol {
 
     fn receiving_message(&self) -> bool {
         self.session.in_data()
+    }
+}
+
+/// The one log line per accepted message, like a capture tool's list:
+/// `gmail.com: usr1@gmail.com → bob@gmail.com: delivered (id …)`.
+struct MessageLog {
+    from: String,
+    local: Vec<String>,
+    remote: Vec<String>,
+}
+
+impl MessageLog {
+    fn of(envelope: &super::envelope::Envelope) -> MessageLog {
+        MessageLog {
+            from: envelope.mail_from.clone(),
+            local: envelope.local.clone(),
+            remote: envelope.remote.clone(),
+        }
+    }
+
+    fn write(&self, server: &str, id: &crate::id::QueueId) {
+        let from = if self.from.is_empty() {
+            "<>"
+        } else {
+            &self.from
+        };
+        if !self.local.is_empty() {
+            tracing::info!(
+                "{server}: {from} → {}: delivered (id {id})",
+                self.local.join(", ")
+            );
+        }
+        if !self.remote.is_empty() {
+            tracing::info!(
+                "{server}: {from} → {}: queued for relay (id {id})",
+                self.remote.join(", ")
+            );
+        }
     }
 }

@@ -474,7 +474,10 @@ impl Session {
                 if policy.require_auth && self.authenticated.is_none() {
                     return self.reply(Reply::new(530, "5.7.0", "Authentication required"));
                 }
-                if policy.sender_must_exist && self.ctx.server.user(from).is_none() {
+                if policy.sender_must_exist
+                    && !policy.accept_any
+                    && self.ctx.server.user(from).is_none()
+                {
                     return self.reply(Reply::new(
                         550,
                         "5.7.1",
@@ -529,7 +532,7 @@ impl Session {
             return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         let reply = if server.hosts_domain(domain) {
-            if server.user(to).is_none() {
+            if server.user(to).is_none() && !server.policy.accept_any {
                 Reply::new(
                     550,
                     "5.1.1",

@@ -377,3 +377,142 @@ fn fetch_new(dns: &str, dir: &std::path::Path) -> (bool, String, String) {
         b"",
     )
 }
+
+/// swaks-style sending: `--header` adds fields, `--data` sends a file as
+/// the whole message; `--server` sends without any DNS; mixed recipients
+/// name only those that got the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_with_headers_raw_data_and_mixed_recipients() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    let server = gmail.addr(Service::Smtp).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw.eml");
+    std::fs::write(&raw, "Subject: raw data\nX-Raw: yes\n\nas written\n").unwrap();
+    let (s, r) = (server.clone(), raw.clone());
+    let (ok, stdout, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &s,
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "bob@gmail.com",
+                "--data",
+                r.to_str().unwrap(),
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("sent to bob@gmail.com via "), "{stdout}");
+    let s = server.clone();
+    let (ok, _, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &s,
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "hcy@gmail.com",
+                "--header",
+                "X-Test-Run: 42",
+                "--subject",
+                "with header",
+                "--body",
+                "b",
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(ok, "{stderr}");
+    let s = server.clone();
+    let (ok, stdout, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &s,
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "akc@gmail.com",
+                "--to",
+                "ghost@gmail.com",
+                "--body",
+                "b",
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(!ok, "a refused recipient fails the command");
+    assert!(stdout.starts_with("sent to akc@gmail.com via "), "{stdout}");
+    assert!(!stdout.contains("ghost"), "{stdout}");
+    assert!(stderr.contains("<ghost@gmail.com>"), "{stderr}");
+
+    let store = gmail.host.store();
+    let stored =
+        std::fs::read_to_string(&store.messages("bob@gmail.com").unwrap()[0].path).unwrap();
+    assert!(
+        stored.ends_with("Subject: raw data\r\nX-Raw: yes\r\n\r\nas written\r\n"),
+        "{stored}"
+    );
+    let stored =
+        std::fs::read_to_string(&store.messages("hcy@gmail.com").unwrap()[0].path).unwrap();
+    assert!(stored.contains("\r\nX-Test-Run: 42\r\n"), "{stored}");
+    let (ok, _, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &server,
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "bob@gmail.com",
+                "--header",
+                "broken",
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(!ok && stderr.contains("expected `Name: value`"), "{stderr}");
+    net.stop().await;
+}
+
+/// `inspect DATA_DIR` lists every server, mailbox and message with sizes
+/// and subjects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_lists_a_whole_data_directory() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    gmail
+        .host
+        .store()
+        .deliver("bob@gmail.com", b"Subject: first one\r\n\r\nx\r\n")
+        .unwrap();
+    gmail
+        .host
+        .store()
+        .deliver("bob@gmail.com", b"Subject: second\r\n\r\nyy\r\n")
+        .unwrap();
+    let data = net.data_dir.clone();
+    let (ok, stdout, stderr) =
+        in_blocking(move || mailnet(&["inspect", data.to_str().unwrap()], b"")).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("gmail.com\n  bob@gmail.com: 2 messages, "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("octets  first one\n"), "{stdout}");
+    assert!(stdout.contains("octets  second\n"), "{stdout}");
+    net.stop().await;
+}

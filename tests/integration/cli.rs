@@ -431,3 +431,96 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+/// `up --accept-any` is a catch-all, and `up` logs one line per message:
+/// who to whom, and what became of it.
+#[test]
+fn up_logs_each_message_and_accept_any_takes_any_address() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["up", "--ephemeral", "--accept-any", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut port = 0u16;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("gmail.com ") {
+            port = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut replies = Vec::new();
+    let mut read = |reader: &mut BufReader<std::net::TcpStream>| {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        replies.push(line);
+    };
+    read(&mut reader);
+    for command in [
+        "HELO t\r\n",
+        "MAIL FROM:<robot@gmail.com>\r\n",
+        "RCPT TO:<anybody@gmail.com>\r\n",
+        "DATA\r\n",
+        "Subject: catch-all\r\n\r\nx\r\n.\r\n",
+    ] {
+        writer.write_all(command.as_bytes()).unwrap();
+        read(&mut reader);
+    }
+    assert!(replies.last().unwrap().starts_with("250"), "{replies:?}");
+    // The line is logged before the 250 is sent.
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    assert!(
+        text.contains("gmail.com: robot@gmail.com → anybody@gmail.com: delivered (id "),
+        "{text}"
+    );
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    let stored = std::fs::read_dir(dir.path().join("data/gmail.com/mail/anybody@gmail.com/new"))
+        .unwrap()
+        .count();
+    assert_eq!(stored, 1);
+}
+
+/// `bench boot` leaves nothing behind in the temporary folder.
+#[test]
+fn bench_boot_cleans_up_after_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "bench",
+            "boot",
+            "--runs",
+            "1",
+            "--servers",
+            "2",
+            "--users",
+            "1",
+        ])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -485,3 +485,16 @@ fn parameters_not_advertised_get_555() {
         }
     );
 }
+
+#[test]
+fn accept_any_takes_every_address_of_its_domains() {
+    let input = b"HELO x\r\nMAIL FROM:<anyone@gmail.com>\r\nRCPT TO:<whoever@gmail.com>\r\nRCPT TO:<x@elsewhere.test>\r\nDATA\r\nhi\r\n.\r\n";
+    let (replies, _) = run(ctx(), input);
+    assert_codes(input, &replies, &[220, 250, 550, 503, 503, 503, 500, 500]);
+    let catch_all = ctx_with(|s| s.policy.accept_any = true);
+    let (replies, envs) = run(catch_all, input);
+    assert_codes(input, &replies, &[220, 250, 250, 250, 250, 354, 250]);
+    assert_eq!(envs[0].local, vec!["whoever@gmail.com"]);
+    // A trusted (loopback) client relays as before; accept_any opens no relay.
+    assert_eq!(envs[0].remote, vec!["x@elsewhere.test"]);
+}
