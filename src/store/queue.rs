@@ -107,17 +107,19 @@ impl Queue {
     ) -> io::Result<()> {
         let id = id.as_str().to_string();
         self.write_entry(&id, mail_from, recipients, Body::default(), message)?;
-        self.index().insert(
-            id.clone(),
-            QueuedMessage {
-                id,
-                mail_from: mail_from.to_string(),
-                recipients: recipients.to_vec(),
-                body: Body::default(),
-            },
-        );
-        self.inner.changes.send_modify(|n| *n += 1);
+        self.added(QueuedMessage {
+            id,
+            mail_from: mail_from.to_string(),
+            recipients: recipients.to_vec(),
+            body: Body::default(),
+        });
         Ok(())
+    }
+
+    /// Indexes an entry just written and wakes the relay.
+    fn added(&self, entry: QueuedMessage) {
+        self.index().insert(entry.id.clone(), entry);
+        self.inner.changes.send_modify(|n| *n += 1);
     }
 
     /// Writes a message as entry `id`: `prefix` (this hop's trace field)
@@ -142,16 +144,12 @@ impl Queue {
             file.write_all(prefix)?;
             super::maildir::copy_whole(body, file, body_size)
         })?;
-        self.index().insert(
-            id.clone(),
-            QueuedMessage {
-                id,
-                mail_from: mail_from.to_string(),
-                recipients: recipients.to_vec(),
-                body: declared,
-            },
-        );
-        self.inner.changes.send_modify(|n| *n += 1);
+        self.added(QueuedMessage {
+            id,
+            mail_from: mail_from.to_string(),
+            recipients: recipients.to_vec(),
+            body: declared,
+        });
         Ok(())
     }
 

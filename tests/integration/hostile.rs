@@ -334,11 +334,5 @@ fn a_second_process_on_one_data_directory_is_refused() {
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("is in use by another mailnet (pid"),
-        "{stderr}"
-    );
+    crate::support::assert_one_line_error(&out, &["is in use by another mailnet (pid"]);
 }

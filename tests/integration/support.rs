@@ -113,3 +113,14 @@ pub async fn send_mail(addr: SocketAddr, from: &str, to: &[&str], message: &str)
     assert!(r.starts_with("250"), "{r}");
     assert!(c.cmd("QUIT").await.starts_with("221"));
 }
+
+/// Asserts a failed command said exactly one line on stderr, containing
+/// every one of `wanted`.
+pub fn assert_one_line_error(out: &std::process::Output, wanted: &[&str]) {
+    assert!(!out.status.success(), "the command succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    for w in wanted {
+        assert!(stderr.contains(w), "{w:?} missing: {stderr}");
+    }
+}
