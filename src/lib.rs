@@ -43,6 +43,7 @@ pub mod service;
 pub mod smtp;
 pub mod store;
 pub mod text;
+pub mod tls;
 pub mod transcript;
 pub mod wire;
 
