@@ -21,7 +21,9 @@ use crate::service::Service;
 pub struct UpOptions {
     /// Run only this server's listeners (and no DNS).
     pub only: Option<String>,
-    /// Servers that run elsewhere (a student's): not run here, published at the ports the network gives.
+    /// Servers that run elsewhere (a student's, or a real MTA such as
+    /// Postfix): not run here, but published in the DNS at the addresses and
+    /// ports the network gives, so the servers run here relay to them.
     pub skip: Vec<String>,
     /// Resolve through this DNS instead of the network's own zone.
     pub dns: Option<SocketAddr>,
@@ -69,6 +71,9 @@ pub enum UpError {
     /// `--only` named a server the network does not have.
     #[error("--only {0}: the network has no such server (servers: {1})")]
     UnknownServer(String, String),
+    /// `--skip` named a server the network does not have.
+    #[error("--skip {0}: the network has no such server (servers: {1})")]
+    UnknownSkipped(String, String),
     /// The data directory could not be prepared.
     #[error("data directory {0}: {1}")]
     DataDir(PathBuf, io::Error),
@@ -195,6 +200,18 @@ impl RunningNetwork {
         if let Some(advertise) = options.advertise {
             network.advertise = Some(advertise);
         }
+        let names = || {
+            let names: Vec<&str> = network.servers.iter().map(|s| s.name.as_str()).collect();
+            names.join(", ")
+        };
+        if let Some(name) = options.skip.iter().find(|n| {
+            !network
+                .servers
+                .iter()
+                .any(|s| s.name.eq_ignore_ascii_case(n))
+        }) {
+            return Err(UpError::UnknownSkipped(name.clone(), names()));
+        }
         let selected: Vec<usize> = match &options.only {
             Some(name) => match network
                 .servers
@@ -202,11 +219,7 @@ impl RunningNetwork {
                 .position(|s| s.name.eq_ignore_ascii_case(name))
             {
                 Some(i) => vec![i],
-                None => {
-                    let names: Vec<&str> =
-                        network.servers.iter().map(|s| s.name.as_str()).collect();
-                    return Err(UpError::UnknownServer(name.clone(), names.join(", ")));
-                }
+                None => return Err(UpError::UnknownServer(name.clone(), names())),
             },
             None => (0..network.servers.len())
                 .filter(|&i| {

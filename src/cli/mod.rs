@@ -128,6 +128,11 @@ pub struct UpArgs {
     /// Run only this server's SMTP and POP3 (no DNS): one network over several processes.
     #[arg(long, value_name = "SERVER")]
     pub only: Option<String>,
+    /// Run every server but this one (repeatable): it is still published in
+    /// the DNS, at its address and ports, for another program (a real MTA, a
+    /// student's server) to serve there.
+    #[arg(long, value_name = "SERVER", conflicts_with = "only")]
+    pub skip: Vec<String>,
     /// Resolve other servers through this DNS (another `mailnet up` or `mailnet dns`).
     #[arg(long, value_name = "ADDR")]
     pub dns: Option<SocketAddr>,

@@ -63,6 +63,28 @@ pub fn table(running: &RunningNetwork) -> String {
     if !own.is_empty() {
         let _ = writeln!(out, "addresses: {}", own.join(", "));
     }
+    // Servers published but not run here (--skip): where another program
+    // must listen for the others to reach it. (With --only there is no DNS,
+    // and the servers not run here are simply elsewhere.)
+    if running.dns.is_some() {
+        let ports: Vec<_> = running.network.servers.iter().map(|s| s.ports).collect();
+        let facts = running.network.facts(&ports);
+        for host in facts
+            .hosts
+            .iter()
+            .filter(|h| running.server(&h.name).is_none())
+        {
+            let ips: Vec<String> = host.addresses.iter().map(|ip| ip.to_string()).collect();
+            let _ = writeln!(
+                out,
+                "skipped: {} {} SMTP {} POP3 {} (published in the DNS, not run here)",
+                host.name,
+                ips.join(","),
+                host.smtp_port,
+                host.pop3_port
+            );
+        }
+    }
     let _ = writeln!(out, "mail data: {}", running.data_dir.display());
     out
 }
@@ -115,9 +137,24 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         server.policy.strict |= args.strict;
         server.policy.accept_any |= args.accept_any;
     }
+    // A skipped server is published at the ports the file gives; "any free
+    // port" cannot be published for a program mailnet does not start.
+    for name in &args.skip {
+        if let Some(server) = network
+            .servers
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+        {
+            if server.ports.contains(&0) {
+                anyhow::bail!(
+                    "--skip {name}: its SMTP and POP3 ports must be fixed (not 0, not --ephemeral) to be published for another program"
+                );
+            }
+        }
+    }
     let options = UpOptions {
         only: args.only.clone(),
-        skip: Vec::new(),
+        skip: args.skip.clone(),
         dns: args.dns,
         bind: args.bind,
         advertise: args.advertise,

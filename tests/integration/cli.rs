@@ -192,6 +192,64 @@ fn only_an_unknown_server_is_refused() {
 }
 
 #[test]
+fn skip_publishes_a_server_without_running_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // b.test's ports are never bound (it is skipped), so fixed ones are safe here.
+    let file = write(&dir, "net.yaml", "dns: 127.0.0.1:0\nservers:\n  - name: a.test\n    domains: [a.test]\n    smtp: { port: 0 }\n    pop3: { port: 0 }\n  - name: b.test\n    domains: [b.test]\n    smtp: { port: 2525 }\n    pop3: { port: 2110 }\n");
+    let mut child = Command::new(BIN)
+        .args(["--quiet", "up"])
+        .arg(&file)
+        .args(["--skip", "B.test", "--data-dir"])
+        .arg(dir.path().join("mail"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut table = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = table.join("\n");
+    assert!(text.contains("with 1 server;"), "{text}");
+    assert!(
+        text.contains(
+            "skipped: b.test 127.0.0.1 SMTP 2525 POP3 2110 (published in the DNS, not run here)"
+        ),
+        "{text}"
+    );
+    assert!(!text.lines().any(|l| l.starts_with("b.test")), "{text}");
+}
+
+#[test]
+fn skip_refuses_unknown_servers_and_ports_it_cannot_publish() {
+    let out = Command::new(BIN)
+        .args(["up", "--skip", "nope.test"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--skip nope.test: the network has no such server"));
+    let out = Command::new(BIN)
+        .args(["up", "--ephemeral", "--skip", "gmail.com"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--skip gmail.com: its SMTP and POP3 ports must be fixed"));
+    let out = Command::new(BIN)
+        .args(["up", "--only", "gmail.com", "--skip", "qq.com"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
+}
+
+#[test]
 fn the_course_config_pair_boots_one_server_like_std_server_py() {
     let dir = tempfile::tempdir().unwrap();
     let net = mailnet::network::Network::default_network();

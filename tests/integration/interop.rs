@@ -297,6 +297,60 @@ fn standard_ports_are_found_by_mx_like_a_real_mta() {
     );
 }
 
+/// Postfix and mailnet relay to each other by plain MX lookups, both ways,
+/// in namespaces of their own (network, mounts for `/etc/resolv.conf`, and
+/// pids, so nothing outlives the test): `up --standard-ports --skip
+/// postfix.test` publishes postfix.test (127.0.0.4) for a private Postfix
+/// instance to serve. Postfix delivers to usr1@gmail.com at 127.0.0.3:25
+/// (read back with poplib), and exmail.qq.com relays to alice@postfix.test
+/// (read from Postfix's Maildir); both messages carry both hops' `Received:`.
+/// Needs root and Postfix (CI installs it).
+#[test]
+fn postfix_relays_both_ways_with_standard_ports() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root
+        || !have("unshare", &["--version"])
+        || !have("dig", &["-v"])
+        || !have("python3", &["--version"])
+        || !have("postconf", &["-d", "mail_version"])
+    {
+        eprintln!("skipped: needs root, unshare, dig, python3 and postfix");
+        return;
+    }
+    let out = run(Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+        ])
+        .args([&script("postfix_relay.sh"), env!("CARGO_BIN_EXE_mailnet")]));
+    for line in [
+        "addresses: exmail.qq.com 127.0.0.2, gmail.com 127.0.0.3",
+        "skipped: postfix.test 127.0.0.4 SMTP 25 POP3 110",
+        "mx postfix.test mx.postfix.test. 127.0.0.4",
+        "listening on 127.0.0.4:25",
+        // 1. Postfix -> mailnet, found by MX.
+        "postfix to mailnet: usr1@gmail.com read it on 127.0.0.3:110",
+        "mailnet hop: from mx.postfix.test ([127.0.0.4]) by gmail.com (mailnet)",
+        "postfix hop: by mx.postfix.test (Postfix)",
+        "postfix log: to=<usr1@gmail.com> relay=gmail-smtp-in.l.google.com[127.0.0.3]:25 status=sent",
+        // 2. mailnet -> Postfix, found by MX.
+        "mailnet to postfix: alice@postfix.test has it in Postfix's Maildir",
+        "postfix hop: from exmail.qq.com by mx.postfix.test (Postfix)",
+        "mailnet hop: by exmail.qq.com (mailnet)",
+        "postfix relay checks passed",
+    ] {
+        assert!(out.contains(line), "no {line:?} in:\n{out}");
+    }
+}
+
 /// Without the privilege for ports below 1024, one line says what to do.
 #[test]
 fn standard_ports_without_privilege_say_how_to_get_it() {
