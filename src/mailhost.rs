@@ -24,6 +24,8 @@ struct Inner {
     /// One transcript log per service, at [`Service::index`].
     logs: [TranscriptLog; Service::ALL.len()],
     fsync: bool,
+    /// Its TLS identity (a certificate from the network CA), when TLS is on.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 impl MailHost {
@@ -52,8 +54,29 @@ impl MailHost {
                 queue,
                 logs,
                 fsync,
+                tls: None,
             }),
         })
+    }
+
+    /// The same server with a TLS identity; call before the host is shared.
+    pub fn with_tls(mut self, tls: Arc<tokio_rustls::rustls::ServerConfig>) -> MailHost {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.tls = Some(tls),
+            None => tracing::error!("TLS given to a server already running; it stays without"),
+        }
+        self
+    }
+
+    /// How its listeners meet TLS: offered on request unless its policy
+    /// turns TLS off or it has no certificate.
+    pub fn tls_mode(&self) -> crate::listener::TlsMode {
+        match &self.inner.tls {
+            Some(config) if self.inner.config.policy.tls != crate::network::TlsPolicy::Off => {
+                crate::listener::TlsMode::Offered(tokio_rustls::TlsAcceptor::from(config.clone()))
+            }
+            _ => crate::listener::TlsMode::Off,
+        }
     }
 
     /// Whether deliveries are flushed to the disk before they are acknowledged.

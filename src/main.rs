@@ -88,6 +88,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(args) => cli::bench::run(args)
                 .await
                 .map(|_| std::process::ExitCode::SUCCESS),
+            Command::Ca(args) => cli::ca::run(args).map(|_| std::process::ExitCode::SUCCESS),
         }
     });
     match result {

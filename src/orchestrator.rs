@@ -37,6 +37,8 @@ pub struct UpOptions {
     pub live_transcripts: bool,
     /// Flush every accepted message to the disk before acknowledging it.
     pub fsync: bool,
+    /// Where the network CA lives; [`crate::tls::default_dir`] when `None`.
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// Why a network could not boot. Each is one line a user can act on.
@@ -117,6 +119,9 @@ pub struct RunningNetwork {
     pub clock: crate::relay::RelayClock,
     /// Where mail lives.
     pub data_dir: PathBuf,
+    /// The network CA's certificate, which clients trust for TLS (`None`
+    /// when the CA could not be opened: the servers then offer no TLS).
+    pub ca_cert: Option<PathBuf>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Held while running: one process per data directory.
@@ -169,6 +174,27 @@ async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError>
         }
     }
     Err(UpError::PortInUse { what, addr })
+}
+
+/// The names a server's certificate covers: its own, its MX, SMTP and POP3
+/// hosts, and the address it publishes (clients that connect by address).
+fn tls_names(server: &ServerConfig, network: &Network) -> Vec<String> {
+    let mut names = vec![
+        server.name.clone(),
+        server.mx.clone(),
+        server.smtp_host.clone(),
+        server.pop3_host.clone(),
+    ];
+    let ip = server
+        .advertise
+        .or(server.bind)
+        .or(network.advertise)
+        .unwrap_or(network.bind);
+    if !ip.is_unspecified() {
+        names.push(ip.to_string());
+    }
+    names.dedup();
+    names
 }
 
 /// The addresses of the network's own servers, trusted to relay like
@@ -307,6 +333,17 @@ impl RunningNetwork {
 
         let clock = crate::relay::RelayClock::default();
         let own = own_addresses(&network);
+        let ca_dir = options
+            .ca_dir
+            .clone()
+            .unwrap_or_else(crate::tls::default_dir);
+        let ca = match crate::tls::NetworkCa::open(&ca_dir) {
+            Ok(ca) => Some(ca),
+            Err(error) => {
+                tracing::warn!(error = %crate::error_chain(&error), "no TLS: the network CA cannot be opened");
+                None
+            }
+        };
         let fd_share = crate::fdlimit::sessions_per_listener(
             crate::fdlimit::current(),
             listeners.len() * Service::ALL.len(),
@@ -320,8 +357,17 @@ impl RunningNetwork {
                 config.policy.max_sessions = fd_share;
             }
             let dir = crate::network::server_dir(&data_dir, &config);
-            let host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
+            let names = tls_names(&config, &network);
+            let mut host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?;
+            if let Some(ca) = &ca {
+                match ca.server_config(&names) {
+                    Ok(tls) => host = host.with_tls(tls),
+                    Err(error) => {
+                        tracing::warn!(error = %crate::error_chain(&error), "no TLS for this server")
+                    }
+                }
+            }
             let mut listening = [SocketAddr::from(([127, 0, 0, 1], 0)); Service::ALL.len()];
             for (service, listener, real) in bound {
                 listening[service.index()] = real;
@@ -352,6 +398,7 @@ impl RunningNetwork {
             resolver,
             clock,
             data_dir,
+            ca_cert: ca.as_ref().map(|ca| ca.cert_path()),
             shutdown,
             tracker,
             _lock: lock,

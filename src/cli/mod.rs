@@ -1,6 +1,7 @@
 //! The `mailnet` command line: one module per subcommand.
 
 pub mod bench;
+pub mod ca;
 pub mod check;
 pub mod fetch;
 pub mod inspect;
@@ -118,6 +119,8 @@ pub enum Command {
     Fetch(fetch::FetchArgs),
     /// Measure boot time, SMTP, POP3 or relay throughput.
     Bench(bench::BenchArgs),
+    /// The network's certificate authority: its path, or install it for the system.
+    Ca(ca::CaArgs),
 }
 
 /// `mailnet up`.

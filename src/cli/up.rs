@@ -85,6 +85,13 @@ pub fn table(running: &RunningNetwork) -> String {
             );
         }
     }
+    if let Some(ca) = &running.ca_cert {
+        let _ = writeln!(
+            out,
+            "TLS: STARTTLS and STLS offered; certificates from the CA {}",
+            ca.display()
+        );
+    }
     let _ = writeln!(out, "mail data: {}", running.data_dir.display());
     out
 }
@@ -161,6 +168,7 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         live_transcripts: args.transcripts,
         fsync: args.fsync,
+        ca_dir: None,
     };
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;

@@ -8,7 +8,7 @@ mod accept;
 mod session;
 
 pub use accept::{accept_loop, Caps};
-pub use session::{run_session, Flow, Limits, Outbox, Protocol, SessionEnd};
+pub use session::{run_session, Flow, Limits, Outbox, Protocol, SessionEnd, TlsMode};
 
 use std::net::SocketAddr;
 
@@ -36,6 +36,7 @@ pub async fn serve<P, F>(
 {
     let config = host.config().clone();
     let stop = shutdown.clone();
+    let tls = host.tls_mode();
     accept_loop(
         listener,
         &config.name,
@@ -48,7 +49,7 @@ pub async fn serve<P, F>(
         shutdown,
         tracker,
         |stream, peer| {
-            let (host, stop) = (host.clone(), stop.clone());
+            let (host, stop, tls) = (host.clone(), stop.clone(), tls.clone());
             let protocol = start(peer);
             async move {
                 let policy = &host.config().policy;
@@ -59,7 +60,17 @@ pub async fn serve<P, F>(
                     session: policy.max_session_time,
                 };
                 let log = host.log(service);
-                run_session(stream, peer, protocol, log, service.name(), limits, &stop).await
+                run_session(
+                    stream,
+                    peer,
+                    protocol,
+                    log,
+                    service.name(),
+                    limits,
+                    &stop,
+                    tls,
+                )
+                .await
             }
         },
     )

@@ -94,6 +94,10 @@ pub trait Protocol: Send {
     fn receiving_message(&self) -> bool {
         false
     }
+
+    /// TLS is now in place (implicit, or after the upgrade it asked for):
+    /// the core starts over as its RFC says, and may record it.
+    fn tls_established(&mut self, _info: crate::tls::TlsInfo) {}
 }
 
 /// The deadlines of one session.
@@ -286,8 +290,21 @@ where
     SessionEnd::Closed
 }
 
-/// Runs a whole session on a plain stream: names it in `log`, drives the
-/// protocol, closes the stream, and records the transcript's summary.
+/// How a session meets TLS.
+#[derive(Clone)]
+pub enum TlsMode {
+    /// Never (the cores do not offer it).
+    Off,
+    /// On request: STARTTLS, STLS.
+    Offered(tokio_rustls::TlsAcceptor),
+    /// From the first byte (RFC 8314's implicit TLS ports).
+    Implicit(tokio_rustls::TlsAcceptor),
+}
+
+/// Runs a whole session: names it in `log`, drives the protocol (over TLS
+/// from the start, or after an upgrade it asks for), closes the stream, and
+/// records the transcript's summary.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_session<S, P>(
     mut stream: S,
     peer: SocketAddr,
@@ -296,6 +313,7 @@ pub async fn run_session<S, P>(
     session_kind: &str,
     limits: Limits,
     shutdown: &CancellationToken,
+    tls: TlsMode,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     P: Protocol,
@@ -305,9 +323,27 @@ pub async fn run_session<S, P>(
         name: log.session_name(session_kind),
         lines: Vec::new(),
     };
-    // No TLS acceptor is configured yet, so a request to upgrade ends the
-    // session; the cores only ask when TLS is offered.
-    let _end = drive(
+    let acceptor = match tls {
+        TlsMode::Implicit(acceptor) => {
+            if let Some(mut secured) =
+                handshake(&acceptor, stream, &mut protocol, limits, shutdown).await
+            {
+                drive(
+                    &mut secured,
+                    &mut protocol,
+                    limits,
+                    shutdown,
+                    &mut transcript,
+                )
+                .await;
+                close(&mut secured, limits).await;
+            }
+            return finish(log, transcript, peer);
+        }
+        TlsMode::Offered(acceptor) => Some(acceptor),
+        TlsMode::Off => None,
+    };
+    let end = drive(
         &mut stream,
         &mut protocol,
         limits,
@@ -315,8 +351,64 @@ pub async fn run_session<S, P>(
         &mut transcript,
     )
     .await;
+    match (end, acceptor) {
+        (SessionEnd::UpgradeTls, Some(acceptor)) => {
+            // Whatever the client pipelined after STARTTLS/STLS in clear
+            // was dropped by the core; the session goes on encrypted.
+            if let Some(mut secured) =
+                handshake(&acceptor, stream, &mut protocol, limits, shutdown).await
+            {
+                drive(
+                    &mut secured,
+                    &mut protocol,
+                    limits,
+                    shutdown,
+                    &mut transcript,
+                )
+                .await;
+                close(&mut secured, limits).await;
+            }
+        }
+        _ => close(&mut stream, limits).await,
+    }
     drop(protocol);
+    finish(log, transcript, peer)
+}
+
+/// The TLS handshake, within the write deadline and racing shutdown; on
+/// success the protocol learns what was negotiated.
+async fn handshake<S, P>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    protocol: &mut P,
+    limits: Limits,
+    shutdown: &CancellationToken,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol,
+{
+    let accept = tokio::time::timeout(limits.write, acceptor.accept(stream));
+    let secured = tokio::select! {
+        done = accept => match done {
+            Ok(Ok(secured)) => secured,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return None;
+            }
+            Err(_) => return None,
+        },
+        _ = shutdown.cancelled() => return None,
+    };
+    protocol.tls_established(crate::tls::TlsInfo::of(secured.get_ref().1));
+    Some(secured)
+}
+
+async fn close<S: AsyncWrite + Unpin>(stream: &mut S, limits: Limits) {
     let _ = tokio::time::timeout(limits.write.min(Duration::from_secs(1)), stream.shutdown()).await;
+}
+
+fn finish(log: &TranscriptLog, transcript: Transcript<'_>, peer: SocketAddr) {
     log.finish(SessionTranscript {
         session: transcript.name,
         peer: peer.to_string(),

@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-pub use policy::{Conflict, Policy};
+pub use policy::{Conflict, Policy, TlsPolicy};
 
 /// The network `mailnet up` boots when given no file (see `src/network/default.yaml`).
 pub const DEFAULT_NETWORK: &str = include_str!("default.yaml");

@@ -92,6 +92,25 @@ pub struct Policy {
     /// address of the server's domains is taken, into that address's
     /// mailbox, and any sender of its domains may submit.
     pub accept_any: bool,
+    /// TLS (STARTTLS, STLS): `optional` (offered), `required` (no mail or
+    /// login before it), or `off` (not offered).
+    pub tls: TlsPolicy,
+    /// AUTH and POP3 logins only over TLS (off by default, so the course's
+    /// clear-text AUTH LOGIN keeps working).
+    pub auth_requires_tls: bool,
+}
+
+/// Whether a server offers or insists on TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Offered; clients choose.
+    #[default]
+    Optional,
+    /// No mail and no login before STARTTLS/STLS.
+    Required,
+    /// Not offered.
+    Off,
 }
 
 impl Default for Policy {
@@ -120,6 +139,8 @@ impl Default for Policy {
             max_sessions_per_client: 50,
             limit_loopback_clients: false,
             accept_any: false,
+            tls: TlsPolicy::Optional,
+            auth_requires_tls: false,
         }
     }
 }

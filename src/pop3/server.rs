@@ -27,9 +27,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let tls = host.tls_mode();
     let ctx = Arc::new(Pop3Context {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
+        stls: matches!(tls, crate::listener::TlsMode::Offered(_)),
     });
     let busy = b"-ERR [SYS/TEMP] too many connections, try again later\r\n".to_vec();
     let protocol_host = host.clone();
@@ -168,6 +170,10 @@ impl Protocol for Pop3Protocol {
                     let result = self.commit(delete).await;
                     out.push(&self.session.committed(result));
                 }
+                Event::StartTls(reply) => {
+                    out.push(&reply);
+                    return Flow::UpgradeTls;
+                }
             }
         }
         if self.session.is_closed() {
@@ -187,5 +193,9 @@ impl Protocol for Pop3Protocol {
 
     fn take_transcript(&mut self) -> Vec<Line> {
         self.session.take_transcript()
+    }
+
+    fn tls_established(&mut self, info: crate::tls::TlsInfo) {
+        self.session.tls_established(info);
     }
 }

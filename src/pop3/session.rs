@@ -23,6 +23,8 @@ pub struct Pop3Context {
     pub hostname: String,
     /// The server's users.
     pub server: ServerConfig,
+    /// STLS is offered (the server has a certificate and TLS is not off).
+    pub stls: bool,
 }
 
 /// One message as the session sees it.
@@ -70,6 +72,9 @@ pub enum Event {
         /// Indexes marked deleted.
         delete: Vec<usize>,
     },
+    /// Send this `+OK` and hand the connection to TLS; then call
+    /// [`Session::tls_established`].
+    StartTls(Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -100,6 +105,8 @@ pub struct Session {
     messages: Vec<Listing>,
     deleted: Vec<bool>,
     transcript: Vec<Line>,
+    /// The TLS in place, if any.
+    tls: Option<crate::tls::TlsInfo>,
 }
 
 fn ok(text: impl AsRef<str>) -> Vec<u8> {
@@ -125,6 +132,7 @@ impl Session {
             messages: Vec::new(),
             deleted: Vec::new(),
             transcript: Vec::new(),
+            tls: None,
         }
     }
 
@@ -277,6 +285,11 @@ impl Session {
         };
         self.transcript.push(Line::client(shown));
         let event = match (&self.state, verb.as_str()) {
+            (State::Authorization { .. }, "USER" | "PASS" | "APOP" | "AUTH")
+                if self.tls.is_none() && self.login_needs_tls() =>
+            {
+                self.reply(err("[AUTH] log in over TLS: send STLS first"))
+            }
             (_, "CAPA") => self.reply(self.capabilities()),
             (_, "NOOP") if matches!(self.state, State::Transaction) => self.reply(ok("")),
             (State::Authorization { .. }, "QUIT") => {
@@ -423,6 +436,17 @@ impl Session {
                 "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" | "NOOP",
             ) => self.reply(err("not authenticated: log in with USER and PASS first")),
             (_, "") => self.reply(err("empty command")),
+            (State::Authorization { .. }, "STLS") if self.ctx.stls && self.tls.is_none() => {
+                // RFC 2595 §4: what the client pipelined in clear is dropped.
+                self.input.clear();
+                self.framer = LineFramer::default();
+                self.state = State::Authorization { user: None };
+                let reply = ok("Begin TLS negotiation");
+                self.transcript
+                    .push(Line::server(String::from_utf8_lossy(&reply).trim_end()));
+                return Some(Event::StartTls(reply));
+            }
+            (_, "STLS") if self.ctx.stls => self.reply(err("STLS only once, before login")),
             (_, "STLS") => self.reply(err("STLS is not offered by this server")),
             _ => {
                 let shown: String = verb.chars().take(20).collect();
@@ -434,6 +458,9 @@ impl Session {
 
     fn capabilities(&self) -> Vec<u8> {
         let mut caps = String::from("+OK capability list follows\r\n");
+        if self.ctx.stls && self.tls.is_none() {
+            caps.push_str("STLS\r\n");
+        }
         for cap in [
             "USER",
             "TOP",
@@ -450,6 +477,21 @@ impl Session {
         }
         caps.push_str(".\r\n");
         caps.into_bytes()
+    }
+
+    /// TLS is in place: the session starts its AUTHORIZATION state over.
+    pub fn tls_established(&mut self, info: crate::tls::TlsInfo) {
+        self.transcript
+            .push(Line::server(format!("[TLS established ({info})]")));
+        self.tls = Some(info);
+        self.state = State::Authorization { user: None };
+    }
+
+    /// Whether the policy keeps logins for TLS sessions.
+    fn login_needs_tls(&self) -> bool {
+        let policy = &self.ctx.server.policy;
+        self.ctx.stls
+            && (policy.auth_requires_tls || policy.tls == crate::network::TlsPolicy::Required)
     }
 
     fn login(&mut self, user: &str, password_ok: impl Fn(&str) -> bool) -> Event {

@@ -16,6 +16,8 @@ pub struct Envelope {
     pub mail_from: String,
     /// What `MAIL` declared about the message (passed on when relaying).
     pub body: Body,
+    /// The TLS the message came over, if any (`ESMTPS` in `Received:`).
+    pub tls: Option<crate::tls::TlsInfo>,
     /// Recipients in this server's domains.
     pub local: Vec<String>,
     /// Recipients elsewhere, to relay.

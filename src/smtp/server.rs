@@ -24,9 +24,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let tls = host.tls_mode();
     let ctx = Arc::new(SmtpContext {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
+        starttls: matches!(tls, crate::listener::TlsMode::Offered(_)),
     });
     let busy = Reply::new(
         421,
@@ -106,6 +108,10 @@ impl Protocol for SmtpProtocol {
                     self.spool = None;
                     out.push(&reply.to_wire());
                 }
+                Event::StartTls(reply) => {
+                    out.push(&reply.to_wire());
+                    return Flow::UpgradeTls;
+                }
                 Event::Deliver(envelope) => {
                     let log = MessageLog::of(&envelope);
                     let spool = self.spool.take().unwrap_or_else(|| self.host.spool());
@@ -150,6 +156,10 @@ impl Protocol for SmtpProtocol {
 
     fn receiving_message(&self) -> bool {
         self.session.in_data()
+    }
+
+    fn tls_established(&mut self, info: crate::tls::TlsInfo) {
+        self.session.tls_established(info);
     }
 }
 

@@ -33,6 +33,8 @@ pub struct SmtpContext {
     pub hostname: String,
     /// The server's domains, users and policy.
     pub server: ServerConfig,
+    /// STARTTLS is offered (the server has a certificate and TLS is not off).
+    pub starttls: bool,
 }
 
 /// What the I/O layer must do next.
@@ -49,6 +51,9 @@ pub enum Event {
     /// The message whose parts were handed out is refused: throw them away
     /// and send this reply.
     Discard(Reply),
+    /// Send this `220` and hand the connection to TLS; then call
+    /// [`Session::tls_established`].
+    StartTls(Reply),
 }
 
 #[derive(Debug)]
@@ -90,6 +95,8 @@ pub struct Session {
     /// The client is on the server's own network (`mynetworks`): it may
     /// relay from a local sender without AUTH.
     trusted: bool,
+    /// The TLS in place, if any.
+    tls: Option<crate::tls::TlsInfo>,
 }
 
 impl Session {
@@ -106,7 +113,21 @@ impl Session {
             tx: None,
             transcript: Vec::new(),
             trusted: true,
+            tls: None,
         }
+    }
+
+    /// TLS is in place: the session starts over (RFC 3207 §4.2: no HELO,
+    /// no sender, no login is kept from the clear part).
+    pub fn tls_established(&mut self, info: crate::tls::TlsInfo) {
+        self.transcript
+            .push(Line::server(format!("[TLS established ({info})]")));
+        self.tls = Some(info);
+        self.helo = None;
+        self.esmtp = false;
+        self.authenticated = None;
+        self.tx = None;
+        self.state = State::Command;
     }
 
     /// Whether the client is on the server's own network. A new session
@@ -354,6 +375,17 @@ impl Session {
                 mechanism,
                 initial_response,
             } => self.auth(mechanism, &initial_response),
+            Request::StartTls if self.ctx.starttls && self.tls.is_some() => {
+                self.reply(Reply::new(503, "5.5.1", "Error: TLS already active"))
+            }
+            Request::StartTls if self.ctx.starttls => {
+                // Whatever the client pipelined after STARTTLS came in clear
+                // and is dropped (RFC 3207 §4.2; the CVE-2011-0411 class).
+                self.input.clear();
+                self.framer = LineFramer::default();
+                let reply = self.record(Reply::new(220, "2.0.0", "Ready to start TLS"));
+                Event::StartTls(reply)
+            }
             Request::StartTls => self.reply(Reply::new(
                 502,
                 "5.5.1",
@@ -432,10 +464,26 @@ impl Session {
             "AUTH PLAIN LOGIN".into(),
             "HELP".into(),
         ];
+        let mut lines = lines;
+        if self.ctx.starttls && self.tls.is_none() {
+            lines.insert(lines.len() - 1, "STARTTLS".into());
+        }
         self.reply(Reply {
             code: 250,
             enhanced: Some("2.0.0"),
             lines,
+        })
+    }
+
+    /// `530` when the policy requires TLS and it is not in place yet.
+    fn needs_tls(&mut self) -> Option<Event> {
+        let required = self.ctx.server.policy.tls == crate::network::TlsPolicy::Required;
+        (required && self.ctx.starttls && self.tls.is_none()).then(|| {
+            self.reply(Reply::new(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first",
+            ))
         })
     }
 
@@ -450,6 +498,9 @@ impl Session {
     fn mail(&mut self, from: &str, size: usize, body: Body) -> Event {
         if self.helo.is_none() {
             return self.reply(Reply::new(503, "5.5.1", "Error: send HELO/EHLO first"));
+        }
+        if let Some(refusal) = self.needs_tls() {
+            return refusal;
         }
         if self.tx.is_some() {
             return self.reply(Reply::new(503, "5.5.1", "Error: nested MAIL command"));
@@ -620,6 +671,7 @@ impl Session {
             authenticated: self.authenticated.clone(),
             mail_from: tx.mail_from,
             body: tx.body,
+            tls: self.tls.clone(),
             local: tx.local,
             remote: tx.remote,
             size: facts.size,
@@ -634,6 +686,16 @@ impl Session {
         }
         if self.authenticated.is_some() {
             return self.reply(Reply::new(503, "5.5.1", "Error: already authenticated"));
+        }
+        if let Some(refusal) = self.needs_tls() {
+            return refusal;
+        }
+        if self.ctx.server.policy.auth_requires_tls && self.tls.is_none() {
+            return self.reply(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
         }
         if self.tx.is_some() {
             return self.reply(Reply::new(

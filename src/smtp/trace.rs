@@ -14,24 +14,31 @@ pub fn received(
 ) -> String {
     // RFC 3848 and RFC 6531's protocol words: A for authenticated, UTF8 for
     // an SMTPUTF8 transaction.
-    let with = match (
-        envelope.esmtp,
-        envelope.body.smtputf8,
-        envelope.authenticated.is_some(),
-    ) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, false, true) => "ESMTPA",
-        (true, true, false) => "UTF8SMTP",
-        (true, true, true) => "UTF8SMTPA",
+    // S for a TLS session (RFC 3848).
+    let base = match (envelope.esmtp, envelope.body.smtputf8) {
+        (false, _) => "SMTP",
+        (true, false) => "ESMTP",
+        (true, true) => "UTF8SMTP",
     };
+    let tls = if envelope.tls.is_some() { "S" } else { "" };
+    let auth = if envelope.authenticated.is_some() && envelope.esmtp {
+        "A"
+    } else {
+        ""
+    };
+    let with = format!("{base}{tls}{auth}");
+    let using = envelope
+        .tls
+        .as_ref()
+        .map(|t| format!("\t(using {} with cipher {})\r\n", t.version, t.cipher))
+        .unwrap_or_default();
     let by_line = format!("\tby {by} (mailnet) with {with} id {id}");
     let tail = match for_rcpt {
         Some(rcpt) => format!("{by_line}\r\n\tfor <{rcpt}>; {date}"),
         None => format!("{by_line}; {date}"),
     };
     format!(
-        "Received: from {} ([{client_ip}])\r\n{tail}\r\n",
+        "Received: from {} ([{client_ip}])\r\n{using}{tail}\r\n",
         printable(&envelope.helo)
     )
 }
@@ -70,6 +77,7 @@ mod tests {
             authenticated: None,
             mail_from: "a@b.c".to_string(),
             body: Default::default(),
+            tls: None,
             local: vec![],
             remote: vec![],
             size: 0,
@@ -88,6 +96,7 @@ mod tests {
             authenticated: None,
             mail_from: String::new(),
             body: Default::default(),
+            tls: None,
             local: vec![],
             remote: vec![],
             size: 0,
@@ -95,7 +104,7 @@ mod tests {
         let with = |e: &Envelope| {
             let field = received(e, "me", "1.2.3.4", "ID", None, "now");
             field
-                .split(" with ")
+                .split("(mailnet) with ")
                 .nth(1)
                 .unwrap()
                 .split(' ')
@@ -110,6 +119,21 @@ mod tests {
         assert_eq!(with(&envelope), "UTF8SMTPA");
         envelope.authenticated = None;
         assert_eq!(with(&envelope), "UTF8SMTP");
+        envelope.tls = Some(crate::tls::TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+        });
+        assert_eq!(with(&envelope), "UTF8SMTPS");
+        envelope.body.smtputf8 = false;
+        envelope.authenticated = Some("u".into());
+        assert_eq!(with(&envelope), "ESMTPSA");
+        let field = received(&envelope, "me", "1.2.3.4", "ID", None, "now");
+        assert!(
+            field.contains("\r\n\t(using TLSv1.3 with cipher TLS13_AES_256_GCM_SHA384)\r\n"),
+            "{field}"
+        );
+        envelope.tls = None;
+        envelope.authenticated = None;
         envelope.esmtp = false;
         assert_eq!(with(&envelope), "SMTP");
     }

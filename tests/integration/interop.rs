@@ -410,3 +410,30 @@ async fn conformance_as_real_clients_see_it() {
     assert!(out.contains("all conformance checks passed"), "{out}");
     net.stop().await;
 }
+
+/// STARTTLS and STLS with the network CA, as openssl s_client and Python's
+/// smtplib/poplib use them (tests/interop/tls.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_as_openssl_and_python_use_it() {
+    if !have("python3", &["--version"]) || !have("openssl", &["version"]) {
+        return;
+    }
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap();
+    let args = vec![
+        gmail.addr(Service::Smtp).port().to_string(),
+        gmail.addr(Service::Pop3).port().to_string(),
+        net.ca_cert
+            .clone()
+            .expect("the network CA")
+            .display()
+            .to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").arg(script("tls.py")).args(&args))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("all tls checks passed"), "{out}");
+    net.stop().await;
+}

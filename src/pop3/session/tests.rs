@@ -8,6 +8,7 @@ fn ctx() -> Arc<Pop3Context> {
     Arc::new(Pop3Context {
         hostname: "gmail.com".into(),
         server: net.server("gmail.com").unwrap().clone(),
+        stls: true,
     })
 }
 
@@ -47,6 +48,14 @@ fn run_chunked(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
                 Event::Commit { delete } => {
                     commits.push(delete);
                     session.committed(Ok(()))
+                }
+                Event::StartTls(reply) => {
+                    // As the loop does once the handshake is done.
+                    session.tls_established(crate::tls::TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher: "TEST".into(),
+                    });
+                    reply
                 }
             };
             out.push(String::from_utf8(bytes).unwrap());
@@ -239,5 +248,55 @@ proptest::proptest! {
         let input: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
         let (out, _) = run(input.as_bytes());
         proptest::prop_assert!(out[0].starts_with("+OK"));
+    }
+}
+
+#[test]
+fn stls_is_offered_drops_pipelined_input_and_guards_logins() {
+    let (out, _) = run(b"CAPA\r\n");
+    assert!(out[1].contains("\r\nSTLS\r\n"), "{}", out[1]);
+    // One write with an injected command after STLS: it is never answered.
+    let mut session = Session::new(ctx(), "<c>".into());
+    session.greeting();
+    session.push(b"STLS\r\nUSER usr1@gmail.com\r\n");
+    let mut replies = Vec::new();
+    while let Some(event) = session.next_event() {
+        match event {
+            Event::StartTls(reply) => replies.push(String::from_utf8(reply).unwrap()),
+            Event::Reply(reply) => replies.push(String::from_utf8(reply).unwrap()),
+            _ => {}
+        }
+    }
+    assert_eq!(replies, vec!["+OK Begin TLS negotiation\r\n"]);
+    session.tls_established(crate::tls::TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TEST".into(),
+    });
+    session.push(b"CAPA\r\nSTLS\r\n");
+    let mut replies = Vec::new();
+    while let Some(Event::Reply(reply)) = session.next_event() {
+        replies.push(String::from_utf8(reply).unwrap());
+    }
+    assert!(!replies[0].contains("STLS"), "{}", replies[0]);
+    assert!(replies[1].starts_with("-ERR"), "{}", replies[1]);
+    // auth_requires_tls: no login in clear.
+    let net = Network::default_network();
+    let mut server = net.server("gmail.com").unwrap().clone();
+    server.policy.auth_requires_tls = true;
+    let strict = Arc::new(Pop3Context {
+        hostname: "gmail.com".into(),
+        server,
+        stls: true,
+    });
+    let mut session = Session::new(strict, "<c>".into());
+    session.greeting();
+    session.push(b"USER usr1@gmail.com\r\n");
+    match session.next_event() {
+        Some(Event::Reply(reply)) => {
+            assert!(String::from_utf8(reply)
+                .unwrap()
+                .starts_with("-ERR [AUTH] log in over TLS"))
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -8,6 +8,7 @@ fn ctx_with(edit: impl FnOnce(&mut ServerConfig)) -> Arc<SmtpContext> {
     Arc::new(SmtpContext {
         hostname: "gmail.com".into(),
         server,
+        starttls: true,
     })
 }
 
@@ -48,6 +49,14 @@ fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String
                 Event::Discard(r) => {
                     message.clear();
                     replies.push(r.to_string());
+                }
+                Event::StartTls(r) => {
+                    replies.push(r.to_string());
+                    // As the loop does once the handshake is done.
+                    session.tls_established(crate::tls::TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher: "TEST".into(),
+                    });
                 }
                 Event::Deliver(envelope) => {
                     assert_eq!(envelope.size, message.len() as u64);
@@ -303,7 +312,7 @@ fn delivery_failure_is_451_and_the_session_goes_on() {
     let mut seen = Vec::new();
     while let Some(event) = session.next_event() {
         match event {
-            Event::Reply(r) | Event::Discard(r) => seen.push(r.code),
+            Event::Reply(r) | Event::Discard(r) | Event::StartTls(r) => seen.push(r.code),
             Event::Body(_) => {}
             Event::Deliver(_) => {
                 assert_eq!(
@@ -497,4 +506,52 @@ fn accept_any_takes_every_address_of_its_domains() {
     assert_eq!(envs[0].local, vec!["whoever@gmail.com"]);
     // A trusted (loopback) client relays as before; accept_any opens no relay.
     assert_eq!(envs[0].remote, vec!["x@elsewhere.test"]);
+}
+
+#[test]
+fn starttls_drops_what_was_pipelined_in_clear_and_starts_over() {
+    // The injected RSET after STARTTLS must never be answered (CVE-2011-0411).
+    let input =
+        b"EHLO x\r\nAUTH PLAIN AHVzcjFAZ21haWwuY29tAHBhc3N3b3JkMQ==\r\nSTARTTLS\r\nRSET\r\n";
+    // In one write, as the attack sends it (later bytes would be TLS).
+    let (replies, _) = run_chunked(ctx(), input, input.len());
+    assert_codes(input, &replies, &[220, 250, 235, 220]);
+    assert!(replies[1].contains("250-STARTTLS"), "{}", replies[1]);
+    // After the handshake: no HELO, no login kept; STARTTLS no longer offered.
+    let mut session = Session::new(ctx());
+    session.greeting();
+    session.push(b"EHLO x\r\nSTARTTLS\r\n");
+    while session.next_event().is_some() {}
+    session.tls_established(crate::tls::TlsInfo {
+        version: "TLSv1.3".into(),
+        cipher: "TEST".into(),
+    });
+    session.push(b"MAIL FROM:<usr1@gmail.com>\r\nEHLO x\r\nSTARTTLS\r\n");
+    let mut codes = Vec::new();
+    let mut ehlo = String::new();
+    while let Some(event) = session.next_event() {
+        if let Event::Reply(r) = event {
+            if r.code == 250 {
+                ehlo = r.to_string();
+            }
+            codes.push(r.code);
+        }
+    }
+    assert_eq!(codes, vec![503, 250, 503]);
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+}
+
+#[test]
+fn tls_required_and_auth_requires_tls() {
+    let required = ctx_with(|s| s.policy.tls = crate::network::TlsPolicy::Required);
+    let input = b"EHLO x\r\nMAIL FROM:<usr1@gmail.com>\r\nAUTH PLAIN AHVzcjFAZ21haWwuY29tAHBhc3N3b3JkMQ==\r\n";
+    let (replies, _) = run(required, input);
+    assert_codes(input, &replies, &[220, 250, 530, 530]);
+    let auth_tls = ctx_with(|s| s.policy.auth_requires_tls = true);
+    let (replies, _) = run(auth_tls, input);
+    assert_codes(input, &replies, &[220, 250, 250, 538]);
+    let input = b"EHLO x\r\nAUTH PLAIN AHVzcjFAZ21haWwuY29tAHBhc3N3b3JkMQ==\r\nSTARTTLS\r\nEHLO x\r\nAUTH PLAIN AHVzcjFAZ21haWwuY29tAHBhc3N3b3JkMQ==\r\n";
+    let auth_tls = ctx_with(|s| s.policy.auth_requires_tls = true);
+    let (replies, _) = run_chunked(auth_tls, input, input.len());
+    assert_codes(input, &replies, &[220, 250, 538, 220]);
 }
