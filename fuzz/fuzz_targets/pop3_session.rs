@@ -31,6 +31,7 @@ fn context() -> Arc<Pop3Context> {
             Arc::new(Pop3Context {
                 hostname: "gmail.com".into(),
                 server: net.server("gmail.com").expect("default network").clone(),
+                stls: true,
             })
         })
         .clone()
@@ -88,6 +89,13 @@ fuzz_target!(|data: &[u8]| {
                     };
                     let _ = session.committed(result);
                     assert!(session.is_closed());
+                }
+                Event::StartTls(_) => {
+                    // As the session loop does once the handshake is done.
+                    session.tls_established(mailnet::tls::TlsInfo {
+                        version: "TLSv1.3".into(),
+                        cipher: "FUZZ".into(),
+                    });
                 }
                 _ => {}
             }
