@@ -372,13 +372,13 @@ impl RunningNetwork {
             for (service, listener, real) in bound {
                 listening[service.index()] = real;
                 let (host, stop, sessions) = (host.clone(), shutdown.clone(), tracker.clone());
-                match service {
-                    Service::Smtp => {
-                        tracker.spawn(crate::smtp::server::serve(listener, host, stop, sessions))
-                    }
-                    Service::Pop3 => {
-                        tracker.spawn(crate::pop3::server::serve(listener, host, stop, sessions))
-                    }
+                match service.protocol() {
+                    Service::Pop3 => tracker.spawn(crate::pop3::server::serve(
+                        listener, host, service, stop, sessions,
+                    )),
+                    _ => tracker.spawn(crate::smtp::server::serve(
+                        listener, host, service, stop, sessions,
+                    )),
                 };
             }
             tracker.spawn(crate::relay::worker::run(

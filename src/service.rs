@@ -11,11 +11,15 @@ pub enum Service {
     Smtp,
     /// POP3: users reading their mailboxes (RFC 1939).
     Pop3,
+    /// SMTP submission over implicit TLS (RFC 8314, port 465).
+    Smtps,
+    /// POP3 over implicit TLS (RFC 8314, port 995).
+    Pop3s,
 }
 
 impl Service {
     /// Every service, in the order they are bound and listed.
-    pub const ALL: [Service; 2] = [Service::Smtp, Service::Pop3];
+    pub const ALL: [Service; 4] = [Service::Smtp, Service::Pop3, Service::Smtps, Service::Pop3s];
 
     /// Its position in [`Service::ALL`], for tables with one slot per service.
     pub fn index(self) -> usize {
@@ -27,6 +31,21 @@ impl Service {
         match self {
             Service::Smtp => "smtp",
             Service::Pop3 => "pop3",
+            Service::Smtps => "smtps",
+            Service::Pop3s => "pop3s",
+        }
+    }
+
+    /// Whether TLS starts with the first byte (RFC 8314's implicit TLS).
+    pub fn implicit_tls(self) -> bool {
+        matches!(self, Service::Smtps | Service::Pop3s)
+    }
+
+    /// The protocol spoken inside: SMTP for SMTPS, POP3 for POP3S.
+    pub fn protocol(self) -> Service {
+        match self {
+            Service::Smtp | Service::Smtps => Service::Smtp,
+            Service::Pop3 | Service::Pop3s => Service::Pop3,
         }
     }
 }
@@ -37,6 +56,8 @@ impl fmt::Display for Service {
         f.write_str(match self {
             Service::Smtp => "SMTP",
             Service::Pop3 => "POP3",
+            Service::Smtps => "SMTPS",
+            Service::Pop3s => "POP3S",
         })
     }
 }

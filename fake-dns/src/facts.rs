@@ -21,6 +21,10 @@ pub struct HostFacts {
     pub smtp_port: u16,
     /// The port its POP3 server listens on (after port 0 was resolved).
     pub pop3_port: u16,
+    /// Its implicit-TLS submission port (RFC 8314), 0 for none.
+    pub smtps_port: u16,
+    /// Its implicit-TLS POP3 port (RFC 8314), 0 for none.
+    pub pop3s_port: u16,
 }
 
 /// Everything the fake DNS publishes.

@@ -131,6 +131,21 @@ impl Zone {
                     ttl,
                     RData::SRV(SRV::new(0, 0, host.pop3_port, pop3_host.clone())),
                 ));
+                // RFC 8314 §5.1's implicit-TLS services, when the server has them.
+                if host.smtps_port != 0 {
+                    zone.insert(Record::from_rdata(
+                        service_name("_submissions", &domain_name)?,
+                        ttl,
+                        RData::SRV(SRV::new(0, 0, host.smtps_port, smtp_host.clone())),
+                    ));
+                }
+                if host.pop3s_port != 0 {
+                    zone.insert(Record::from_rdata(
+                        service_name("_pop3s", &domain_name)?,
+                        ttl,
+                        RData::SRV(SRV::new(0, 0, host.pop3s_port, pop3_host.clone())),
+                    ));
+                }
             }
         }
         zone.add_apexes(facts)?;
@@ -342,6 +357,8 @@ mod tests {
                     addresses: vec!["127.0.0.1".parse().unwrap()],
                     smtp_port: 1125,
                     pop3_port: 1210,
+                    smtps_port: 0,
+                    pop3s_port: 0,
                 },
                 HostFacts {
                     name: "gmail.com".into(),
@@ -352,6 +369,8 @@ mod tests {
                     addresses: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
                     smtp_port: 2125,
                     pop3_port: 2210,
+                    smtps_port: 0,
+                    pop3s_port: 0,
                 },
             ],
         }

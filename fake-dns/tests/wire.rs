@@ -33,6 +33,8 @@ async fn serve() -> (SocketAddr, CancellationToken) {
             addresses: vec!["127.0.0.1".parse().unwrap()],
             smtp_port: 2525,
             pop3_port: 1110,
+            smtps_port: 2465,
+            pop3s_port: 2995,
         }],
     };
     let zone = ZoneHandle::new(Zone::build(&facts).unwrap());

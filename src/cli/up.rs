@@ -38,19 +38,21 @@ pub fn table(running: &RunningNetwork) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<28} {:>6} {:>6}  USERS",
-        "SERVER", "MAIL DOMAINS", "SMTP", "POP3"
+        "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6}  USERS",
+        "SERVER", "MAIL DOMAINS", "SMTP", "POP3", "SMTPS", "POP3S"
     );
     for server in &running.servers {
         let config = server.host.config();
         let users: Vec<&str> = config.users.iter().map(|u| u.address.as_str()).collect();
         let _ = writeln!(
             out,
-            "{:<16} {:<28} {:>6} {:>6}  {}",
+            "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6}  {}",
             config.name,
             config.domains.join(","),
             server.addr(Service::Smtp).port(),
             server.addr(Service::Pop3).port(),
+            server.addr(Service::Smtps).port(),
+            server.addr(Service::Pop3s).port(),
             users.join(" ")
         );
     }

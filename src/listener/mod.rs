@@ -36,7 +36,10 @@ pub async fn serve<P, F>(
 {
     let config = host.config().clone();
     let stop = shutdown.clone();
-    let tls = host.tls_mode();
+    let tls = match host.tls_mode() {
+        TlsMode::Offered(acceptor) if service.implicit_tls() => TlsMode::Implicit(acceptor),
+        mode => mode,
+    };
     accept_loop(
         listener,
         &config.name,

@@ -36,6 +36,10 @@ pub(super) struct ServerSpec {
     pub mx: Option<Spanned<String>>,
     pub smtp: Endpoint,
     pub pop3: Endpoint,
+    /// Implicit-TLS SMTP (RFC 8314); any free port when not given.
+    pub smtps: Option<TlsEndpoint>,
+    /// Implicit-TLS POP3 (RFC 8314); any free port when not given.
+    pub pop3s: Option<TlsEndpoint>,
     pub advertise: Option<IpAddr>,
     #[serde(default)]
     pub users: Vec<UserSpec>,
@@ -47,6 +51,14 @@ pub(super) struct ServerSpec {
 #[serde(deny_unknown_fields)]
 pub(super) struct Endpoint {
     pub host: Option<Spanned<String>>,
+    #[serde(deserialize_with = "port")]
+    pub port: Spanned<u16>,
+}
+
+/// An implicit-TLS port: its host is the plain service's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TlsEndpoint {
     #[serde(deserialize_with = "port")]
     pub port: Spanned<u16>,
 }

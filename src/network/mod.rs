@@ -199,6 +199,8 @@ impl Network {
                     .unwrap_or(self.advertised_bind())],
                 smtp_port: ports[Service::Smtp.index()],
                 pop3_port: ports[Service::Pop3.index()],
+                smtps_port: ports[Service::Smtps.index()],
+                pop3s_port: ports[Service::Pop3s.index()],
             })
             .collect();
         let dns_ip = self.dns.ip();
@@ -323,6 +325,8 @@ impl Network {
                     addresses: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
                     smtp_port: 1,
                     pop3_port: 1,
+                    smtps_port: 1,
+                    pop3s_port: 1,
                 }],
                 ttl: 1,
                 nameservers: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -333,7 +337,15 @@ impl Network {
                     format!("server `{name}`: a name the DNS builds from it is too long: {e}"),
                 ));
             }
-            for (port, proto) in [(&spec.smtp.port, "SMTP"), (&spec.pop3.port, "POP3")] {
+            let smtps = spec.smtps.as_ref().map(|e| &e.port);
+            let pop3s = spec.pop3s.as_ref().map(|e| &e.port);
+            let listed = [
+                (Some(&spec.smtp.port), "SMTP"),
+                (Some(&spec.pop3.port), "POP3"),
+                (smtps, "SMTPS"),
+                (pop3s, "POP3S"),
+            ];
+            for (port, proto) in listed.iter().filter_map(|(p, n)| p.map(|p| (p, *n))) {
                 if port.value == 0 {
                     continue;
                 }
@@ -348,7 +360,10 @@ impl Network {
                 }
             }
             if let Some(dns) = &parsed.dns {
-                for port in [&spec.smtp.port, &spec.pop3.port] {
+                for port in [Some(&spec.smtp.port), Some(&spec.pop3.port), smtps, pop3s]
+                    .into_iter()
+                    .flatten()
+                {
                     if port.value != 0 && port.value == dns.value.port() {
                         return Err(invalid(
                             &port.referenced,
@@ -407,7 +422,12 @@ impl Network {
                 mx,
                 smtp_host,
                 pop3_host,
-                ports: [spec.smtp.port.value, spec.pop3.port.value],
+                ports: [
+                    spec.smtp.port.value,
+                    spec.pop3.port.value,
+                    smtps.map_or(0, |p| p.value),
+                    pop3s.map_or(0, |p| p.value),
+                ],
                 advertise: spec.advertise,
                 bind: None,
                 users,
@@ -441,6 +461,8 @@ impl Network {
             server.advertise = Some(ip);
             server.set_port(Service::Smtp, 25);
             server.set_port(Service::Pop3, 110);
+            server.set_port(Service::Smtps, 465);
+            server.set_port(Service::Pop3s, 995);
         }
         Ok(self)
     }

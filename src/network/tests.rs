@@ -23,7 +23,7 @@ fn default_network_is_valid_and_has_the_cs305_topology() {
     let net = Network::default_network();
     assert_eq!(net.dns, DEFAULT_DNS);
     let qq = net.server("exmail.qq.com").unwrap();
-    assert_eq!(qq.ports, [1125, 1210]);
+    assert_eq!(qq.ports, [1125, 1210, 1465, 1995]);
     assert_eq!(qq.mx, "mxbiz1.qq.com");
     assert_eq!(qq.domains, vec!["mail.sustech.edu.cn"]);
     assert_eq!(
@@ -31,7 +31,7 @@ fn default_network_is_valid_and_has_the_cs305_topology() {
         "password2"
     );
     let gmail = net.server_for_domain("GMAIL.com").unwrap();
-    assert_eq!(gmail.ports, [2125, 2210]);
+    assert_eq!(gmail.ports, [2125, 2210, 2465, 2995]);
     assert_eq!(gmail.mx, "gmail-smtp-in.l.google.com");
     assert!(net.servers.len() >= 4);
 }
@@ -129,8 +129,10 @@ fn policy_knobs_parse_with_units() {
 fn facts_publish_real_ports_and_advertised_address() {
     let mut net = Network::parse(TWO, "net.yaml").unwrap();
     net.advertise = Some("10.1.2.3".parse().unwrap());
-    let facts = net.facts(&[[1, 2], [3, 4]]);
+    let facts = net.facts(&[[1, 2, 5, 6], [3, 4, 7, 8]]);
     assert_eq!(facts.hosts[1].smtp_port, 3);
+    assert_eq!(facts.hosts[1].smtps_port, 7);
+    assert_eq!(facts.hosts[1].pop3s_port, 8);
     assert_eq!(
         facts.hosts[0].addresses,
         vec!["10.1.2.3".parse::<IpAddr>().unwrap()]

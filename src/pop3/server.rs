@@ -24,6 +24,7 @@ const SEND_IN_PARTS: usize = 256 * 1024;
 pub async fn serve(
     listener: TcpListener,
     host: MailHost,
+    service: Service,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -38,7 +39,7 @@ pub async fn serve(
     crate::listener::serve(
         listener,
         host,
-        Service::Pop3,
+        service,
         busy,
         shutdown,
         tracker,

@@ -220,7 +220,8 @@ fn plan(scenario: &Scenario, with_students: bool) -> Result<Plan, String> {
             (Ok(a), Ok(b)) if a != b => [a, b],
             _ => return Err("no free ports for a student server".into()),
         };
-        server.ports = ports;
+        // A student's server has no implicit-TLS ports: none is published.
+        server.ports = [ports[0], ports[1], 0, 0];
         students.push((server.name.clone(), role.domain.clone(), ports));
     }
     Ok(Plan {

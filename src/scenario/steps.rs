@@ -569,9 +569,9 @@ impl<'a> Context<'a> {
             .server_name(&name)
             .and_then(|n| self.endpoints(&n))
             .ok_or_else(|| PyError::with_message("ValueError", &format!("no server {name}")))?;
-        let addr = match service {
-            Service::Smtp => smtp,
+        let addr = match service.protocol() {
             Service::Pop3 => pop3,
+            _ => smtp,
         };
         let stream = TcpStream::connect(addr)
             .await
@@ -736,9 +736,9 @@ const DIALOGUE_REPLY: Duration = Duration::from_secs(10);
 
 impl DialogueClient {
     fn new(service: Service, stream: TcpStream) -> DialogueClient {
-        match service {
-            Service::Smtp => DialogueClient::Smtp(SmtpClient::new(stream, DIALOGUE_REPLY)),
+        match service.protocol() {
             Service::Pop3 => DialogueClient::Pop3(Pop3Client::new(stream, DIALOGUE_REPLY)),
+            _ => DialogueClient::Smtp(SmtpClient::new(stream, DIALOGUE_REPLY)),
         }
     }
 

@@ -21,6 +21,7 @@ use crate::transcript::Line;
 pub async fn serve(
     listener: TcpListener,
     host: MailHost,
+    service: Service,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -40,7 +41,7 @@ pub async fn serve(
     crate::listener::serve(
         listener,
         host,
-        Service::Smtp,
+        service,
         busy,
         shutdown,
         tracker,

@@ -44,6 +44,11 @@ async fn srv_publishes_the_real_ports() {
     );
     let (_, addr) = resolver.service("_submission", "gmail.com").await.unwrap();
     assert_eq!(addr, gmail.addr(Service::Smtp));
+    // RFC 8314's implicit-TLS services.
+    let (_, addr) = resolver.service("_submissions", "gmail.com").await.unwrap();
+    assert_eq!(addr, gmail.addr(Service::Smtps));
+    let (_, addr) = resolver.service("_pop3s", "gmail.com").await.unwrap();
+    assert_eq!(addr, gmail.addr(Service::Pop3s));
     net.stop().await;
 }
 

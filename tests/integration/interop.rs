@@ -423,6 +423,8 @@ async fn tls_as_openssl_and_python_use_it() {
     let args = vec![
         gmail.addr(Service::Smtp).port().to_string(),
         gmail.addr(Service::Pop3).port().to_string(),
+        gmail.addr(Service::Smtps).port().to_string(),
+        gmail.addr(Service::Pop3s).port().to_string(),
         net.ca_cert
             .clone()
             .expect("the network CA")

@@ -3,7 +3,8 @@ STLS (POP3) verifying against the network CA, Python's smtplib.starttls()
 with AUTH, poplib.stls(), and the Received: field of a message that came
 over TLS.
 
-Usage: tls.py SMTP_PORT POP3_PORT CA_FILE   (gmail.com's ports, on 127.0.0.1)
+Usage: tls.py SMTP_PORT POP3_PORT SMTPS_PORT POP3S_PORT CA_FILE
+(gmail.com's ports, on 127.0.0.1)
 """
 import poplib
 import shutil
@@ -12,7 +13,8 @@ import ssl
 import subprocess
 import sys
 
-smtp_port, pop3_port, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+smtp_port, pop3_port, smtps_port, pop3s_port = (int(a) for a in sys.argv[1:5])
+ca = sys.argv[5]
 HOST = "127.0.0.1"
 
 
@@ -31,6 +33,11 @@ if shutil.which("openssl"):
         out = r.stdout + r.stderr
         check(r.returncode == 0 and "Verification: OK" in out,
               f"openssl s_client -starttls {proto} verifies {name} against the CA ({out.strip().splitlines()[:3]})")
+    r = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{smtps_port}", "-servername", "smtp.gmail.com",
+                        "-verify_hostname", "smtp.gmail.com", "-CAfile", ca, "-verify_return_error", "-brief"],
+                       input="", capture_output=True, text=True, timeout=20)
+    check(r.returncode == 0 and "Verification: OK" in r.stdout + r.stderr and "220 " in r.stdout,
+          "openssl s_client on the implicit-TLS SMTP port gets a verified 220")
 else:
     print("skipped: openssl is not installed")
 
@@ -56,4 +63,14 @@ p.quit()
 mine = [m for m in messages if b"Subject: over tls" in m]
 check(mine, "the message sent over TLS is read over STLS")
 check(b"with ESMTPSA" in mine[0] and b"(using TLSv1." in mine[0], "Received: says ESMTPSA and the TLS version")
+# Implicit TLS (RFC 8314): SMTP_SSL and POP3_SSL.
+with smtplib.SMTP_SSL(HOST, smtps_port, context=context, timeout=10) as s:
+    check(s.login("usr1@gmail.com", "password1")[0] == 235, "SMTP_SSL: AUTH on the implicit-TLS port")
+    s.sendmail("usr1@gmail.com", ["bob@gmail.com"], b"Subject: over smtps\r\n\r\nsecret\r\n")
+p = poplib.POP3_SSL(HOST, pop3s_port, context=context, timeout=10)
+p.user("bob@gmail.com")
+p.pass_("password2")
+count = p.stat()[0]
+p.quit()
+check(count == 2, f"POP3_SSL reads both messages ({count})")
 print("all tls checks passed")
