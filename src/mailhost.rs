@@ -68,15 +68,9 @@ impl MailHost {
         self
     }
 
-    /// How its listeners meet TLS: offered on request unless its policy
-    /// turns TLS off or it has no certificate.
-    pub fn tls_mode(&self) -> crate::listener::TlsMode {
-        match &self.inner.tls {
-            Some(config) if self.inner.config.policy.tls != crate::network::TlsPolicy::Off => {
-                crate::listener::TlsMode::Offered(tokio_rustls::TlsAcceptor::from(config.clone()))
-            }
-            _ => crate::listener::TlsMode::Off,
-        }
+    /// Its TLS identity, if it has one.
+    pub fn tls(&self) -> Option<&Arc<tokio_rustls::rustls::ServerConfig>> {
+        self.inner.tls.as_ref()
     }
 
     /// Whether deliveries are flushed to the disk before they are acknowledged.

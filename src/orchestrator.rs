@@ -344,10 +344,11 @@ impl RunningNetwork {
                 None
             }
         };
-        let fd_share = crate::fdlimit::sessions_per_listener(
-            crate::fdlimit::current(),
-            listeners.len() * Service::ALL.len(),
-        );
+        // Shared as if each server had its two plain listeners busy: the
+        // implicit-TLS ones are seldom full at the same time, and the accept
+        // loop's back-off covers the rare moment they are.
+        let fd_share =
+            crate::fdlimit::sessions_per_listener(crate::fdlimit::current(), listeners.len() * 2);
         let mut servers = Vec::new();
         for (i, bound) in listeners {
             let mut config: ServerConfig = network.servers[i].clone();

@@ -154,7 +154,8 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(name))
         {
-            if server.ports.contains(&0) {
+            // Implicit-TLS ports left at 0 are simply not published.
+            if server.port(Service::Smtp) == 0 || server.port(Service::Pop3) == 0 {
                 anyhow::bail!(
                     "--skip {name}: its SMTP and POP3 ports must be fixed (not 0, not --ephemeral) to be published for another program"
                 );

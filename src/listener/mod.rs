@@ -36,10 +36,7 @@ pub async fn serve<P, F>(
 {
     let config = host.config().clone();
     let stop = shutdown.clone();
-    let tls = match host.tls_mode() {
-        TlsMode::Offered(acceptor) if service.implicit_tls() => TlsMode::Implicit(acceptor),
-        mode => mode,
-    };
+    let tls = tls_mode(&host, service);
     accept_loop(
         listener,
         &config.name,
@@ -78,4 +75,21 @@ pub async fn serve<P, F>(
         },
     )
     .await
+}
+
+/// How `service` of `host` meets TLS: from the first byte on an implicit
+/// port, on request otherwise, never when the server has no certificate or
+/// its policy turns TLS off.
+pub fn tls_mode(host: &MailHost, service: Service) -> TlsMode {
+    match host.tls() {
+        Some(config) if host.config().policy.tls != crate::network::TlsPolicy::Off => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+            if service.implicit_tls() {
+                TlsMode::Implicit(acceptor)
+            } else {
+                TlsMode::Offered(acceptor)
+            }
+        }
+        _ => TlsMode::Off,
+    }
 }

@@ -28,11 +28,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let tls = host.tls_mode();
+    let tls = crate::listener::tls_mode(&host, service);
     let ctx = Arc::new(Pop3Context {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
-        stls: matches!(tls, crate::listener::TlsMode::Offered(_)),
+        stls: !matches!(tls, crate::listener::TlsMode::Off),
     });
     let busy = b"-ERR [SYS/TEMP] too many connections, try again later\r\n".to_vec();
     let protocol_host = host.clone();

@@ -25,11 +25,11 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let tls = host.tls_mode();
+    let tls = crate::listener::tls_mode(&host, service);
     let ctx = Arc::new(SmtpContext {
         hostname: host.config().name.clone(),
         server: host.config().clone(),
-        starttls: matches!(tls, crate::listener::TlsMode::Offered(_)),
+        starttls: !matches!(tls, crate::listener::TlsMode::Off),
     });
     let busy = Reply::new(
         421,
