@@ -26,6 +26,8 @@ struct Inner {
     fsync: bool,
     /// Its TLS identity (a certificate from the network CA), when TLS is on.
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// What its relay trusts when the next server offers STARTTLS.
+    tls_client: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl MailHost {
@@ -55,17 +57,31 @@ impl MailHost {
                 logs,
                 fsync,
                 tls: None,
+                tls_client: None,
             }),
         })
     }
 
-    /// The same server with a TLS identity; call before the host is shared.
-    pub fn with_tls(mut self, tls: Arc<tokio_rustls::rustls::ServerConfig>) -> MailHost {
+    /// The same server with a TLS identity, and the roots its relay
+    /// trusts; call before the host is shared.
+    pub fn with_tls(
+        mut self,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+        client: Arc<tokio_rustls::rustls::ClientConfig>,
+    ) -> MailHost {
         match Arc::get_mut(&mut self.inner) {
-            Some(inner) => inner.tls = Some(tls),
+            Some(inner) => {
+                inner.tls = Some(tls);
+                inner.tls_client = Some(client);
+            }
             None => tracing::error!("TLS given to a server already running; it stays without"),
         }
         self
+    }
+
+    /// What its relay trusts for STARTTLS, if TLS is on.
+    pub fn tls_client(&self) -> Option<&Arc<tokio_rustls::rustls::ClientConfig>> {
+        self.inner.tls_client.as_ref()
     }
 
     /// Its TLS identity, if it has one.

@@ -362,8 +362,11 @@ impl RunningNetwork {
             let mut host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?;
             if let Some(ca) = &ca {
-                match ca.server_config(&names) {
-                    Ok(tls) => host = host.with_tls(tls),
+                match ca
+                    .server_config(&names)
+                    .and_then(|s| Ok((s, ca.client_config()?)))
+                {
+                    Ok((tls, client)) => host = host.with_tls(tls, client),
                     Err(error) => {
                         tracing::warn!(error = %crate::error_chain(&error), "no TLS for this server")
                     }

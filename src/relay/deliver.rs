@@ -5,6 +5,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::resolve::{MailResolver, ResolveError};
@@ -151,14 +152,26 @@ pub struct Job {
 /// broke before it), so only those jobs are retried.
 pub type Attempt = Vec<Vec<Outcome>>;
 
+/// How this server reaches the next one.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    /// The name it says in EHLO.
+    pub helo: &'a str,
+    /// The deadline of every step.
+    pub timeout: Duration,
+    /// STARTTLS when the next server offers it, verifying its certificate
+    /// for the MX host name with this connector (the network CA).
+    pub tls: Option<&'a tokio_rustls::TlsConnector>,
+}
+
 /// Delivers `jobs` (all for `domain`); returns one outcome per recipient, job by job.
 pub async fn deliver_domain(
     resolver: &MailResolver,
-    helo: &str,
+    link: Link<'_>,
     domain: &str,
     jobs: &[Job],
-    timeout: Duration,
 ) -> Attempt {
+    let timeout = link.timeout;
     let all = |outcome: Outcome| -> Attempt {
         jobs.iter()
             .map(|j| vec![outcome.clone(); j.recipients.len()])
@@ -178,19 +191,9 @@ pub async fn deliver_domain(
     let mut last_error = String::new();
     let mut results: Attempt = Vec::with_capacity(jobs.len());
     for (host, addr) in targets {
-        let remote = format!("{host}[{addr}]");
-        match session(
-            &remote,
-            addr,
-            helo,
-            &jobs[results.len()..],
-            timeout,
-            &mut results,
-        )
-        .await
-        {
+        match session(link, &host, addr, &jobs[results.len()..], &mut results).await {
             Ok(()) => return results,
-            Err(e) => last_error = format!("connect to {remote}: {e}"),
+            Err(e) => last_error = format!("connect to {host}[{addr}]: {e}"),
         }
     }
     // Jobs handed over before the session broke keep their outcomes; the
@@ -229,31 +232,76 @@ fn parameters(job: &Job, caps: &Capabilities) -> Result<Vec<&'static str>, Unsup
     Ok(out)
 }
 
-/// One SMTP session carrying `jobs`, pushing each job's outcomes onto
-/// `results` as soon as they are final. A failure of the connection is an
-/// `Err`; the jobs already in `results` stay there.
+/// One SMTP session carrying `jobs` to `host` at `addr`, over TLS when the
+/// server offers STARTTLS and `link` can verify it, pushing each job's
+/// outcomes onto `results` as soon as they are final. A failure of the
+/// connection is an `Err`; the jobs already in `results` stay there.
 async fn session(
-    remote: &str,
+    link: Link<'_>,
+    host: &str,
     addr: SocketAddr,
-    helo: &str,
     jobs: &[Job],
-    timeout: Duration,
     results: &mut Attempt,
 ) -> Result<(), ClientError> {
-    let (mut client, greeting) = SmtpClient::<TcpStream>::connect(addr, timeout).await?;
+    let remote = format!("{host}[{addr}]");
+    let (mut client, caps) = open(link, addr).await?;
+    let Some(connector) = link.tls.filter(|_| caps.starttls) else {
+        return carry(&mut client, &caps, &remote, jobs, results).await;
+    };
+    match client.starttls(connector, host).await {
+        Ok(mut secured) => {
+            // RFC 3207 §4.2: the server forgot everything; EHLO again.
+            let caps = hello(&mut secured, link.helo).await?;
+            carry(&mut secured, &caps, &remote, jobs, results).await
+        }
+        Err(error) => {
+            // A server whose certificate the network CA did not issue (a
+            // student's, a real MTA's): opportunistic TLS, as Postfix's
+            // `may` level, falls back to a clear session.
+            tracing::warn!(%remote, %error, "STARTTLS failed; delivering without TLS");
+            let (mut client, caps) = open(link, addr).await?;
+            carry(&mut client, &caps, &remote, jobs, results).await
+        }
+    }
+}
+
+/// A clear session up to EHLO's answer.
+async fn open(
+    link: Link<'_>,
+    addr: SocketAddr,
+) -> Result<(SmtpClient<TcpStream>, Capabilities), ClientError> {
+    let (mut client, greeting) = SmtpClient::<TcpStream>::connect(addr, link.timeout).await?;
     if greeting.code != 220 {
         return Err(ClientError::Malformed(format!("greeting {greeting}")));
     }
-    let caps = match client.hello(helo).await? {
-        Ok(caps) => caps,
-        Err(refused) => return Err(ClientError::Malformed(format!("HELO refused: {refused}"))),
-    };
+    let caps = hello(&mut client, link.helo).await?;
+    Ok((client, caps))
+}
+
+async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    helo: &str,
+) -> Result<Capabilities, ClientError> {
+    match client.hello(helo).await? {
+        Ok(caps) => Ok(caps),
+        Err(refused) => Err(ClientError::Malformed(format!("HELO refused: {refused}"))),
+    }
+}
+
+/// The transactions of one session, plain or encrypted.
+async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    caps: &Capabilities,
+    remote: &str,
+    jobs: &[Job],
+    results: &mut Attempt,
+) -> Result<(), ClientError> {
     let mut needs_reset = false;
     for job in jobs {
         if needs_reset {
             client.command("RSET").await?;
         }
-        let parameters = match parameters(job, &caps) {
+        let parameters = match parameters(job, caps) {
             Ok(parameters) => parameters,
             Err(what) => {
                 let cause = Cause::Unsupported {

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::deliver::{deliver_domain, Job, Outcome};
+use super::deliver::{deliver_domain, Job, Link, Outcome};
 use super::dsn::{self, Failure};
 use super::RelayClock;
 use crate::id::QueueId;
@@ -164,7 +164,15 @@ async fn deliver(
             },
         }
     }
-    let outcomes = deliver_domain(&resolver, &me, &domain, &jobs, SMTP_TIMEOUT).await;
+    let connector = host
+        .tls_client()
+        .map(|c| tokio_rustls::TlsConnector::from(c.clone()));
+    let link = Link {
+        helo: &me,
+        timeout: SMTP_TIMEOUT,
+        tls: connector.as_ref(),
+    };
+    let outcomes = deliver_domain(&resolver, link, &domain, &jobs).await;
     drop(jobs);
     Done {
         domain,

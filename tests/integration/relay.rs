@@ -67,6 +67,12 @@ async fn cross_domain_mail_arrives_with_both_hops() {
         raw.contains("by exmail.qq.com (mailnet)") && raw.contains("by gmail.com (mailnet)"),
         "{raw}"
     );
+    // The relay hop went over STARTTLS, verified against the network CA.
+    assert!(
+        raw.contains("(using TLSv1.3 with cipher ")
+            && raw.contains("by gmail.com (mailnet) with ESMTPS id"),
+        "{raw}"
+    );
     assert!(raw.ends_with("Subject: Test Subject\r\n\r\nTest Body\r\n"));
     assert!(qq.host.queue().wait_until_empty(DEADLINE).await);
     net.stop().await;

@@ -133,6 +133,41 @@ impl SmtpClient<TcpStream> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
+    /// `STARTTLS` (RFC 3207), then the TLS handshake for `name`, verified
+    /// by `connector`'s roots. The session goes on encrypted; say EHLO
+    /// again, since the server forgot the clear part. A refusal or a failed
+    /// handshake is an error: the connection is not usable afterwards.
+    pub async fn starttls(
+        mut self,
+        connector: &tokio_rustls::TlsConnector,
+        name: &str,
+    ) -> Result<SmtpClient<tokio_rustls::client::TlsStream<S>>, ClientError> {
+        let reply = self.command("STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(ClientError::Malformed(format!("STARTTLS refused: {reply}")));
+        }
+        let name = tokio_rustls::rustls::pki_types::ServerName::try_from(name.to_string())
+            .map_err(|e| ClientError::Malformed(format!("{name}: {e}")))?;
+        let SmtpClient {
+            stream,
+            timeout,
+            mut transcript,
+        } = self;
+        // Anything the server sent after its 220 came in clear: dropped.
+        let secured = tokio::time::timeout(timeout, connector.connect(name, stream.into_inner()))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))??;
+        if let Some(lines) = transcript.as_mut() {
+            let info = crate::tls::TlsInfo::of(secured.get_ref().1);
+            lines.push(Line::server(format!("[TLS established ({info})]")));
+        }
+        Ok(SmtpClient {
+            stream: BufReader::new(secured),
+            timeout,
+            transcript,
+        })
+    }
+
     /// Wraps a connected stream (the greeting not yet read). Every read and
     /// write waits at most `timeout`.
     pub fn new(stream: S, timeout: Duration) -> Self {
