@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::locate::{locate, LocateError};
@@ -12,7 +13,7 @@ use crate::transcript::Line;
 pub use crate::smtp::client::AuthMechanism;
 
 /// How to submit.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SubmitOptions {
     /// `HOST:PORT` of the server; found through DNS (`SRV _submission._tcp.<sender domain>`) when `None`.
     pub server: Option<String>,
@@ -26,6 +27,24 @@ pub struct SubmitOptions {
     pub helo: String,
     /// How long to wait for the server at each step.
     pub timeout: Duration,
+    /// Whether and how to use TLS.
+    pub tls: TlsChoice,
+    /// What to trust for TLS (the network CA); TLS is not used without it.
+    pub connector: Option<tokio_rustls::TlsConnector>,
+}
+
+/// How an agent uses TLS.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsChoice {
+    /// STARTTLS when the server offers it, else clear.
+    #[default]
+    Auto,
+    /// STARTTLS, and fail when the server does not offer it.
+    Starttls,
+    /// TLS from the first byte (an SMTPS or POP3S port).
+    Implicit,
+    /// Never.
+    Off,
 }
 
 /// Why a submission failed; each is one line for the user.
@@ -106,6 +125,43 @@ pub async fn submit(
         stage,
         reply,
     };
+    // Certificates are checked against the address dialled: the network
+    // CA's certificates name each server's published address too.
+    let name = server.ip().to_string();
+    let connector = options
+        .connector
+        .as_ref()
+        .filter(|_| options.tls != TlsChoice::Off);
+    if options.tls == TlsChoice::Implicit {
+        let connector = connector.ok_or_else(|| {
+            unreachable(ClientError::Malformed("no CA to verify TLS with".into()))
+        })?;
+        let tcp = tokio::time::timeout(options.timeout, TcpStream::connect(server))
+            .await
+            .map_err(|_| unreachable(ClientError::Timeout(options.timeout)))?
+            .map_err(|e| unreachable(e.into()))?;
+        let tls_name = tokio_rustls::rustls::pki_types::ServerName::try_from(name)
+            .map_err(|e| unreachable(ClientError::Malformed(e.to_string())))?;
+        let secured = tokio::time::timeout(options.timeout, connector.connect(tls_name, tcp))
+            .await
+            .map_err(|_| unreachable(ClientError::Timeout(options.timeout)))?
+            .map_err(|e| unreachable(e.into()))?;
+        let mut client = SmtpClient::new(secured, options.timeout);
+        client.record_transcript();
+        let greeting = client.read_reply().await.map_err(unreachable)?;
+        if greeting.code != 220 {
+            return Err(refused(Stage::Greeting, greeting));
+        }
+        let caps = client
+            .hello(&options.helo)
+            .await
+            .map_err(unreachable)?
+            .map_err(|reply| refused(Stage::Hello, reply))?;
+        return finish(
+            client, caps, server, message, mail_from, recipients, options,
+        )
+        .await;
+    }
     let (mut client, greeting) =
         SmtpClient::<TcpStream>::connect_recording(server, options.timeout)
             .await
@@ -118,6 +174,51 @@ pub async fn submit(
         .await
         .map_err(unreachable)?
         .map_err(|reply| refused(Stage::Hello, reply))?;
+    match connector {
+        Some(connector) if caps.starttls => {
+            let mut secured = client
+                .starttls(connector, &name)
+                .await
+                .map_err(unreachable)?;
+            // After TLS the server forgot the clear part: EHLO again.
+            let caps = secured
+                .hello(&options.helo)
+                .await
+                .map_err(unreachable)?
+                .map_err(|reply| refused(Stage::Hello, reply))?;
+            finish(
+                secured, caps, server, message, mail_from, recipients, options,
+            )
+            .await
+        }
+        _ if options.tls == TlsChoice::Starttls => Err(unreachable(ClientError::Malformed(
+            "the server does not offer STARTTLS (--tls starttls)".into(),
+        ))),
+        _ => {
+            finish(
+                client, caps, server, message, mail_from, recipients, options,
+            )
+            .await
+        }
+    }
+}
+
+/// AUTH, the transaction and QUIT, over whatever stream the session has.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    mut client: SmtpClient<S>,
+    caps: crate::smtp::client::Capabilities,
+    server: SocketAddr,
+    message: &[u8],
+    mail_from: &str,
+    recipients: &[String],
+    options: &SubmitOptions,
+) -> Result<Submitted, SubmitError> {
+    let unreachable = |source| SubmitError::Unreachable { server, source };
+    let refused = |stage, reply| SubmitError::Refused {
+        server,
+        stage,
+        reply,
+    };
     if let Some((user, password)) = &options.auth {
         let reply = client
             .authenticate(user, password, options.mechanism, &caps)

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 
 use mailnet::agent::compose::{address_list, bare_address, header_field, Draft};
-use mailnet::agent::submit::{submit, AuthMechanism, SubmitOptions};
+use mailnet::agent::submit::{submit, AuthMechanism, SubmitOptions, TlsChoice};
 
 /// `mailnet send` arguments.
 #[derive(Debug, clap::Args)]
@@ -64,6 +64,11 @@ pub struct SendArgs {
     /// Log in with AUTH even without --password (asks for it).
     #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "auto")]
     pub auth: Option<AuthMechanism>,
+    /// TLS: STARTTLS when offered (auto), STARTTLS or fail, implicit TLS
+    /// (an SMTPS port), or none; certificates are checked against the
+    /// network CA (`mailnet ca --path`).
+    #[arg(long, value_enum, default_value_t = TlsChoice::Auto)]
+    pub tls: TlsChoice,
     /// Print the SMTP dialogue as C:/S: lines.
     #[arg(long)]
     pub transcript: bool,
@@ -133,7 +138,18 @@ fn options(args: &SendArgs, from: &str) -> anyhow::Result<SubmitOptions> {
         helo: mailnet::smtp::address::domain_of(bare_address(from))
             .unwrap_or_else(|| "localhost".into()),
         timeout: Duration::from_secs(30),
+        tls: args.tls,
+        connector: tls_connector(args.tls)?,
     })
+}
+
+/// What the agent trusts for TLS: the network CA (`mailnet ca --path`).
+fn tls_connector(choice: TlsChoice) -> anyhow::Result<Option<tokio_rustls::TlsConnector>> {
+    if choice == TlsChoice::Off {
+        return Ok(None);
+    }
+    let ca = mailnet::tls::NetworkCa::open(&mailnet::tls::default_dir())?;
+    Ok(Some(tokio_rustls::TlsConnector::from(ca.client_config()?)))
 }
 
 /// Sends one draft; prints the outcome line (and the transcript if asked).

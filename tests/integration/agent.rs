@@ -516,3 +516,61 @@ async fn inspect_lists_a_whole_data_directory() {
     assert!(stdout.contains("octets  second\n"), "{stdout}");
     net.stop().await;
 }
+
+/// `send` uses STARTTLS when offered (verified against the network CA), and
+/// implicit TLS on an SMTPS port with `--tls implicit`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_uses_tls_by_default_and_implicit_tls_when_asked() {
+    let net = boot().await;
+    let gmail = net.server("gmail.com").unwrap().clone();
+    let plain = gmail.addr(Service::Smtp).to_string();
+    let implicit = gmail.addr(Service::Smtps).to_string();
+    let (ok, _, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &plain,
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "bob@gmail.com",
+                "--subject",
+                "starttls",
+                "--body",
+                "x",
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = in_blocking(move || {
+        mailnet(
+            &[
+                "send",
+                "--server",
+                &implicit,
+                "--tls",
+                "implicit",
+                "--from",
+                "usr1@gmail.com",
+                "--to",
+                "bob@gmail.com",
+                "--subject",
+                "implicit",
+                "--body",
+                "x",
+            ],
+            b"",
+        )
+    })
+    .await;
+    assert!(ok, "{stderr}");
+    for message in gmail.host.store().messages("bob@gmail.com").unwrap() {
+        let raw = std::fs::read_to_string(&message.path).unwrap();
+        assert!(raw.contains("with ESMTPS id"), "{raw}");
+    }
+    assert_eq!(gmail.host.store().count("bob@gmail.com"), 2);
+    net.stop().await;
+}
