@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use crate::agent::submit::TlsChoice;
+use crate::pop3::client::ClientError;
+
 use crate::pop3::client::Pop3Client;
 
 /// A POP3 failure, one line for the user.
@@ -52,28 +55,79 @@ pub struct Entry {
 
 /// A logged-in POP3 session: what `mailnet fetch` reads a mailbox through.
 pub struct Pop3Session {
-    client: Pop3Client<TcpStream>,
+    client: Pop3Client<Box<dyn Connection>>,
     server: SocketAddr,
 }
 
+/// A connection, clear or TLS: what a session reads and writes.
+pub trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+
 impl Pop3Session {
-    /// Connects and logs in with USER/PASS.
+    /// Connects and logs in with USER/PASS, in clear.
     pub async fn open(
         server: SocketAddr,
         user: &str,
         password: &str,
         timeout: Duration,
     ) -> Result<Pop3Session, MailboxError> {
+        Pop3Session::open_with(server, user, password, timeout, TlsChoice::Off, None).await
+    }
+
+    /// Connects, secures the session as `tls` says (STLS, RFC 2595, or
+    /// implicit TLS, RFC 8314) verifying with `connector`, and logs in with
+    /// USER/PASS.
+    pub async fn open_with(
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        tls: TlsChoice,
+        connector: Option<&tokio_rustls::TlsConnector>,
+    ) -> Result<Pop3Session, MailboxError> {
         let unreachable = |source| MailboxError::Unreachable { server, source };
-        let (client, greeting) = Pop3Client::connect(server, timeout)
+        let connector = connector.filter(|_| tls != TlsChoice::Off);
+        let name = tokio_rustls::rustls::pki_types::ServerName::from(server.ip());
+        let tcp = tokio::time::timeout(timeout, TcpStream::connect(server))
             .await
-            .map_err(unreachable)?;
+            .map_err(|_| unreachable(ClientError::Timeout(timeout)))?
+            .map_err(|e| unreachable(e.into()))?;
+        let secure = |tcp: Box<dyn Connection>| async {
+            let connector = connector.ok_or_else(|| {
+                unreachable(ClientError::Malformed("no CA to verify TLS with".into()))
+            })?;
+            tokio::time::timeout(timeout, connector.connect(name.clone(), tcp))
+                .await
+                .map_err(|_| unreachable(ClientError::Timeout(timeout)))?
+                .map_err(|e| unreachable(e.into()))
+        };
+        let mut client: Pop3Client<Box<dyn Connection>> = if tls == TlsChoice::Implicit {
+            Pop3Client::new(Box::new(secure(Box::new(tcp)).await?), timeout)
+        } else {
+            Pop3Client::new(Box::new(tcp), timeout)
+        };
+        let greeting = client.status().await.map_err(unreachable)?;
         if !greeting.ok {
             return Err(MailboxError::Refused {
                 server,
                 command: "the connection".into(),
                 reply: greeting.line,
             });
+        }
+        if connector.is_some() && matches!(tls, TlsChoice::Auto | TlsChoice::Starttls) {
+            client.write(b"STLS\r\n").await.map_err(unreachable)?;
+            let answer = client.status().await.map_err(unreachable)?;
+            if answer.ok {
+                // The session starts over, encrypted (RFC 2595 §4).
+                let inner = client.into_inner();
+                client = Pop3Client::new(Box::new(secure(inner).await?), timeout);
+            } else if tls == TlsChoice::Starttls {
+                return Err(MailboxError::Refused {
+                    server,
+                    command: "STLS".into(),
+                    reply: answer.line,
+                });
+            }
         }
         let mut mailbox = Pop3Session { client, server };
         for command in [format!("USER {user}"), format!("PASS {password}")] {

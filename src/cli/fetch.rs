@@ -51,6 +51,10 @@ pub struct FetchArgs {
     /// Delete the retrieved messages from the server.
     #[arg(long)]
     pub delete: bool,
+    /// TLS: STLS when offered (auto), STLS or fail, implicit TLS (a POP3S
+    /// port), or none; certificates are checked against the network CA.
+    #[arg(long, value_enum, default_value_t = mailnet::agent::submit::TlsChoice::Auto)]
+    pub tls: mailnet::agent::submit::TlsChoice,
 }
 
 /// The file that remembers which ids `--all DIR` downloaded.
@@ -69,9 +73,17 @@ pub async fn run(args: &FetchArgs) -> anyhow::Result<()> {
         .await
         .context("cannot find the server")
         .map_err(|e| super::agent_error(e, args.dns, args.server.is_some()))?;
-    let mut mailbox = Pop3Session::open(server, &args.user, &password, Duration::from_secs(30))
-        .await
-        .map_err(|e| super::agent_error(e.into(), args.dns, args.server.is_some()))?;
+    let connector = super::send::tls_connector(args.tls)?;
+    let mut mailbox = Pop3Session::open_with(
+        server,
+        &args.user,
+        &password,
+        Duration::from_secs(30),
+        args.tls,
+        connector.as_ref(),
+    )
+    .await
+    .map_err(|e| super::agent_error(e.into(), args.dns, args.server.is_some()))?;
     let entries = mailbox.list().await?;
     let mut retrieved: Vec<usize> = Vec::new();
 

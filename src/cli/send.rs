@@ -144,7 +144,7 @@ fn options(args: &SendArgs, from: &str) -> anyhow::Result<SubmitOptions> {
 }
 
 /// What the agent trusts for TLS: the network CA (`mailnet ca --path`).
-fn tls_connector(choice: TlsChoice) -> anyhow::Result<Option<tokio_rustls::TlsConnector>> {
+pub fn tls_connector(choice: TlsChoice) -> anyhow::Result<Option<tokio_rustls::TlsConnector>> {
     if choice == TlsChoice::Off {
         return Ok(None);
     }

@@ -206,7 +206,13 @@ async fn send<S: AsyncWrite + Unpin>(
             at = until;
         }
         let Some(pause) = pause else {
-            return Wrote::All;
+            // TLS keeps records buffered until flushed; a plain socket's
+            // flush is free.
+            let flush = tokio::time::timeout(limit, stream.flush());
+            return tokio::select! {
+                flushed = flush => if matches!(flushed, Ok(Ok(()))) { Wrote::All } else { Wrote::Failed },
+                _ = shutdown.cancelled() => Wrote::Failed,
+            };
         };
         if stream.flush().await.is_err() {
             return Wrote::Failed;

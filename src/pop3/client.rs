@@ -46,6 +46,12 @@ impl Pop3Client<TcpStream> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
+    /// The connection, for a TLS upgrade (STLS). Anything buffered but not
+    /// read is dropped: after `+OK` to STLS it would have come in clear.
+    pub fn into_inner(self) -> S {
+        self.stream.into_inner()
+    }
+
     /// Wraps a connected stream (the greeting not yet read).
     pub fn new(stream: S, timeout: Duration) -> Self {
         Pop3Client {
@@ -70,9 +76,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
 
     /// Sends raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, self.stream.get_mut().write_all(bytes))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        tokio::time::timeout(self.timeout, async {
+            let stream = self.stream.get_mut();
+            stream.write_all(bytes).await?;
+            // Over TLS the last record may wait in a buffer until flushed.
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| ClientError::Timeout(self.timeout))??;
         Ok(())
     }
 

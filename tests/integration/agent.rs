@@ -356,6 +356,32 @@ async fn fetch_lists_downloads_only_new_mail_and_deletes() {
     .await;
     assert!(ok, "{stderr}");
     assert_eq!(gmail.host.store().count("bob@gmail.com"), 2);
+    // fetch: STLS by default, implicit TLS on the POP3S port when asked.
+    for (port, tls) in [
+        (gmail.addr(Service::Pop3), "auto"),
+        (gmail.addr(Service::Pop3s), "implicit"),
+    ] {
+        let server = port.to_string();
+        let (ok, stdout, stderr) = in_blocking(move || {
+            mailnet(
+                &[
+                    "fetch",
+                    "--server",
+                    &server,
+                    "--tls",
+                    tls,
+                    "--user",
+                    "bob@gmail.com",
+                    "--password",
+                    "password2",
+                ],
+                b"",
+            )
+        })
+        .await;
+        assert!(ok, "{tls}: {stderr}");
+        assert!(stdout.contains("2 messages"), "{tls}: {stdout}");
+    }
     net.stop().await;
 }
 
@@ -572,5 +598,31 @@ async fn send_uses_tls_by_default_and_implicit_tls_when_asked() {
         assert!(raw.contains("with ESMTPS id"), "{raw}");
     }
     assert_eq!(gmail.host.store().count("bob@gmail.com"), 2);
+    // fetch: STLS by default, implicit TLS on the POP3S port when asked.
+    for (port, tls) in [
+        (gmail.addr(Service::Pop3), "auto"),
+        (gmail.addr(Service::Pop3s), "implicit"),
+    ] {
+        let server = port.to_string();
+        let (ok, stdout, stderr) = in_blocking(move || {
+            mailnet(
+                &[
+                    "fetch",
+                    "--server",
+                    &server,
+                    "--tls",
+                    tls,
+                    "--user",
+                    "bob@gmail.com",
+                    "--password",
+                    "password2",
+                ],
+                b"",
+            )
+        })
+        .await;
+        assert!(ok, "{tls}: {stderr}");
+        assert!(stdout.contains("2 messages"), "{tls}: {stdout}");
+    }
     net.stop().await;
 }

@@ -232,9 +232,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Sends raw bytes within the timeout.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, self.stream.get_mut().write_all(bytes))
-            .await
-            .map_err(|_| ClientError::Timeout(self.timeout))??;
+        tokio::time::timeout(self.timeout, async {
+            let stream = self.stream.get_mut();
+            stream.write_all(bytes).await?;
+            // Over TLS the last record may wait in a buffer until flushed.
+            stream.flush().await
+        })
+        .await
+        .map_err(|_| ClientError::Timeout(self.timeout))??;
         Ok(())
     }
 
