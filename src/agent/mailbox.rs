@@ -59,9 +59,7 @@ pub struct Pop3Session {
     server: SocketAddr,
 }
 
-/// A connection, clear or TLS: what a session reads and writes.
-pub trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}
+pub use crate::wire::Connection;
 
 impl Pop3Session {
     /// Connects and logs in with USER/PASS, in clear.

@@ -5,6 +5,7 @@
 //! others are mailnet's extensions.
 
 use crate::service::Service;
+use crate::wire::Connection;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
@@ -587,7 +588,29 @@ impl<'a> Context<'a> {
             ));
         };
         let mut replies = Vec::new();
+        let server_ip = addr.ip();
         for item in items {
+            if let Value::Map(m) = item {
+                if m.contains_key("starttls") {
+                    let connector = network_connector()
+                        .map_err(|e| PyError::with_message("ConnectionError", &e))?;
+                    let name = tokio_rustls::rustls::pki_types::ServerName::from(server_ip);
+                    let reply = client
+                        .starttls(&connector, name)
+                        .await
+                        .map_err(|e| PyError::with_message("ConnectionError", &e))?;
+                    if let Some(expect) = m.get("expect") {
+                        if !matches(expect, &Value::Str(reply.clone())) {
+                            return Err(PyError::new(
+                                "AssertionError",
+                                format!("after STARTTLS expected {expect} but the server said {reply:?}"),
+                            ));
+                        }
+                    }
+                    replies.push(Value::Str(reply));
+                    continue;
+                }
+            }
             let (send, data, expect) = match item {
                 Value::Map(m) => (
                     m.get("send").and_then(|s| s.as_str()).map(str::to_string),
@@ -727,11 +750,18 @@ fn attachments(raw: &[u8]) -> Value {
     )
 }
 
+/// What a dialogue's `starttls` trusts: the network CA.
+fn network_connector() -> Result<tokio_rustls::TlsConnector, String> {
+    let ca = crate::tls::NetworkCa::open(&crate::tls::default_dir()).map_err(|e| e.to_string())?;
+    let config = ca.client_config().map_err(|e| e.to_string())?;
+    Ok(tokio_rustls::TlsConnector::from(config))
+}
+
 /// A raw dialogue on the project's own clients: SMTP replies framed by
 /// the SMTP client, POP3 status lines by the POP3 client.
 enum DialogueClient {
-    Smtp(SmtpClient<TcpStream>),
-    Pop3(Pop3Client<TcpStream>),
+    Smtp(SmtpClient<Box<dyn Connection>>),
+    Pop3(Pop3Client<Box<dyn Connection>>),
 }
 
 /// How long a dialogue waits for each reply.
@@ -739,6 +769,7 @@ const DIALOGUE_REPLY: Duration = Duration::from_secs(10);
 
 impl DialogueClient {
     fn new(service: Service, stream: TcpStream) -> DialogueClient {
+        let stream: Box<dyn Connection> = Box::new(stream);
         match service.protocol() {
             Service::Pop3 => DialogueClient::Pop3(Pop3Client::new(stream, DIALOGUE_REPLY)),
             _ => DialogueClient::Smtp(SmtpClient::new(stream, DIALOGUE_REPLY)),
@@ -747,6 +778,49 @@ impl DialogueClient {
 
     /// Sends `wire` (nothing: just read, e.g. the greeting) and reads one
     /// reply: an SMTP reply's raw lines joined by newlines, or one POP3 line.
+    /// Sends STARTTLS (SMTP) or STLS (POP3); on a positive answer, the TLS
+    /// handshake with `connector` for `name`, and the dialogue goes on
+    /// encrypted. Returns the answer.
+    async fn starttls(
+        &mut self,
+        connector: &tokio_rustls::TlsConnector,
+        name: tokio_rustls::rustls::pki_types::ServerName<'static>,
+    ) -> Result<String, String> {
+        let (command, ok): (&[u8], fn(&str) -> bool) = match self {
+            DialogueClient::Smtp(_) => (b"STARTTLS\r\n", |r| r.starts_with("220")),
+            DialogueClient::Pop3(_) => (b"STLS\r\n", |r| r.starts_with("+OK")),
+        };
+        let reply = self.exchange(command).await?;
+        if !ok(&reply) {
+            return Ok(reply);
+        }
+        let placeholder = DialogueClient::Smtp(SmtpClient::new(
+            Box::new(tokio::io::empty()) as Box<dyn Connection>,
+            DIALOGUE_REPLY,
+        ));
+        let secure = |inner: Box<dyn Connection>| {
+            let name = name.clone();
+            async move {
+                tokio::time::timeout(DIALOGUE_REPLY, connector.connect(name, inner))
+                    .await
+                    .map_err(|_| "the TLS handshake timed out".to_string())?
+                    .map(|s| Box::new(s) as Box<dyn Connection>)
+                    .map_err(|e| format!("the TLS handshake failed: {e}"))
+            }
+        };
+        *self = match std::mem::replace(self, placeholder) {
+            DialogueClient::Smtp(client) => DialogueClient::Smtp(SmtpClient::new(
+                secure(client.into_inner()).await?,
+                DIALOGUE_REPLY,
+            )),
+            DialogueClient::Pop3(client) => DialogueClient::Pop3(Pop3Client::new(
+                secure(client.into_inner()).await?,
+                DIALOGUE_REPLY,
+            )),
+        };
+        Ok(reply)
+    }
+
     async fn exchange(&mut self, wire: &[u8]) -> Result<String, String> {
         match self {
             DialogueClient::Smtp(client) => {

@@ -12,3 +12,8 @@ pub use dot::stuffed;
 pub use framing::{Framed, LineFramer};
 pub use line::{read_line_limited, ClientError};
 pub use sasl::{decode_base64, decode_plain, Credentials, SaslError};
+
+/// A connection, clear or TLS: what a client session reads and writes, so
+/// one session type serves both sides of a STARTTLS/STLS upgrade.
+pub trait Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Connection for T {}

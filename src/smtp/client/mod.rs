@@ -168,6 +168,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         })
     }
 
+    /// The connection, for a TLS upgrade done by the caller. Anything
+    /// buffered but not read is dropped: after `220` it came in clear.
+    pub fn into_inner(self) -> S {
+        self.stream.into_inner()
+    }
+
     /// Wraps a connected stream (the greeting not yet read). Every read and
     /// write waits at most `timeout`.
     pub fn new(stream: S, timeout: Duration) -> Self {
