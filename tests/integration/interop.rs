@@ -439,3 +439,31 @@ async fn tls_as_openssl_and_python_use_it() {
     assert!(out.contains("all tls checks passed"), "{out}");
     net.stop().await;
 }
+
+/// `mailnet ca --install` puts the CA in the system bundle (openssl then
+/// trusts it) and `--uninstall` takes it out; run in a private mount
+/// namespace with an empty trust store, as root (CI).
+#[test]
+fn ca_install_and_uninstall_use_the_system_trust_store() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    if !root
+        || !have("unshare", &["--version"])
+        || !have("update-ca-certificates", &["--help"])
+        || !have("openssl", &["version"])
+    {
+        eprintln!("skipped: needs root, unshare, update-ca-certificates and openssl");
+        return;
+    }
+    let out = run(Command::new("unshare").args([
+        "--mount",
+        &script("ca_install.sh"),
+        env!("CARGO_BIN_EXE_mailnet"),
+    ]));
+    assert!(out.contains("installed: in the system bundle"), "{out}");
+    assert!(out.contains("installed: openssl trusts it"), "{out}");
+    assert!(out.contains("uninstalled: gone from the bundle"), "{out}");
+}
