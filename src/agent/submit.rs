@@ -149,14 +149,7 @@ pub async fn submit(
         let mut client = SmtpClient::new(secured, options.timeout);
         client.record_transcript();
         let greeting = client.read_reply().await.map_err(unreachable)?;
-        if greeting.code != 220 {
-            return Err(refused(Stage::Greeting, greeting));
-        }
-        let caps = client
-            .hello(&options.helo)
-            .await
-            .map_err(unreachable)?
-            .map_err(|reply| refused(Stage::Hello, reply))?;
+        let caps = greet(&mut client, greeting, server, &options.helo).await?;
         return finish(
             client, caps, server, message, mail_from, recipients, options,
         )
@@ -166,14 +159,7 @@ pub async fn submit(
         SmtpClient::<TcpStream>::connect_recording(server, options.timeout)
             .await
             .map_err(unreachable)?;
-    if greeting.code != 220 {
-        return Err(refused(Stage::Greeting, greeting));
-    }
-    let caps = client
-        .hello(&options.helo)
-        .await
-        .map_err(unreachable)?
-        .map_err(|reply| refused(Stage::Hello, reply))?;
+    let caps = greet(&mut client, greeting, server, &options.helo).await?;
     match connector {
         Some(connector) if caps.starttls => {
             let mut secured = client
@@ -201,6 +187,31 @@ pub async fn submit(
             .await
         }
     }
+}
+
+/// Checks the greeting and says EHLO; the server's extensions.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut SmtpClient<S>,
+    greeting: Response,
+    server: SocketAddr,
+    helo: &str,
+) -> Result<crate::smtp::client::Capabilities, SubmitError> {
+    if greeting.code != 220 {
+        return Err(SubmitError::Refused {
+            server,
+            stage: Stage::Greeting,
+            reply: greeting,
+        });
+    }
+    client
+        .hello(helo)
+        .await
+        .map_err(|source| SubmitError::Unreachable { server, source })?
+        .map_err(|reply| SubmitError::Refused {
+            server,
+            stage: Stage::Hello,
+            reply,
+        })
 }
 
 /// AUTH, the transaction and QUIT, over whatever stream the session has.

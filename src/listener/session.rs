@@ -331,19 +331,15 @@ pub async fn run_session<S, P>(
     };
     let acceptor = match tls {
         TlsMode::Implicit(acceptor) => {
-            if let Some(mut secured) =
-                handshake(&acceptor, stream, &mut protocol, limits, shutdown).await
-            {
-                drive(
-                    &mut secured,
-                    &mut protocol,
-                    limits,
-                    shutdown,
-                    &mut transcript,
-                )
-                .await;
-                close(&mut secured, limits).await;
-            }
+            over_tls(
+                &acceptor,
+                stream,
+                &mut protocol,
+                limits,
+                shutdown,
+                &mut transcript,
+            )
+            .await;
             return finish(log, transcript, peer);
         }
         TlsMode::Offered(acceptor) => Some(acceptor),
@@ -361,24 +357,38 @@ pub async fn run_session<S, P>(
         (SessionEnd::UpgradeTls, Some(acceptor)) => {
             // Whatever the client pipelined after STARTTLS/STLS in clear
             // was dropped by the core; the session goes on encrypted.
-            if let Some(mut secured) =
-                handshake(&acceptor, stream, &mut protocol, limits, shutdown).await
-            {
-                drive(
-                    &mut secured,
-                    &mut protocol,
-                    limits,
-                    shutdown,
-                    &mut transcript,
-                )
-                .await;
-                close(&mut secured, limits).await;
-            }
+            over_tls(
+                &acceptor,
+                stream,
+                &mut protocol,
+                limits,
+                shutdown,
+                &mut transcript,
+            )
+            .await;
         }
         _ => close(&mut stream, limits).await,
     }
     drop(protocol);
     finish(log, transcript, peer)
+}
+
+/// The rest of a session over TLS: the handshake, then the protocol.
+async fn over_tls<S, P>(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: S,
+    protocol: &mut P,
+    limits: Limits,
+    shutdown: &CancellationToken,
+    transcript: &mut Transcript<'_>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    P: Protocol,
+{
+    if let Some(mut secured) = handshake(acceptor, stream, protocol, limits, shutdown).await {
+        drive(&mut secured, protocol, limits, shutdown, transcript).await;
+        close(&mut secured, limits).await;
+    }
 }
 
 /// The TLS handshake, within the write deadline and racing shutdown; on

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
 pub use crate::wire::ClientError;
@@ -76,15 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
 
     /// Sends raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, async {
-            let stream = self.stream.get_mut();
-            stream.write_all(bytes).await?;
-            // Over TLS the last record may wait in a buffer until flushed.
-            stream.flush().await
-        })
-        .await
-        .map_err(|_| ClientError::Timeout(self.timeout))??;
-        Ok(())
+        crate::wire::write_flushed(self.stream.get_mut(), bytes, self.timeout).await
     }
 
     /// Reads a status line.

@@ -38,3 +38,20 @@ pub async fn read_line_limited<R: AsyncBufRead + Unpin>(
     .map_err(|_| ClientError::Timeout(timeout))??;
     Ok(line)
 }
+
+/// Writes `bytes` and flushes (over TLS the last record may otherwise wait
+/// in a buffer), within `timeout`.
+pub async fn write_flushed<W: tokio::io::AsyncWrite + Unpin>(
+    stream: &mut W,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), ClientError> {
+    use tokio::io::AsyncWriteExt;
+    tokio::time::timeout(timeout, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    })
+    .await
+    .map_err(|_| ClientError::Timeout(timeout))??;
+    Ok(())
+}

@@ -10,7 +10,7 @@ mod sasl;
 
 pub use dot::stuffed;
 pub use framing::{Framed, LineFramer};
-pub use line::{read_line_limited, ClientError};
+pub use line::{read_line_limited, write_flushed, ClientError};
 pub use sasl::{decode_base64, decode_plain, Credentials, SaslError};
 
 /// A connection, clear or TLS: what a client session reads and writes, so

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
 pub use response::{Capabilities, Response};
@@ -238,15 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Sends raw bytes within the timeout.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        tokio::time::timeout(self.timeout, async {
-            let stream = self.stream.get_mut();
-            stream.write_all(bytes).await?;
-            // Over TLS the last record may wait in a buffer until flushed.
-            stream.flush().await
-        })
-        .await
-        .map_err(|_| ClientError::Timeout(self.timeout))??;
-        Ok(())
+        crate::wire::write_flushed(self.stream.get_mut(), bytes, self.timeout).await
     }
 
     /// Sends one command line and reads its reply.
