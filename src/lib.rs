@@ -8,6 +8,8 @@
 //!   - [`id`]: the one message id generator ([`id::QueueId`]).
 //!   - [`service`]: the [`service::Service`] enum that keys listeners, ports and logs.
 //!   - [`date`], [`transcript`], [`mime`] (MIME inspection for `inspect` and the grader).
+//!   - [`text`] (wording for people), [`fdlimit`] (the descriptor limit).
+//!   - [`tls`]: the network CA and the rustls configurations it yields.
 //! - State:
 //!   - [`network`]: the network file (servers, domains, ports, users, policy) and its checks.
 //!   - [`store`]: Maildir mailboxes and, beside them, the outbound queue on disk.
