@@ -108,4 +108,18 @@ if have("msmtp"):
     r = subprocess.run(["msmtp", "-C", conf.name, "akc@gmail.com"], input="Subject: msmtp tls\n\nhi\n",
                        capture_output=True, text=True, timeout=30)
     check(r.returncode == 0, f"msmtp with tls on and auth on (exit {r.returncode}: {r.stderr.strip()[:200]})")
+if have("fetchmail"):
+    import os
+    import tempfile
+    work = tempfile.mkdtemp()
+    rc, mbox = os.path.join(work, "fetchmailrc"), os.path.join(work, "mbox")
+    with open(rc, "w") as f:
+        f.write(f'set no syslog\npoll {HOST} port {pop3_port} protocol pop3 user "bob@gmail.com" there with '
+                f'password "password2" is "root" here options sslproto "TLS1.2+" sslcertck sslcertfile "{ca}" '
+                f'sslcommonname "pop.gmail.com" keep fetchall mda "cat >> {mbox}"\n')
+    os.chmod(rc, 0o600)
+    r = subprocess.run(["fetchmail", "-f", rc, "--nodetach"], capture_output=True, text=True, timeout=60)
+    got = open(mbox).read() if os.path.exists(mbox) else ""
+    check(r.returncode == 0 and "Subject: over tls" in got,
+          f"fetchmail over STLS with sslcertck against the CA (exit {r.returncode}: {r.stderr.strip()[-200:]})")
 print("all tls checks passed")
