@@ -5,6 +5,28 @@ use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailnet");
 
+/// Reads `mailnet up`'s standard output to its `ready` line; the lines
+/// before it (the boot table).
+fn boot_table(child: &mut std::process::Child) -> Vec<String> {
+    let mut table = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    table
+}
+
+/// The SMTP port the boot table gives `server` (0 when it names none).
+fn smtp_port(table: &[String], server: &str) -> u16 {
+    table
+        .iter()
+        .find(|l| l.split_whitespace().next() == Some(server))
+        .map_or(0, |l| l.split_whitespace().nth(2).unwrap().parse().unwrap())
+}
+
 fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
@@ -121,15 +143,7 @@ fn up_prints_its_table_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut table = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if line.starts_with("ready") {
-            break;
-        }
-        table.push(line);
-    }
+    let table = boot_table(&mut child);
     let text = table.join("\n");
     assert!(text.contains("fake DNS on 127.0.0.1:"), "{text}");
     assert!(
@@ -164,14 +178,7 @@ fn only_runs_one_server_without_dns() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut table = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("ready") {
-            break;
-        }
-        table.push(line);
-    }
+    let table = boot_table(&mut child);
     let _ = child.kill();
     let _ = child.wait();
     let text = table.join("\n");
@@ -204,14 +211,7 @@ fn skip_publishes_a_server_without_running_it() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut table = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("ready") {
-            break;
-        }
-        table.push(line);
-    }
+    let table = boot_table(&mut child);
     let _ = child.kill();
     let _ = child.wait();
     let text = table.join("\n");
@@ -264,14 +264,7 @@ fn the_course_config_pair_boots_one_server_like_std_server_py() {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut table = Vec::new();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("ready") {
-            break;
-        }
-        table.push(line);
-    }
+    let table = boot_table(&mut child);
     let _ = child.kill();
     let _ = child.wait();
     let text = table.join("\n");
@@ -306,21 +299,8 @@ fn three_hundred_connections_with_256_descriptors() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut gmail, mut qq) = (0u16, 0u16);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let port = || line.split_whitespace().nth(2).unwrap().parse().unwrap();
-        if line.starts_with("gmail.com ") {
-            gmail = port();
-        }
-        if line.starts_with("qq.com ") {
-            qq = port();
-        }
-        if line.starts_with("ready") {
-            break;
-        }
-    }
+    let table = boot_table(&mut child);
+    let (gmail, qq) = (smtp_port(&table, "gmail.com"), smtp_port(&table, "qq.com"));
     assert!(gmail != 0 && qq != 0, "the table named the SMTP ports");
     let timeout = Some(std::time::Duration::from_secs(10));
     let held: Vec<BufReader<std::net::TcpStream>> = (0..300)
@@ -459,11 +439,7 @@ fn logs_in_a_file_have_no_colour_codes() {
         .stderr(log)
         .spawn()
         .unwrap();
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if line.unwrap().starts_with("ready") {
-            break;
-        }
-    }
+    boot_table(&mut child);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -505,16 +481,7 @@ fn up_logs_each_message_and_accept_any_takes_any_address() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let mut port = 0u16;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.starts_with("gmail.com ") {
-            port = line.split_whitespace().nth(2).unwrap().parse().unwrap();
-        }
-        if line.starts_with("ready") {
-            break;
-        }
-    }
+    let port = smtp_port(&boot_table(&mut child), "gmail.com");
     let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))

@@ -24,6 +24,15 @@ fn have(tool: &str, probe: &[&str]) -> bool {
     found
 }
 
+/// Whether the tests run as root (namespaces, ports below 1024).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false)
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("spawn");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -265,11 +274,7 @@ async fn python_relay_cases_of_the_cs305_grader() {
 /// plain MX lookup (dig) and used by smtplib and poplib. Needs root (CI).
 #[test]
 fn standard_ports_are_found_by_mx_like_a_real_mta() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let root = is_root();
     if !root
         || !have("unshare", &["--version"])
         || !have("dig", &["-v"])
@@ -307,11 +312,7 @@ fn standard_ports_are_found_by_mx_like_a_real_mta() {
 /// Needs root and Postfix (CI installs it).
 #[test]
 fn postfix_relays_both_ways_with_standard_ports() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let root = is_root();
     if !root
         || !have("unshare", &["--version"])
         || !have("dig", &["-v"])
@@ -354,11 +355,7 @@ fn postfix_relays_both_ways_with_standard_ports() {
 /// Without the privilege for ports below 1024, one line says what to do.
 #[test]
 fn standard_ports_without_privilege_say_how_to_get_it() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let root = is_root();
     if !root || !have("unshare", &["--version"]) || !have("setpriv", &["--version"]) {
         eprintln!("skipped: needs root (to drop it), unshare and setpriv");
         return;
@@ -445,11 +442,7 @@ async fn tls_as_openssl_and_python_use_it() {
 /// namespace with an empty trust store, as root (CI).
 #[test]
 fn ca_install_and_uninstall_use_the_system_trust_store() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
+    let root = is_root();
     if !root
         || !have("unshare", &["--version"])
         || !have("update-ca-certificates", &["--help"])
