@@ -30,11 +30,61 @@ pub struct StudentServer {
     _logs: tempfile::TempDir,
 }
 
-/// A free port on loopback, as the kernel hands one out.
+/// A free port for a student's server to bind.
+///
+/// The port is released before the student's process binds it, so it is
+/// chosen below the kernel's ephemeral range: a port the kernel hands out
+/// for `bind(0)` or an outgoing connection's source (mailnet's own servers,
+/// the grader's clients, other jobs) could otherwise take it in between and
+/// the student's server would fail with "Address already in use". Ports
+/// handed out recently by this process are not handed out again, and a
+/// random start keeps parallel `mailnet test` processes apart.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    use std::collections::VecDeque;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    /// Enough for every scenario of many parallel jobs to be still running.
+    const REMEMBERED: usize = 2048;
+    static RECENT: Mutex<VecDeque<u16>> = Mutex::new(VecDeque::new());
+
+    let (first, end) = (10_000u32, u32::from(ephemeral_start()).max(10_000));
+    if end - first < 4 * REMEMBERED as u32 {
+        // A machine whose ephemeral range starts low: take what the kernel gives.
+        return Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port());
+    }
+    let span = end - first;
+    let start = (RandomState::new().hash_one(std::process::id()) % u64::from(span)) as u32;
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    for step in 0..span {
+        let port = (first + (start + step) % span) as u16;
+        if recent.contains(&port) || listening(port) {
+            continue;
+        }
+        // Both, as a student's server may bind either.
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::TcpListener::bind(("0.0.0.0", port)).is_ok()
+        {
+            if recent.len() == REMEMBERED {
+                recent.pop_front();
+            }
+            recent.push_back(port);
+            return Ok(port);
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        format!("no free port between {first} and {end}"),
+    ))
+}
+
+/// The first port of the kernel's ephemeral range (32768 when unreadable).
+fn ephemeral_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Whether some socket on this machine listens on TCP `port`, read from the
@@ -178,4 +228,23 @@ pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn student_ports_are_outside_the_ephemeral_range_and_never_repeat_soon() {
+        let end = ephemeral_start();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        if end >= 10_000 + 4 * 2048 {
+            assert!(ports.iter().all(|p| (10_000..end).contains(p)), "{ports:?}");
+        }
+        // Each is free to bind when handed out.
+        let last = *ports.last().unwrap();
+        drop(std::net::TcpListener::bind(("127.0.0.1", last)).unwrap());
+    }
 }

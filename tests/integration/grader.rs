@@ -373,9 +373,16 @@ fn a_whole_class_is_graded_with_a_csv_and_each_students_reports() {
         String::from_utf8_lossy(&out.stderr)
     );
     let csv = std::fs::read_to_string(out_dir.join("class.csv")).unwrap();
+    let reports = || {
+        ["alice", "carol"]
+            .map(|s| std::fs::read_to_string(out_dir.join(format!("{s}.txt"))).unwrap_or_default())
+            .join("\n")
+    };
     assert_eq!(
         csv,
-        "name,score,max,passed,partially_passed,failed,error\nalice,90,90,6,1,0,0\nbob,0,90,0,0,0,7\ncarol,90,90,6,1,0,0\n"
+        "name,score,max,passed,partially_passed,failed,error\nalice,90,90,6,1,0,0\nbob,0,90,0,0,0,7\ncarol,90,90,6,1,0,0\n",
+        "{}",
+        reports()
     );
     let report = std::fs::read_to_string(out_dir.join("bob.txt")).unwrap();
     assert!(
