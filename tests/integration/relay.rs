@@ -10,7 +10,7 @@ use mailnet::network::Network;
 use mailnet::orchestrator::{RunningNetwork, UpOptions};
 use mailnet::store::Mailstore;
 
-use crate::support::{boot, send_mail};
+use crate::support::{boot, send_mail, unused_port};
 
 pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 
@@ -156,16 +156,7 @@ pub(crate) async fn qq_with_peers(
     edit: impl Fn(&mut mailnet::network::Policy),
     peers: &[&str],
 ) -> (RunningNetwork, Vec<u16>, tempfile::TempDir) {
-    let ports: Vec<u16> = peers
-        .iter()
-        .map(|_| {
-            std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port()
-        })
-        .collect();
+    let ports: Vec<u16> = peers.iter().map(|_| unused_port()).collect();
     let mut net = Network::default_network().with_ephemeral_ports();
     for server in &mut net.servers {
         edit(&mut server.policy);
@@ -258,11 +249,7 @@ async fn a_server_down_past_the_lifetime_makes_a_bounce() {
 fn kill_9_after_the_250_loses_nothing() {
     const BIN: &str = env!("CARGO_BIN_EXE_mailnet");
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let gmail_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let gmail_port = unused_port();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("net.yaml");
     std::fs::write(

@@ -124,3 +124,9 @@ pub fn assert_one_line_error(out: &std::process::Output, wanted: &[&str]) {
         assert!(stderr.contains(w), "{w:?} missing: {stderr}");
     }
 }
+
+/// A port nothing listens on, for a peer a test starts later: chosen below
+/// the ephemeral range, so no other test's connection takes it meanwhile.
+pub fn unused_port() -> u16 {
+    mailnet::scenario::student::free_port().unwrap()
+}
