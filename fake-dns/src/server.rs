@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Message, MessageType, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{Record, RecordType};
+use hickory_proto::rr::{LowerName, Record, RecordType};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
@@ -49,84 +49,125 @@ impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(
         &self,
         request: &Request,
-        mut response_handle: R,
+        response_handle: R,
     ) -> ResponseInfo {
-        let builder = MessageResponseBuilder::new(&request.queries, request.edns.as_ref());
-        let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.recursion_available = false;
-
+        if request.metadata.op_code != OpCode::Query {
+            return refuse(request, ResponseCode::NotImp, response_handle).await;
+        }
         let zone = self.zone.current();
-        let queries = request.queries.queries();
-        let udp = request.protocol() == Protocol::Udp;
-        let result = if request.metadata.op_code != OpCode::Query {
-            meta.response_code = ResponseCode::NotImp;
-            response_handle
-                .send_response(builder.build_no_records(meta))
-                .await
-        } else if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
-            // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS,
-            // with our own OPT record saying version 0.
-            let ours = Edns::new();
-            let builder = MessageResponseBuilder::new(&request.queries, Some(&ours));
-            meta.response_code = ResponseCode::BADVERS;
-            response_handle
-                .send_response(builder.build_no_records(meta))
-                .await
-        } else if queries.len() != 1 {
-            meta.response_code = ResponseCode::FormErr;
-            response_handle
-                .send_response(builder.build_no_records(meta))
-                .await
-        } else if matches!(queries[0].query_type(), RecordType::AXFR | RecordType::IXFR) {
-            // Zone transfers are not offered; say so rather than answer
-            // with a lone SOA a transfer client would take for the zone.
-            meta.response_code = ResponseCode::Refused;
-            response_handle
-                .send_response(builder.build_no_records(meta))
-                .await
-        } else {
-            let query = &queries[0];
-            let (answers, authority, rcode) = match zone.lookup(query.name(), query.query_type()) {
+        answer_query(request, response_handle, |name, rtype| {
+            let (answers, authority, rcode) = match zone.lookup(name, rtype) {
                 Answer::Records(records) => (records, Vec::new(), ResponseCode::NoError),
                 Answer::NoData(soa) => (Vec::new(), vec![soa], ResponseCode::NoError),
                 Answer::NxDomain(soa) => (Vec::new(), vec![soa], ResponseCode::NXDomain),
                 Answer::Refused => (Vec::new(), Vec::new(), ResponseCode::Refused),
             };
-            meta.authoritative = rcode != ResponseCode::Refused;
-            meta.response_code = rcode;
-            if udp && !fits_udp(request, &answers, &authority) {
-                // RFC 2181 §9: rather than cut a record set (hickory's
-                // encoder can leave a partial record and drop the OPT),
-                // send the question alone with TC set; the client retries
-                // over TCP.
-                meta.truncation = true;
-                response_handle
-                    .send_response(builder.build(meta, [], [], [], []))
-                    .await
-            } else {
-                let response = builder.build(meta, answers, [], authority, []);
-                response_handle.send_response(response).await
+            (
+                answers.into_iter().cloned().collect(),
+                authority.into_iter().cloned().collect(),
+                rcode,
+            )
+        })
+        .await
+    }
+}
+
+/// Answers a request with no records and `rcode`.
+pub(crate) async fn refuse<R: ResponseHandler>(
+    request: &Request,
+    rcode: ResponseCode,
+    mut response_handle: R,
+) -> ResponseInfo {
+    let builder = MessageResponseBuilder::new(&request.queries, request.edns.as_ref());
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.recursion_available = false;
+    meta.response_code = rcode;
+    sent(
+        request,
+        response_handle
+            .send_response(builder.build_no_records(meta))
+            .await,
+    )
+}
+
+/// What was sent, or a SERVFAIL header to account for when sending failed.
+pub(crate) fn sent(
+    request: &Request,
+    result: Result<ResponseInfo, hickory_server::net::NetError>,
+) -> ResponseInfo {
+    match result {
+        Ok(info) => info,
+        Err(error) => {
+            tracing::warn!(%error, "could not send a DNS response");
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = ResponseCode::ServFail;
+            hickory_proto::op::Header {
+                metadata,
+                counts: Default::default(),
             }
-        };
-        match result {
-            Ok(info) => info,
-            Err(error) => {
-                tracing::warn!(%error, "could not send a DNS response");
-                let mut metadata = Metadata::response_from_request(&request.metadata);
-                metadata.response_code = ResponseCode::ServFail;
-                hickory_proto::op::Header {
-                    metadata,
-                    counts: Default::default(),
-                }
-                .into()
-            }
+            .into()
         }
     }
 }
 
+/// Answers a standard query the way an authoritative server does, from
+/// `lookup` (answers, authority, response code).
+pub(crate) async fn answer_query<R: ResponseHandler>(
+    request: &Request,
+    mut response_handle: R,
+    lookup: impl FnOnce(&LowerName, RecordType) -> (Vec<Record>, Vec<Record>, ResponseCode),
+) -> ResponseInfo {
+    let builder = MessageResponseBuilder::new(&request.queries, request.edns.as_ref());
+    let mut meta = Metadata::response_from_request(&request.metadata);
+    meta.recursion_available = false;
+    let queries = request.queries.queries();
+    let udp = request.protocol() == Protocol::Udp;
+    let result = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+        // RFC 6891 §6.1.3: an EDNS version we do not speak gets BADVERS,
+        // with our own OPT record saying version 0.
+        let ours = Edns::new();
+        let builder = MessageResponseBuilder::new(&request.queries, Some(&ours));
+        meta.response_code = ResponseCode::BADVERS;
+        response_handle
+            .send_response(builder.build_no_records(meta))
+            .await
+    } else if queries.len() != 1 {
+        meta.response_code = ResponseCode::FormErr;
+        response_handle
+            .send_response(builder.build_no_records(meta))
+            .await
+    } else if matches!(queries[0].query_type(), RecordType::AXFR | RecordType::IXFR) {
+        // Zone transfers are not offered; say so rather than answer
+        // with a lone SOA a transfer client would take for the zone.
+        meta.response_code = ResponseCode::Refused;
+        response_handle
+            .send_response(builder.build_no_records(meta))
+            .await
+    } else {
+        let query = &queries[0];
+        let (answers, authority, rcode) = lookup(query.name(), query.query_type());
+        meta.authoritative = rcode != ResponseCode::Refused;
+        meta.response_code = rcode;
+        if udp && !fits_udp(request, &answers, &authority) {
+            // RFC 2181 §9: rather than cut a record set (hickory's
+            // encoder can leave a partial record and drop the OPT),
+            // send the question alone with TC set; the client retries
+            // over TCP.
+            meta.truncation = true;
+            response_handle
+                .send_response(builder.build(meta, [], [], [], []))
+                .await
+        } else {
+            let response = builder.build(meta, answers.iter(), [], authority.iter(), []);
+            response_handle.send_response(response).await
+        }
+    };
+    sent(request, result)
+}
+
 /// Whether the whole answer fits the UDP size the client allows (512
 /// octets without EDNS, its advertised payload with it).
-fn fits_udp(request: &Request, answers: &[&Record], authority: &[&Record]) -> bool {
+fn fits_udp(request: &Request, answers: &[Record], authority: &[Record]) -> bool {
     let limit = request
         .edns
         .as_ref()
@@ -139,8 +180,8 @@ fn fits_udp(request: &Request, answers: &[&Record], authority: &[&Record]) -> bo
             .iter()
             .map(|q| q.original().clone()),
     );
-    message.add_answers(answers.iter().map(|r| (*r).clone()));
-    message.add_authorities(authority.iter().map(|r| (*r).clone()));
+    message.add_answers(answers.iter().cloned());
+    message.add_authorities(authority.iter().cloned());
     if let Some(edns) = &request.edns {
         message.set_edns(edns.clone());
     }

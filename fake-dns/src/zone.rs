@@ -237,7 +237,14 @@ impl Zone {
             }
         }
 
-        // Every owner name and each ancestor up to its apex exists.
+        self.refresh_names();
+        Ok(())
+    }
+
+    /// Recomputes which names exist: every owner name and each ancestor up
+    /// to its apex.
+    fn refresh_names(&mut self) {
+        self.names.clear();
         let owners: Vec<LowerName> = self.records.keys().map(|(n, _)| n.clone()).collect();
         for owner in owners {
             let Some((apex, _)) = self.apex_of(&owner) else {
@@ -253,7 +260,6 @@ impl Zone {
                 name = name.base_name();
             }
         }
-        Ok(())
     }
 
     /// The closest enclosing apex of `name`, with its SOA.
@@ -307,6 +313,124 @@ impl Zone {
     /// The apexes this zone is authoritative for, for display.
     pub fn apexes(&self) -> impl Iterator<Item = String> + '_ {
         self.apexes.keys().map(|apex| apex.to_string())
+    }
+
+    /// The closest apex enclosing `name`, if any.
+    pub fn zone_of(&self, name: &LowerName) -> Option<LowerName> {
+        self.apex_of(name).map(|(apex, _)| apex)
+    }
+
+    /// Whether `name` is an apex.
+    pub fn is_apex(&self, name: &LowerName) -> bool {
+        self.apexes.contains_key(name)
+    }
+
+    /// Makes `soa`'s owner an apex (replacing its SOA if it already was one).
+    pub fn add_apex(&mut self, soa: Record) {
+        let apex = LowerName::new(&soa.name);
+        self.records
+            .insert((apex.clone(), RecordType::SOA), vec![soa.clone()]);
+        self.apexes.insert(apex, soa);
+        self.refresh_names();
+    }
+
+    /// Drops an apex with every record whose closest apex it is.
+    pub fn remove_apex(&mut self, apex: &LowerName) {
+        let owned: Vec<(LowerName, RecordType)> = self
+            .records
+            .keys()
+            .filter(|(owner, _)| self.zone_of(owner).as_ref() == Some(apex))
+            .cloned()
+            .collect();
+        for key in owned {
+            self.records.remove(&key);
+        }
+        self.apexes.remove(apex);
+        self.refresh_names();
+    }
+
+    /// The records whose closest apex is `apex`, SOA first, then by owner and type.
+    pub fn records_of(&self, apex: &LowerName) -> Vec<&Record> {
+        let mut out: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|((owner, _), _)| self.zone_of(owner).as_ref() == Some(apex))
+            .flat_map(|(_, set)| set.iter())
+            .collect();
+        out.sort_by(|a, b| {
+            let rank = |r: &Record| (r.record_type() != RecordType::SOA, LowerName::new(&r.name));
+            rank(a)
+                .cmp(&rank(b))
+                .then_with(|| u16::from(a.record_type()).cmp(&u16::from(b.record_type())))
+                .then_with(|| a.data.to_string().cmp(&b.data.to_string()))
+        });
+        out
+    }
+
+    /// The records of one name and type.
+    pub fn rrset(&self, name: &LowerName, rtype: RecordType) -> &[Record] {
+        self.records
+            .get(&(name.clone(), rtype))
+            .map_or(&[], |set| set.as_slice())
+    }
+
+    /// Whether `name` owns any record.
+    pub fn name_in_use(&self, name: &LowerName) -> bool {
+        self.records.keys().any(|(owner, _)| owner == name)
+    }
+
+    /// Adds a record (an equal one, TTL aside, is replaced); `false` when
+    /// it is outside every apex.
+    pub fn add_record(&mut self, record: Record) -> bool {
+        let owner = LowerName::new(&record.name);
+        if self.apex_of(&owner).is_none() {
+            return false;
+        }
+        let set = self
+            .records
+            .entry((owner, record.record_type()))
+            .or_default();
+        set.retain(|r| r != &record);
+        set.push(record);
+        self.refresh_names();
+        true
+    }
+
+    /// Removes one record; whether it was there.
+    pub fn remove_record(&mut self, record: &Record) -> bool {
+        let key = (LowerName::new(&record.name), record.record_type());
+        let Some(set) = self.records.get_mut(&key) else {
+            return false;
+        };
+        let before = set.len();
+        set.retain(|r| r != record);
+        let removed = set.len() != before;
+        if set.is_empty() {
+            self.records.remove(&key);
+        }
+        self.refresh_names();
+        removed
+    }
+
+    /// Removes a name's records of one type (every type for `ANY`), but
+    /// never an apex's SOA; how many went.
+    pub fn remove_rrset(&mut self, name: &LowerName, rtype: RecordType) -> usize {
+        let keys: Vec<(LowerName, RecordType)> = self
+            .records
+            .keys()
+            .filter(|(owner, t)| {
+                owner == name
+                    && (rtype == RecordType::ANY || *t == rtype)
+                    && !(*t == RecordType::SOA && self.apexes.contains_key(owner))
+            })
+            .cloned()
+            .collect();
+        let mut removed = 0;
+        for key in keys {
+            removed += self.records.remove(&key).map_or(0, |set| set.len());
+        }
+        self.refresh_names();
+        removed
     }
 }
 
