@@ -23,6 +23,7 @@
 //!   - [`relay`]: the relay worker, delivery to other domains, bounces.
 //!   - [`agent`]: `send`/`fetch` as a mail user agent.
 //!   - [`orchestrator`]: booting a network.
+//!   - [`join`]: registering a running network at a class hub.
 //!   - [`scenario`]: YAML scenarios and the grader.
 //! - `fake-dns` (a crate of its own): the zone and the authoritative DNS server.
 //! - The command line (`src/cli`) belongs to the binary, not this library.
@@ -32,6 +33,7 @@ pub mod agent;
 pub mod date;
 pub mod fdlimit;
 pub mod id;
+pub mod join;
 pub mod listener;
 pub mod mailhost;
 pub mod mime;

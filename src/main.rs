@@ -89,6 +89,9 @@ fn main() -> std::process::ExitCode {
                 .await
                 .map(|_| std::process::ExitCode::SUCCESS),
             Command::Ca(args) => cli::ca::run(args).map(|_| std::process::ExitCode::SUCCESS),
+            Command::Hub(args) => cli::hub::run(args)
+                .await
+                .map(|_| std::process::ExitCode::SUCCESS),
         }
     });
     match result {

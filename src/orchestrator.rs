@@ -156,9 +156,10 @@ async fn bind_tcp(what: String, addr: SocketAddr) -> Result<TcpListener, UpError
         .map_err(|e| bind_error(what, addr, e))
 }
 
-/// Binds UDP and TCP on one port; with port 0, finds a port free for both.
-async fn bind_dns(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError> {
-    let what = "fake DNS".to_string();
+/// Binds UDP and TCP on one port for a DNS server (`what` names it in
+/// errors); with port 0, finds a port free for both.
+pub async fn bind_dns(what: &str, addr: SocketAddr) -> Result<(UdpSocket, TcpListener), UpError> {
+    let what = what.to_string();
     for _ in 0..20 {
         let udp = UdpSocket::bind(addr)
             .await
@@ -276,7 +277,7 @@ impl RunningNetwork {
         }
         tracing::debug!("listeners bound");
         let dns_sockets = if options.only.is_none() {
-            Some(bind_dns(network.dns).await?)
+            Some(bind_dns("fake DNS", network.dns).await?)
         } else {
             None
         };
@@ -408,6 +409,39 @@ impl RunningNetwork {
             _lock: lock,
             _temp: temp,
         })
+    }
+
+    /// What this process publishes about the servers it runs: their mail
+    /// domains, host names, advertised addresses and real ports.
+    pub fn published_facts(&self) -> fake_dns::NetworkFacts {
+        let mut ports: Vec<Ports> = self.network.servers.iter().map(|s| s.ports).collect();
+        for (i, server) in self.network.servers.iter().enumerate() {
+            if let Some(running) = self.server(&server.name) {
+                for service in Service::ALL {
+                    ports[i][service.index()] = running.addr(service).port();
+                }
+            }
+        }
+        let mut facts = self.network.facts(&ports);
+        let here: Vec<String> = self
+            .servers
+            .iter()
+            .map(|s| s.host.config().name.to_ascii_lowercase())
+            .collect();
+        let skipped: Vec<String> = self
+            .network
+            .servers
+            .iter()
+            .filter(|s| self.server(&s.name).is_none() && self.dns.is_some())
+            .map(|s| s.name.to_ascii_lowercase())
+            .collect();
+        // Servers run here, and those skipped for another program here
+        // (published by this process's DNS too); not those of `--only`'s others.
+        facts.hosts.retain(|h| {
+            here.contains(&h.name.to_ascii_lowercase())
+                || skipped.contains(&h.name.to_ascii_lowercase())
+        });
+        facts
     }
 
     /// The running server named `name`.

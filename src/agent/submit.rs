@@ -103,6 +103,14 @@ pub struct Submitted {
     pub transcript: Vec<Line>,
 }
 
+/// Whether a refusal says the server will not relay for this client
+/// (`554 5.7.1 Relay access denied`, as Postfix and mailnet word it).
+pub fn relay_denied(reply: &Response) -> bool {
+    matches!(reply.code, 550 | 554)
+        && reply.status == Some([5, 7, 1])
+        && reply.text().to_ascii_lowercase().contains("relay")
+}
+
 /// Submits `message` from `mail_from` to `recipients`.
 pub async fn submit(
     message: &[u8],

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod ca;
 pub mod check;
 pub mod fetch;
+pub mod hub;
 pub mod inspect;
 pub mod send;
 pub mod test;
@@ -121,6 +122,8 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// The network's certificate authority: its path, or install it for the system.
     Ca(ca::CaArgs),
+    /// The class DNS: machines register their domains with `up --join` (RFC 2136 + TSIG).
+    Hub(hub::HubArgs),
 }
 
 /// `mailnet up`.
@@ -172,6 +175,18 @@ pub struct UpArgs {
     /// Every server applies the exact COMP 431 HW1/HW3 command grammar (policy `strict`).
     #[arg(long)]
     pub strict: bool,
+    /// Register this network at a class hub (`mailnet hub`), IP[:PORT]
+    /// (port 53 by default), and resolve every look-up through it. Binds
+    /// and advertises the address that routes to the hub unless --bind or
+    /// --advertise say otherwise.
+    #[arg(long, value_name = "HUB", value_parser = mailnet::join::parse_hub, requires = "key", conflicts_with = "dns")]
+    pub join: Option<SocketAddr>,
+    /// The hub's TSIG key file (BIND format), as `mailnet hub` created it.
+    #[arg(long, value_name = "FILE", requires = "join")]
+    pub key: Option<PathBuf>,
+    /// Take over names another machine registered at the hub.
+    #[arg(long, requires = "join")]
+    pub force: bool,
 }
 
 /// `mailnet dns`.

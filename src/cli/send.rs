@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{bail, Context};
 
 use mailnet::agent::compose::{address_list, bare_address, header_field, Draft};
-use mailnet::agent::submit::{submit, AuthMechanism, SubmitOptions, TlsChoice};
+use mailnet::agent::submit::{
+    relay_denied, submit, AuthMechanism, SubmitError, SubmitOptions, TlsChoice,
+};
 
 /// `mailnet send` arguments.
 #[derive(Debug, clap::Args)]
@@ -164,50 +166,163 @@ async fn send_one(draft: &Draft, args: &SendArgs) -> anyhow::Result<()> {
         None => draft.build(SystemTime::now())?,
     };
     let options = options(args, &draft.from)?;
-    let result = submit(
-        &message,
-        bare_address(&draft.from),
-        &draft.recipients(),
-        &options,
-    )
-    .await;
-    match result {
+    let recipients = draft.recipients();
+    let result = submit(&message, bare_address(&draft.from), &recipients, &options).await;
+    // Without --server and without a login, a submission server that will
+    // not relay for this machine (another machine of a class network) is
+    // not the end: the recipients' own mail exchangers take mail for their
+    // users from anyone, as swaks does it without --server.
+    let direct = args.server.is_none() && options.auth.is_none();
+    let (done, mut refused) = match result {
         Ok(done) => {
-            if args.transcript {
-                for line in &done.transcript {
-                    println!("{line}");
-                }
-            }
-            let sent: Vec<String> = draft
-                .recipients()
-                .into_iter()
-                .filter(|r| !done.refused.iter().any(|(refused, _)| refused == r))
-                .collect();
-            println!(
-                "sent to {} via {}: {}",
-                sent.join(", "),
-                done.server,
-                done.reply
-            );
-            if !done.refused.is_empty() {
-                let refused: Vec<String> = done
-                    .refused
-                    .iter()
-                    .map(|(r, why)| format!("<{r}>: {why}"))
-                    .collect();
-                bail!(
-                    "some recipients were refused (the others got the message): {}",
-                    refused.join("; ")
-                );
-            }
-            Ok(())
+            let refused = done.refused.clone();
+            (Some(done), refused)
         }
-        Err(e) => Err(super::agent_error(
-            e.into(),
-            args.dns,
-            args.server.is_some(),
-        )),
+        Err(SubmitError::RecipientsRefused { server, refused })
+            if direct && refused.iter().any(|(_, why)| relay_denied(why)) =>
+        {
+            let _ = server;
+            (None, refused)
+        }
+        Err(e) => {
+            return Err(super::agent_error(
+                e.into(),
+                args.dns,
+                args.server.is_some(),
+            ))
+        }
+    };
+    if let Some(done) = &done {
+        if args.transcript {
+            for line in &done.transcript {
+                println!("{line}");
+            }
+        }
+        let sent: Vec<String> = recipients
+            .iter()
+            .filter(|r| !done.refused.iter().any(|(refused, _)| refused == *r))
+            .cloned()
+            .collect();
+        println!(
+            "sent to {} via {}: {}",
+            sent.join(", "),
+            done.server,
+            done.reply
+        );
     }
+    if direct && refused.iter().any(|(_, why)| relay_denied(why)) {
+        let (denied, kept): (Vec<_>, Vec<_>) =
+            refused.into_iter().partition(|(_, why)| relay_denied(why));
+        refused = kept;
+        let denied: Vec<String> = denied.into_iter().map(|(r, _)| r).collect();
+        refused.extend(deliver_directly(&message, &draft.from, &denied, &options, args).await);
+    }
+    if !refused.is_empty() {
+        let refused: Vec<String> = refused
+            .iter()
+            .map(|(r, why)| format!("<{r}>: {why}"))
+            .collect();
+        if done.is_none() && refused.len() == recipients.len() {
+            bail!("every recipient was refused: {}", refused.join("; "));
+        }
+        bail!(
+            "some recipients were refused (the others got the message): {}",
+            refused.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// Delivers to each recipient domain's mail exchanger (MX, then
+/// `SRV _smtp._tcp.<mx>` for its port) what the submission server would not
+/// relay; the recipients still refused, with why.
+async fn deliver_directly(
+    message: &[u8],
+    from: &str,
+    recipients: &[String],
+    options: &SubmitOptions,
+    args: &SendArgs,
+) -> Vec<(String, mailnet::smtp::client::Response)> {
+    let resolver = mailnet::resolve::MailResolver::from_dns_quick(args.dns);
+    let mut by_domain: Vec<(String, Vec<String>)> = Vec::new();
+    for rcpt in recipients {
+        let domain = mailnet::smtp::address::domain_of(rcpt).unwrap_or_default();
+        match by_domain
+            .iter_mut()
+            .find(|(d, _)| d.eq_ignore_ascii_case(&domain))
+        {
+            Some((_, list)) => list.push(rcpt.clone()),
+            None => by_domain.push((domain, vec![rcpt.clone()])),
+        }
+    }
+    let mut still_refused = Vec::new();
+    for (domain, list) in by_domain {
+        let unreachable = |why: String| mailnet::smtp::client::Response {
+            code: 451,
+            status: Some([4, 4, 4]),
+            lines: vec![why],
+        };
+        let targets = match resolver.relay_targets(&domain).await {
+            Ok(targets) if !targets.is_empty() => targets,
+            Ok(_) => {
+                still_refused.extend(list.iter().map(|r| {
+                    (
+                        r.clone(),
+                        unreachable(format!("{domain} has no mail exchanger")),
+                    )
+                }));
+                continue;
+            }
+            Err(e) => {
+                still_refused.extend(
+                    list.iter()
+                        .map(|r| (r.clone(), unreachable(format!("{domain}: {e}")))),
+                );
+                continue;
+            }
+        };
+        let mut last = None;
+        for (mx, addr) in targets {
+            let mut direct = options.clone();
+            direct.server = Some(addr.to_string());
+            match submit(message, bare_address(from), &list, &direct).await {
+                Ok(done) => {
+                    println!(
+                        "note: the submission server of {} relays only for its own machines or after a login (--password); {domain}'s mail exchanger {mx} took the mail directly",
+                        mailnet::smtp::address::domain_of(bare_address(from)).unwrap_or_default()
+                    );
+                    let sent: Vec<&String> = list
+                        .iter()
+                        .filter(|r| !done.refused.iter().any(|(x, _)| x == *r))
+                        .collect();
+                    if !sent.is_empty() {
+                        println!(
+                            "sent to {} via {}: {}",
+                            sent.iter()
+                                .map(|s| s.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            done.server,
+                            done.reply
+                        );
+                    }
+                    still_refused.extend(done.refused);
+                    last = None;
+                    break;
+                }
+                Err(SubmitError::RecipientsRefused { refused, .. }) => {
+                    still_refused.extend(refused);
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        if let Some(why) = last {
+            still_refused.extend(list.iter().map(|r| (r.clone(), unreachable(why.clone()))));
+        }
+    }
+    still_refused
 }
 
 /// The `--header` fields.

@@ -162,12 +162,30 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // Joining a hub: read the key first (a bad file is reported before
+    // anything binds), then serve where the hub's machines can reach us.
+    let key = match &args.key {
+        Some(path) => Some(fake_dns::hub::TsigKey::load(path)?),
+        None => None,
+    };
+    let (mut bind, mut advertise) = (args.bind, args.advertise);
+    if let Some(hub) = args.join {
+        let toward = mailnet::join::address_toward(hub)
+            .with_context(|| format!("hub {hub}: no route to it from this machine"))?;
+        advertise = advertise
+            .or(bind.filter(|ip| !ip.is_unspecified()))
+            .or(Some(toward));
+        if bind.is_none() && network.bind.is_loopback() && !toward.is_loopback() {
+            // Loopback would hide the servers from every other machine.
+            bind = Some(toward);
+        }
+    }
     let options = UpOptions {
         only: args.only.clone(),
         skip: args.skip.clone(),
-        dns: args.dns,
-        bind: args.bind,
-        advertise: args.advertise,
+        dns: args.dns.or(args.join),
+        bind,
+        advertise,
         data_dir: args.data_dir.clone(),
         live_transcripts: args.transcripts,
         fsync: args.fsync,
@@ -176,12 +194,45 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every listener bound and serving");
+    let joined = match (args.join, &key) {
+        (Some(hub), Some(key)) => {
+            let advertised = running
+                .network
+                .advertise
+                .unwrap_or_else(|| running.network.advertised_bind());
+            let owner = mailnet::join::owner_name(advertised);
+            match mailnet::join::Joined::join(&running, hub, key, &owner, args.force).await {
+                Ok(joined) => Some(joined),
+                Err(error) => {
+                    running.stop().await;
+                    return Err(error.into());
+                }
+            }
+        }
+        _ => None,
+    };
     print!("{}", table(&running));
+    if let Some(joined) = &joined {
+        println!(
+            "joined hub {}: {} registered ({} records); look-ups go through the hub",
+            joined.hub(),
+            joined.zones().join(", "),
+            joined.record_count()
+        );
+    }
     println!("ready; Ctrl-C stops");
     use std::io::Write;
     let _ = std::io::stdout().flush();
     stop.await;
     eprintln!("mailnet: stopping");
+    if let Some(joined) = &joined {
+        // Before the servers stop: a peer that looks us up meanwhile finds
+        // nothing rather than a server that is going away.
+        match joined.leave().await {
+            Ok(()) => eprintln!("mailnet: records removed from hub {}", joined.hub()),
+            Err(error) => eprintln!("mailnet: warning: {error}"),
+        }
+    }
     running.stop().await;
     Ok(())
 }

@@ -218,7 +218,7 @@ impl Network {
 
     /// The bind address as clients reach it: an unspecified bind (`0.0.0.0`) is
     /// published as loopback, since it is not an address anyone can connect to.
-    fn advertised_bind(&self) -> IpAddr {
+    pub fn advertised_bind(&self) -> IpAddr {
         match self.bind {
             IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
