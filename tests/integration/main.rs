@@ -6,6 +6,7 @@ mod cli;
 mod dns;
 mod grader;
 mod hostile;
+mod hub;
 mod interop;
 mod layout;
 mod login;
