@@ -325,3 +325,48 @@ async fn nsupdate_with_the_key_file() {
     assert!(matches!(&a[0].data, RData::A(a) if a.0 == Ipv4Addr::new(192, 0, 2, 50)));
     hub.stop.cancel();
 }
+
+/// An update signed 20 minutes ago (a laptop with a wrong clock): NOTAUTH
+/// with BADTIME, and nothing applied.
+#[tokio::test]
+async fn a_signature_from_a_wrong_clock_is_badtime() {
+    use fake_dns::proto::op::{Message, MessageType, OpCode, Query};
+    use fake_dns::proto::rr::rdata::tsig::TsigError;
+    use fake_dns::proto::rr::{RData as R, Record};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let hub = start(None).await;
+    let mut message = Message::new(7, MessageType::Query, OpCode::Update);
+    message.add_query(Query::query(name("carol.test."), RecordType::SOA));
+    message.add_authorities([Record::from_rdata(
+        name("mx.carol.test."),
+        60,
+        R::A(fake_dns::proto::rr::rdata::A(Ipv4Addr::new(192, 0, 2, 50))),
+    )]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    message
+        .finalize(&hub.key.signer().unwrap(), now - 1200)
+        .unwrap();
+    let wire = message.to_vec().unwrap();
+    let mut stream = tokio::net::TcpStream::connect(hub.addr).await.unwrap();
+    stream
+        .write_all(&(wire.len() as u16).to_be_bytes())
+        .await
+        .unwrap();
+    stream.write_all(&wire).await.unwrap();
+    let mut length = [0u8; 2];
+    stream.read_exact(&mut length).await.unwrap();
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+    stream.read_exact(&mut answer).await.unwrap();
+    let answer = Message::from_vec(&answer).unwrap();
+    assert_eq!(answer.response_code, ResponseCode::NotAuth);
+    assert_eq!(
+        answer.signature().unwrap().data.error,
+        Some(TsigError::BadTime)
+    );
+    assert!(hub.hub.zones().is_empty());
+    hub.stop.cancel();
+}

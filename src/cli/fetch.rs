@@ -24,8 +24,9 @@ pub struct FetchArgs {
     /// The POP3 server, HOST:PORT, instead of the DNS look-up.
     #[arg(long, value_name = "HOST:PORT")]
     pub server: Option<String>,
-    /// The DNS to find servers with.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300")]
+    /// The DNS to find servers with, IP[:PORT] (port 53 when only an IP is
+    /// given): the network's fake DNS, or a class hub.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300", value_parser = mailnet::join::parse_hub)]
     pub dns: SocketAddr,
     /// List the messages (number, size, id, subject); what fetch does without other options.
     #[arg(long)]

@@ -54,8 +54,9 @@ pub struct SendArgs {
     /// The submission server, HOST:PORT; else found by `SRV _submission._tcp.<sender domain>`.
     #[arg(long, value_name = "HOST:PORT")]
     pub server: Option<String>,
-    /// The DNS to find servers with.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300")]
+    /// The DNS to find servers with, IP[:PORT] (port 53 when only an IP is
+    /// given): the network's fake DNS, or a class hub.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:5300", value_parser = mailnet::join::parse_hub)]
     pub dns: SocketAddr,
     /// Log in as this user (default: the sender) when a password is given.
     #[arg(long)]
