@@ -214,10 +214,10 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     print!("{}", table(&running));
     if let Some(joined) = &joined {
         println!(
-            "joined hub {}: {} registered ({} records); look-ups go through the hub",
-            joined.hub(),
+            "joined hub {hub}: {} registered ({} records); look-ups go through the hub (agents too: mailnet send/fetch --dns {hub})",
             joined.zones().join(", "),
-            joined.record_count()
+            joined.record_count(),
+            hub = joined.hub(),
         );
     }
     println!("ready; Ctrl-C stops");
