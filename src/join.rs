@@ -106,9 +106,13 @@ impl Joined {
             .collect()
     }
 
-    /// How many records were registered.
+    /// How many records were registered, each zone's owner record included.
     pub fn record_count(&self) -> usize {
-        self.registration.zones.iter().map(|(_, r)| r.len()).sum()
+        self.registration
+            .zones
+            .iter()
+            .map(|(_, records)| records.len() + 1)
+            .sum()
     }
 
     /// The hub.

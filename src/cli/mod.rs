@@ -51,7 +51,17 @@ pub fn agent_error(error: anyhow::Error, dns: SocketAddr, had_server: bool) -> a
             .downcast_ref::<mailnet::resolve::ResolveError>()
             .is_some_and(mailnet::resolve::ResolveError::is_temporary)
     });
-    if refused {
+    // Each machine's mailnet has a CA of its own: a server on another
+    // machine (a class hub's peers) shows a certificate this one cannot check.
+    let untrusted = error
+        .chain()
+        .any(|cause| cause.to_string().contains("invalid peer certificate"));
+    if untrusted {
+        anyhow::anyhow!(
+            "{}; the server's certificate is not from this machine's network CA (`mailnet ca --path`): a server on another machine? Use --tls off, or trust that machine's CA (its `mailnet ca --path` file, with `mailnet ca --install` there or your system's trust store here)",
+            one_line(&error)
+        )
+    } else if refused {
         anyhow::anyhow!("{}; is `mailnet up` running?", one_line(&error))
     } else if dns_silent && !had_server {
         anyhow::anyhow!(

@@ -523,6 +523,7 @@ fn hub_peer_mailing_across_namespaces() {
         "ok: e: none of them bounced to b1",
         "ok: f: nsupdate without a key is REFUSED",
         "ok: f: dig then shows carol.test MX 10 mx.carol.test.",
+        "ok: g: with another machine's certificate, send says why in one line and how to go on",
         "ok: g: mailnet fetch --dns 192.0.2.1:53 from 192.0.2.4 lists it",
         "ok: h: alice.test MX still answers",
         "ok: i: up --join 192.0.2.99:53 exits 1",

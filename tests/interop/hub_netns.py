@@ -430,6 +430,12 @@ def checks(lab):
     # alice's or bob's servers cannot be verified from here (the default
     # `--tls auto` fails with "invalid peer certificate").
     sent = f"sent from the client {tag}"
+    out = lab.run("client", lab.binary, "send", "--from", "b1@bob.test", "--to", "a1@alice.test", "--subject", "unverified", "--body", "B", "--dns", f"{HUB}:53")
+    check(
+        out.returncode == 1 and "not from this machine's network CA" in out.stderr and "--tls off" in out.stderr and len(out.stderr.strip().splitlines()) == 1,
+        "g: with another machine's certificate, send says why in one line and how to go on",
+        f"exit {out.returncode}: {out.stdout}{out.stderr}",
+    )
     out = lab.run("client", lab.binary, "send", "--from", "b1@bob.test", "--to", "a1@alice.test", "--subject", sent, "--body", "B", "--dns", f"{HUB}:53", "--tls", "off")
     check(out.returncode == 0, "g: mailnet send --dns 192.0.2.1:53 from 192.0.2.4 exits 0", f"exit {out.returncode}: {out.stdout}{out.stderr}")
     wait_for("the client's message at alice", 10, lambda: with_subject(a1_mail(), sent))
