@@ -56,19 +56,23 @@ impl RequestHandler for Handler {
         }
         let zone = self.zone.current();
         answer_query(request, response_handle, |name, rtype| {
-            let (answers, authority, rcode) = match zone.lookup(name, rtype) {
-                Answer::Records(records) => (records, Vec::new(), ResponseCode::NoError),
-                Answer::NoData(soa) => (Vec::new(), vec![soa], ResponseCode::NoError),
-                Answer::NxDomain(soa) => (Vec::new(), vec![soa], ResponseCode::NXDomain),
-                Answer::Refused => (Vec::new(), Vec::new(), ResponseCode::Refused),
-            };
-            (
-                answers.into_iter().cloned().collect(),
-                authority.into_iter().cloned().collect(),
-                rcode,
-            )
+            sections(zone.lookup(name, rtype))
         })
         .await
+    }
+}
+
+/// An answer as the sections of a response: answers, authority, code.
+pub(crate) fn sections(answer: Answer<'_>) -> (Vec<Record>, Vec<Record>, ResponseCode) {
+    match answer {
+        Answer::Records(records) => (
+            records.into_iter().cloned().collect(),
+            Vec::new(),
+            ResponseCode::NoError,
+        ),
+        Answer::NoData(soa) => (Vec::new(), vec![soa.clone()], ResponseCode::NoError),
+        Answer::NxDomain(soa) => (Vec::new(), vec![soa.clone()], ResponseCode::NXDomain),
+        Answer::Refused => (Vec::new(), Vec::new(), ResponseCode::Refused),
     }
 }
 

@@ -150,6 +150,17 @@ fn join(file: &Path, hub: SocketAddr, key: &Path, extra: &[&str]) -> Proc {
     Proc::start(&args)
 }
 
+/// `up FILE --join HUB --key KEY EXTRA…` run to its end.
+fn join_output(file: &Path, hub: &str, key: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["up", file.to_str().unwrap(), "--join", hub])
+        .args(["--key", key.to_str().unwrap()])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -287,17 +298,12 @@ fn a_name_another_machine_holds_is_refused_unless_forced() {
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
     let file2 = net_file(&other, "alice.test", "a1@alice.test");
-    let out = Command::new(BIN)
-        .args([
-            "up",
-            file2.to_str().unwrap(),
-            "--join",
-            &hub_addr.to_string(),
-        ])
-        .args(["--key", key.to_str().unwrap(), "--advertise", "127.0.0.9"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = join_output(
+        &file2,
+        &hub_addr.to_string(),
+        &key,
+        &["--advertise", "127.0.0.9"],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     crate::support::assert_one_line_error(
@@ -336,18 +342,7 @@ fn hub_trouble_is_one_line_within_seconds() {
     let nobody = closed.local_addr().unwrap().to_string();
     drop(closed);
     let started = Instant::now();
-    let out = Command::new(BIN)
-        .args([
-            "up",
-            file.to_str().unwrap(),
-            "--join",
-            &nobody,
-            "--key",
-            key.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = join_output(&file, &nobody, &key, &[]);
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(1));
     crate::support::assert_one_line_error(
@@ -361,18 +356,7 @@ fn hub_trouble_is_one_line_within_seconds() {
         "key \"class\" {\n\talgorithm hmac-md5;\n\tsecret \"AAAA\";\n};\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "up",
-            file.to_str().unwrap(),
-            "--join",
-            &nobody,
-            "--key",
-            key.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = join_output(&file, &nobody, &key, &[]);
     crate::support::assert_one_line_error(
         &out,
         &["class.key:2:12: algorithm `hmac-md5` is not supported"],

@@ -1,10 +1,15 @@
 //! TSIG keys in the BIND/nsupdate key-file format:
 //! `key "<name>" { algorithm hmac-sha256; secret "<base64>"; };`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hickory_proto::rr::rdata::tsig::TsigAlgorithm;
 use hickory_proto::rr::{Name, TSigner};
+
+use super::FileError;
+
+/// A key file that cannot be used.
+pub type KeyError = FileError;
 
 /// How far apart the signer's and the hub's clocks may be (RFC 8945 §5.2.3
 /// recommends 300 s).
@@ -24,32 +29,6 @@ impl std::fmt::Debug for TsigKey {
         // The secret never reaches a log.
         f.debug_struct("TsigKey").field("name", &self.name).finish()
     }
-}
-
-/// A key file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The text is not a key file; `file:line:column: what is wrong`.
-    #[error("{path}:{line}:{column}: {what}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        what: String,
-    },
 }
 
 impl TsigKey {
@@ -275,7 +254,8 @@ fn tokens(text: &str) -> Result<Vec<(usize, String)>, (usize, String)> {
     Ok(out)
 }
 
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
+/// The 1-based line and column of a byte offset.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;

@@ -14,4 +14,32 @@ pub mod update;
 pub mod zonefile;
 
 pub use key::{KeyError, TsigKey};
+
+use std::path::PathBuf;
+
+/// A hub file (key file, zone file) that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The text is wrong: `file:line:column: what is wrong`.
+    #[error("{path}:{line}:{column}: {what}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        what: String,
+    },
+}
 pub use update::{Change, Registry};

@@ -21,8 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::key::TsigKey;
 use super::update::{Change, Registry};
 use super::zonefile;
-use crate::server::{answer_query, refuse, sent, DnsServerError};
-use crate::zone::Answer;
+use crate::server::{answer_query, refuse, sections, sent, DnsServerError};
 
 /// Most records one update may carry, and most zones a hub holds: a key
 /// holder's mistake (or a script in a loop) cannot fill the hub's memory.
@@ -248,21 +247,7 @@ impl RequestHandler for Handler {
             OpCode::Update => self.0.update(request, response_handle).await,
             OpCode::Query => {
                 answer_query(request, response_handle, |name, rtype| {
-                    let registry = self.0.read();
-                    match registry.zone.lookup(name, rtype) {
-                        Answer::Records(records) => (
-                            records.into_iter().cloned().collect(),
-                            Vec::new(),
-                            ResponseCode::NoError,
-                        ),
-                        Answer::NoData(soa) => {
-                            (Vec::new(), vec![soa.clone()], ResponseCode::NoError)
-                        }
-                        Answer::NxDomain(soa) => {
-                            (Vec::new(), vec![soa.clone()], ResponseCode::NXDomain)
-                        }
-                        Answer::Refused => (Vec::new(), Vec::new(), ResponseCode::Refused),
-                    }
+                    sections(self.0.read().zone.lookup(name, rtype))
                 })
                 .await
             }

@@ -3,38 +3,16 @@
 //! with its absolute name, TTL and class.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hickory_proto::rr::{LowerName, Name};
 use hickory_proto::serialize::txt::Parser;
 
 use super::update::Registry;
+use super::FileError;
 
 /// A zone file that cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum ZoneFileError {
-    /// Reading or writing failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A line is not a record of the zone it is in.
-    #[error("{path}:{line}:{column}: {what}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        what: String,
-    },
-}
+pub type ZoneFileError = FileError;
 
 /// The registry as master-file text.
 pub fn render(registry: &Registry) -> String {
