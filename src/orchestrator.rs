@@ -25,7 +25,8 @@ pub struct UpOptions {
     /// Postfix): not run here, but published in the DNS at the addresses and
     /// ports the network gives, so the servers run here relay to them.
     pub skip: Vec<String>,
-    /// Resolve through this DNS instead of the network's own zone.
+    /// Resolve through this DNS instead of the network's own zone; the
+    /// network's fake DNS, when it runs, forwards names outside its zones there.
     pub dns: Option<SocketAddr>,
     /// Bind address for every listener, overriding the file's.
     pub bind: Option<IpAddr>,
@@ -316,9 +317,11 @@ impl RunningNetwork {
                 udp.local_addr()
                     .map_err(|e| bind_error("fake DNS".into(), network.dns, e))?,
             );
-            let (zone, token) = (zone.clone(), shutdown.clone());
+            let (zone, token, upstream) = (zone.clone(), shutdown.clone(), options.dns);
             tracker.spawn(async move {
-                if let Err(error) = fake_dns::serve(zone, udp, tcp, token).await {
+                if let Err(error) =
+                    fake_dns::serve_forwarding(zone, upstream, udp, tcp, token).await
+                {
                     tracing::error!(%error, "fake DNS stopped");
                 }
             });

@@ -18,7 +18,7 @@ pub mod server;
 pub mod zone;
 
 pub use facts::{HostFacts, NetworkFacts};
-pub use server::{serve, DnsServerError, ZoneHandle};
+pub use server::{serve, serve_forwarding, DnsServerError, ZoneHandle};
 pub use zone::{Answer, Zone};
 
 /// Re-exported so callers can name record types and data without their own hickory pin.

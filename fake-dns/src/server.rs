@@ -1,5 +1,6 @@
 //! The thin network layer: hickory-server answering UDP and TCP from a [`ZoneHandle`].
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,34 @@ pub enum DnsServerError {
 
 struct Handler {
     zone: ZoneHandle,
+    /// Where names outside every zone are asked (a class hub), if anywhere.
+    upstream: Option<SocketAddr>,
+}
+
+/// How long a forwarded question may take upstream.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks `upstream` over TCP (no truncation to handle) the question as the
+/// client sent it; its answer when one came in time.
+async fn forward(upstream: SocketAddr, query: &[u8]) -> Option<Message> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let id = u16::from_be_bytes([*query.first()?, *query.get(1)?]);
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(upstream).await.ok()?;
+        let mut framed = Vec::with_capacity(query.len() + 2);
+        framed.extend_from_slice(&u16::try_from(query.len()).ok()?.to_be_bytes());
+        framed.extend_from_slice(query);
+        stream.write_all(&framed).await.ok()?;
+        let mut length = [0u8; 2];
+        stream.read_exact(&mut length).await.ok()?;
+        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        stream.read_exact(&mut answer).await.ok()?;
+        Message::from_vec(&answer).ok()
+    };
+    let answer = tokio::time::timeout(FORWARD_TIMEOUT, exchange)
+        .await
+        .ok()??;
+    (answer.id == id).then_some(answer)
 }
 
 #[async_trait::async_trait]
@@ -55,7 +84,26 @@ impl RequestHandler for Handler {
             return refuse(request, ResponseCode::NotImp, response_handle).await;
         }
         let zone = self.zone.current();
-        answer_query(request, response_handle, |name, rtype| {
+        if let (Some(upstream), [query]) = (self.upstream, request.queries.queries()) {
+            let outside = zone.lookup(query.name(), query.query_type()) == Answer::Refused
+                && !matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
+            if outside {
+                // Not ours: the DNS this network resolves through answers.
+                let Some(answer) = forward(upstream, request.as_slice()).await else {
+                    tracing::debug!(%upstream, "no answer to a forwarded question");
+                    return refuse(request, ResponseCode::ServFail, response_handle).await;
+                };
+                return answer_query(request, response_handle, false, |_, _| {
+                    (
+                        answer.answers.clone(),
+                        answer.authorities.clone(),
+                        answer.response_code,
+                    )
+                })
+                .await;
+            }
+        }
+        answer_query(request, response_handle, true, |name, rtype| {
             sections(zone.lookup(name, rtype))
         })
         .await
@@ -115,10 +163,12 @@ pub(crate) fn sent(
 }
 
 /// Answers a standard query the way an authoritative server does, from
-/// `lookup` (answers, authority, response code).
+/// `lookup` (answers, authority, response code); `authoritative` is false
+/// for answers relayed from elsewhere.
 pub(crate) async fn answer_query<R: ResponseHandler>(
     request: &Request,
     mut response_handle: R,
+    authoritative: bool,
     lookup: impl FnOnce(&LowerName, RecordType) -> (Vec<Record>, Vec<Record>, ResponseCode),
 ) -> ResponseInfo {
     let builder = MessageResponseBuilder::new(&request.queries, request.edns.as_ref());
@@ -150,7 +200,7 @@ pub(crate) async fn answer_query<R: ResponseHandler>(
     } else {
         let query = &queries[0];
         let (answers, authority, rcode) = lookup(query.name(), query.query_type());
-        meta.authoritative = rcode != ResponseCode::Refused;
+        meta.authoritative = authoritative && rcode != ResponseCode::Refused;
         meta.response_code = rcode;
         if udp && !fits_udp(request, &answers, &authority) {
             // RFC 2181 §9: rather than cut a record set (hickory's
@@ -205,7 +255,20 @@ pub async fn serve(
     tcp: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), DnsServerError> {
-    let mut server = Server::new(Handler { zone });
+    serve_forwarding(zone, None, udp, tcp, shutdown).await
+}
+
+/// Like [`serve`], and questions about names outside every zone are asked
+/// of `upstream` (a class hub a network joined), so the machine's agents
+/// find other machines' domains through the same local DNS.
+pub async fn serve_forwarding(
+    zone: ZoneHandle,
+    upstream: Option<SocketAddr>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), DnsServerError> {
+    let mut server = Server::new(Handler { zone, upstream });
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 64);
     shutdown.cancelled().await;

@@ -370,3 +370,57 @@ async fn a_signature_from_a_wrong_clock_is_badtime() {
     assert!(hub.hub.zones().is_empty());
     hub.stop.cancel();
 }
+
+/// A network's own DNS forwards what is outside its zones to the hub it
+/// joined, and says SERVFAIL (not REFUSED, not silence) when the hub is gone.
+#[tokio::test]
+async fn a_local_dns_forwards_other_names_to_the_hub() {
+    let hub = start(None).await;
+    let client = HubClient::new(hub.addr, &hub.key, WAIT).unwrap();
+    Registration::from_facts(&facts("bob.test", [192, 0, 2, 3], 3525), "b")
+        .unwrap()
+        .register(&client, false)
+        .await
+        .unwrap();
+    let own = fake_dns::Zone::build(&facts("alice.test", [127, 0, 0, 1], 2525)).unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let udp = UdpSocket::bind(local).await.unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(fake_dns::serve_forwarding(
+        fake_dns::ZoneHandle::new(own),
+        Some(hub.addr),
+        udp,
+        tcp,
+        stop.clone(),
+    ));
+    let via_local = HubClient::new(local, &hub.key, WAIT).unwrap();
+    let (rcode, mx) = via_local
+        .query(&name("bob.test."), RecordType::MX)
+        .await
+        .unwrap();
+    assert_eq!((rcode, mx.len()), (ResponseCode::NoError, 1));
+    let (rcode, mx) = via_local
+        .query(&name("alice.test."), RecordType::MX)
+        .await
+        .unwrap();
+    assert_eq!((rcode, mx.len()), (ResponseCode::NoError, 1));
+    hub.stop.cancel();
+    // The hub's listener closes with its server.
+    let end = std::time::Instant::now() + WAIT;
+    loop {
+        let (rcode, _) = via_local
+            .query(&name("bob.test."), RecordType::MX)
+            .await
+            .unwrap();
+        if rcode == ResponseCode::ServFail {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "still {rcode} with the hub gone"
+        );
+        tokio::task::yield_now().await;
+    }
+    stop.cancel();
+}

@@ -214,7 +214,7 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     print!("{}", table(&running));
     if let Some(joined) = &joined {
         println!(
-            "joined hub {hub}: {} registered ({} records); look-ups go through the hub (agents too: mailnet send/fetch --dns {hub})",
+            "joined hub {hub}: {} registered ({} records); relays look up through the hub, and the fake DNS here asks it about other domains (from other machines: mailnet send/fetch --dns {hub})",
             joined.zones().join(", "),
             joined.record_count(),
             hub = joined.hub(),

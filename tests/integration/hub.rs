@@ -217,6 +217,18 @@ fn a_class_on_one_machine_registers_mails_across_and_leaves() {
         bob.text()
     );
 
+    // Alice's own fake DNS answers for her zone and asks the hub the rest,
+    // so agents on her machine find bob with the default --dns too.
+    let line = alice.wait_for("her DNS", |l| l.contains("fake DNS on"));
+    let alice_dns = line
+        .split_whitespace()
+        .find_map(|w| w.trim_end_matches(';').parse::<SocketAddr>().ok())
+        .expect("alice's DNS address");
+    let through_alice = runtime()
+        .block_on(MailResolver::from_dns(alice_dns).relay_targets("bob.test"))
+        .unwrap();
+    assert_eq!(through_alice, targets);
+
     let hub_arg = hub_addr.to_string();
     let sent = Command::new(BIN)
         .args([

@@ -246,7 +246,7 @@ impl RequestHandler for Handler {
         match request.metadata.op_code {
             OpCode::Update => self.0.update(request, response_handle).await,
             OpCode::Query => {
-                answer_query(request, response_handle, |name, rtype| {
+                answer_query(request, response_handle, true, |name, rtype| {
                     sections(self.0.read().zone.lookup(name, rtype))
                 })
                 .await
