@@ -317,7 +317,12 @@ impl RunningNetwork {
                 udp.local_addr()
                     .map_err(|e| bind_error("fake DNS".into(), network.dns, e))?,
             );
-            let (zone, token, upstream) = (zone.clone(), shutdown.clone(), options.dns);
+            // Never forward to ourselves: each question would loop until
+            // its deadline.
+            let upstream = options
+                .dns
+                .filter(|up| dns.is_none_or(|own| reachable(own) != reachable(*up)));
+            let (zone, token) = (zone.clone(), shutdown.clone());
             tracker.spawn(async move {
                 if let Err(error) =
                     fake_dns::serve_forwarding(zone, upstream, udp, tcp, token).await

@@ -55,11 +55,14 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 async fn forward(upstream: SocketAddr, query: &[u8]) -> Option<Message> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let id = u16::from_be_bytes([*query.first()?, *query.get(1)?]);
+    let mut query = query.to_vec();
+    // Clear RD (the lowest bit of the third octet).
+    *query.get_mut(2)? &= !0x01;
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(upstream).await.ok()?;
         let mut framed = Vec::with_capacity(query.len() + 2);
         framed.extend_from_slice(&u16::try_from(query.len()).ok()?.to_be_bytes());
-        framed.extend_from_slice(query);
+        framed.extend_from_slice(&query);
         stream.write_all(&framed).await.ok()?;
         let mut length = [0u8; 2];
         stream.read_exact(&mut length).await.ok()?;
@@ -84,7 +87,13 @@ impl RequestHandler for Handler {
             return refuse(request, ResponseCode::NotImp, response_handle).await;
         }
         let zone = self.zone.current();
-        if let (Some(upstream), [query]) = (self.upstream, request.queries.queries()) {
+        // Only a question that asks for recursion is forwarded, and it goes
+        // on without asking: two forwarding servers pointed at each other
+        // answer REFUSED instead of passing a question round forever.
+        let recursive = request.metadata.recursion_desired;
+        if let (Some(upstream), [query], true) =
+            (self.upstream, request.queries.queries(), recursive)
+        {
             let outside = zone.lookup(query.name(), query.query_type()) == Answer::Refused
                 && !matches!(query.query_type(), RecordType::AXFR | RecordType::IXFR);
             if outside {

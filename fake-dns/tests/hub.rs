@@ -424,3 +424,52 @@ async fn a_local_dns_forwards_other_names_to_the_hub() {
     }
     stop.cancel();
 }
+
+/// Two forwarding servers pointed at each other: a question is forwarded
+/// once (without asking for recursion) and answered REFUSED, not passed
+/// round until it times out.
+#[tokio::test]
+async fn forwarding_servers_pointed_at_each_other_do_not_loop() {
+    let bind = || async {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let udp = UdpSocket::bind(tcp.local_addr().unwrap()).await.unwrap();
+        (tcp, udp)
+    };
+    let ((tcp_a, udp_a), (tcp_b, udp_b)) = (bind().await, bind().await);
+    let (a, b) = (tcp_a.local_addr().unwrap(), tcp_b.local_addr().unwrap());
+    let stop = CancellationToken::new();
+    let zone = |domain, smtp| {
+        fake_dns::ZoneHandle::new(
+            fake_dns::Zone::build(&facts(domain, [127, 0, 0, 1], smtp)).unwrap(),
+        )
+    };
+    tokio::spawn(fake_dns::serve_forwarding(
+        zone("a.test", 1000),
+        Some(b),
+        udp_a,
+        tcp_a,
+        stop.clone(),
+    ));
+    tokio::spawn(fake_dns::serve_forwarding(
+        zone("b.test", 2000),
+        Some(a),
+        udp_b,
+        tcp_b,
+        stop.clone(),
+    ));
+    let client = HubClient::new(a, &TsigKey::generate("k"), WAIT).unwrap();
+    let started = std::time::Instant::now();
+    let (rcode, _) = client
+        .query(&name("nowhere.test."), RecordType::MX)
+        .await
+        .unwrap();
+    assert_eq!(rcode, ResponseCode::Refused);
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // And each still finds the other's domain.
+    let (rcode, mx) = client
+        .query(&name("b.test."), RecordType::MX)
+        .await
+        .unwrap();
+    assert_eq!((rcode, mx.len()), (ResponseCode::NoError, 1));
+    stop.cancel();
+}

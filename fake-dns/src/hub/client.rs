@@ -174,6 +174,8 @@ impl HubClient {
         rtype: RecordType,
     ) -> Result<(ResponseCode, Vec<Record>), HubError> {
         let mut message = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+        // As a stub resolver asks: a forwarding server passes it on.
+        message.metadata.recursion_desired = true;
         message.add_query(Query::query(name.clone(), rtype));
         let bad = |what: String| HubError::BadAnswer {
             hub: self.hub,
