@@ -43,6 +43,22 @@ pub fn rfc5322(time: SystemTime) -> String {
     )
 }
 
+/// `2026-11-23T08:24:17.123Z` (RFC 3339), for JSON.
+pub fn rfc3339(time: SystemTime) -> String {
+    let (days, secs) = split(time);
+    let (year, month, day) = civil_from_days(days);
+    let millis = time
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_millis())
+        .unwrap_or(0);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
 /// `08:24:17.123`, for transcripts.
 pub fn clock_time(time: SystemTime) -> String {
     let (_, secs) = split(time);

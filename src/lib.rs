@@ -30,7 +30,9 @@
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod capture;
 pub mod date;
+pub mod events;
 pub mod fdlimit;
 pub mod id;
 pub mod join;
@@ -49,6 +51,7 @@ pub mod store;
 pub mod text;
 pub mod tls;
 pub mod transcript;
+pub mod web;
 pub mod wire;
 
 /// An error and its causes on one line, `outer: cause: root cause`, for

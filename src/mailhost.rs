@@ -28,6 +28,24 @@ struct Inner {
     tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// What its relay trusts when the next server offers STARTTLS.
     tls_client: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    /// Where it tells what happens to mail and sessions.
+    events: crate::events::Events,
+    /// Where its sessions are recorded, when anyone looks (`up --web`, `--pcap`).
+    recorder: Option<crate::capture::Recorder>,
+    /// The relay's retry state per (queue id, destination domain), for the
+    /// web API's queue view; the relay worker keeps it current.
+    retries: std::sync::Mutex<std::collections::HashMap<(String, String), RetryState>>,
+}
+
+/// Where one destination domain's share of a queued message stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryState {
+    /// Attempts so far.
+    pub attempts: u32,
+    /// When the next one is due.
+    pub next: std::time::SystemTime,
+    /// Why the last one failed.
+    pub last_error: String,
 }
 
 impl MailHost {
@@ -58,6 +76,9 @@ impl MailHost {
                 fsync,
                 tls: None,
                 tls_client: None,
+                events: crate::events::Events::new(),
+                recorder: None,
+                retries: Default::default(),
             }),
         })
     }
@@ -77,6 +98,53 @@ impl MailHost {
             None => tracing::error!("TLS given to a server already running; it stays without"),
         }
         self
+    }
+
+    /// The same server telling `events` what happens, and recording its
+    /// sessions into `recorder` when given; call before the host is shared.
+    pub fn with_observers(
+        mut self,
+        events: crate::events::Events,
+        recorder: Option<crate::capture::Recorder>,
+    ) -> MailHost {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => {
+                inner.events = events;
+                inner.recorder = recorder;
+            }
+            None => tracing::error!("observers given to a server already running; ignored"),
+        }
+        self
+    }
+
+    /// Where it tells what happens.
+    pub fn events(&self) -> &crate::events::Events {
+        &self.inner.events
+    }
+
+    /// Records where a share of a queued message stands (`None`: it left the queue).
+    pub fn set_retry(&self, id: &str, domain: &str, state: Option<RetryState>) {
+        let mut retries = self.inner.retries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (id.to_string(), domain.to_string());
+        match state {
+            Some(state) => {
+                retries.insert(key, state);
+            }
+            None => {
+                retries.remove(&key);
+            }
+        }
+    }
+
+    /// Where the share of queued message `id` for `domain` stands, if it was tried.
+    pub fn retry(&self, id: &str, domain: &str) -> Option<RetryState> {
+        let retries = self.inner.retries.lock().unwrap_or_else(|e| e.into_inner());
+        retries.get(&(id.to_string(), domain.to_string())).cloned()
+    }
+
+    /// Where its sessions are recorded, if anywhere.
+    pub fn recorder(&self) -> Option<&crate::capture::Recorder> {
+        self.inner.recorder.as_ref()
     }
 
     /// What its relay trusts for STARTTLS, if TLS is on.

@@ -40,6 +40,8 @@ pub struct UpOptions {
     pub fsync: bool,
     /// Where the network CA lives; [`crate::tls::default_dir`] when `None`.
     pub ca_dir: Option<PathBuf>,
+    /// Record every session's bytes here (for `--web` and `--pcap`).
+    pub recorder: Option<crate::capture::Recorder>,
 }
 
 /// Why a network could not boot. Each is one line a user can act on.
@@ -118,6 +120,8 @@ pub struct RunningNetwork {
     pub resolver: MailResolver,
     /// The relays' clock; advance it to make retries and lifetimes pass.
     pub clock: crate::relay::RelayClock,
+    /// What happens to mail and sessions, as events.
+    pub events: crate::events::Events,
     /// Where mail lives.
     pub data_dir: PathBuf,
     /// The network CA's certificate, which clients trust for TLS (`None`
@@ -341,6 +345,7 @@ impl RunningNetwork {
         };
 
         let clock = crate::relay::RelayClock::default();
+        let events = crate::events::Events::new();
         let own = own_addresses(&network);
         let ca_dir = options
             .ca_dir
@@ -369,7 +374,8 @@ impl RunningNetwork {
             let dir = crate::network::server_dir(&data_dir, &config);
             let names = tls_names(&config, &network);
             let mut host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
-                .map_err(|e| UpError::DataDir(dir.clone(), e))?;
+                .map_err(|e| UpError::DataDir(dir.clone(), e))?
+                .with_observers(events.clone(), options.recorder.clone());
             if let Some(ca) = &ca {
                 match ca
                     .server_config(&names)
@@ -410,6 +416,7 @@ impl RunningNetwork {
             zone,
             resolver,
             clock,
+            events,
             data_dir,
             ca_cert: ca.as_ref().map(|ca| ca.cert_path()),
             shutdown,

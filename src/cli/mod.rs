@@ -197,6 +197,14 @@ pub struct UpArgs {
     /// Take over names another machine registered at the hub.
     #[arg(long, requires = "join")]
     pub force: bool,
+    /// Serve the dashboard and the REST API (`/api/v1`) at ADDR
+    /// (127.0.0.1:8025, Mailpit's port, when no ADDR is given).
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = mailnet::web::DEFAULT_ADDR)]
+    pub web: Option<SocketAddr>,
+    /// Write each session as a pcapng file into DIR when it closes
+    /// (decrypted when it used TLS), for Wireshark.
+    #[arg(long, value_name = "DIR")]
+    pub pcap: Option<PathBuf>,
 }
 
 /// `mailnet dns`.

@@ -190,7 +190,36 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         live_transcripts: args.transcripts,
         fsync: args.fsync,
         ca_dir: None,
+        recorder: None,
     };
+    let mut options = options;
+    // Bound before the network boots: a port in use stops nothing half-started.
+    let web = match args.web {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| web_bind_error(addr, e))?,
+        ),
+        None => None,
+    };
+    if web.is_some() || args.pcap.is_some() {
+        let recorder = mailnet::capture::Recorder::new();
+        if let Some(dir) = &args.pcap {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("--pcap {}: cannot create the folder", dir.display()))?;
+            let dir = dir.clone();
+            recorder.on_close(move |session| {
+                let path = dir.join(format!("{}.pcapng", session.id));
+                if let Err(error) =
+                    std::fs::write(&path, mailnet::capture::pcap::to_pcapng(&session.capture))
+                {
+                    tracing::warn!(path = %path.display(), %error, "cannot write a session's pcap");
+                }
+            });
+        }
+        options.recorder = Some(recorder);
+    }
+    let recorder = options.recorder.clone();
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every listener bound and serving");
@@ -211,6 +240,25 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let web_stop = CancellationToken::new();
+    let mut web_task = None;
+    if let (Some(listener), Some(recorder)) = (web, recorder) {
+        let addr = listener.local_addr()?;
+        let state = mailnet::web::WebState::of(&running, recorder);
+        let token = web_stop.clone();
+        web_task = Some(tokio::spawn(async move {
+            if let Err(error) = mailnet::web::serve(listener, state, token).await {
+                tracing::error!(%error, "the web server stopped");
+            }
+        }));
+        println!("web: http://{addr}/ (dashboard; API at http://{addr}/api/v1/)");
+    }
+    if let Some(dir) = &args.pcap {
+        println!(
+            "pcap: each session is written to {} as it closes",
+            dir.display()
+        );
+    }
     print!("{}", table(&running));
     if let Some(joined) = &joined {
         println!(
@@ -233,8 +281,22 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
             Err(error) => eprintln!("mailnet: warning: {error}"),
         }
     }
+    web_stop.cancel();
+    if let Some(task) = web_task {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), task).await;
+    }
     running.stop().await;
     Ok(())
+}
+
+/// A web port that cannot be bound, in one line.
+fn web_bind_error(addr: std::net::SocketAddr, error: std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "web: {addr} is already in use (another mailnet, Mailpit, or another program holds it); give --web ADDR"
+        ),
+        _ => anyhow::anyhow!("web: cannot listen on {addr}: {error}"),
+    }
 }
 
 /// Runs `mailnet dns` until a stop signal.

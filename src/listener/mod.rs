@@ -8,7 +8,7 @@ mod accept;
 mod session;
 
 pub use accept::{accept_loop, Caps};
-pub use session::{run_session, Flow, Limits, Outbox, Protocol, SessionEnd, TlsMode};
+pub use session::{run_session, Flow, Limits, Observe, Outbox, Protocol, SessionEnd, TlsMode};
 
 use std::net::SocketAddr;
 
@@ -60,6 +60,12 @@ pub async fn serve<P, F>(
                     session: policy.max_session_time,
                 };
                 let log = host.log(service);
+                let observe = Observe {
+                    server: host.config().name.clone(),
+                    local: stream.local_addr().unwrap_or(peer),
+                    events: host.events().clone(),
+                    recorder: host.recorder().cloned(),
+                };
                 run_session(
                     stream,
                     peer,
@@ -69,6 +75,7 @@ pub async fn serve<P, F>(
                     limits,
                     &stop,
                     tls,
+                    observe,
                 )
                 .await
             }

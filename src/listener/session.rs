@@ -171,6 +171,22 @@ pub struct Transcript<'a> {
     pub name: String,
     /// The lines kept for the end-of-session record.
     pub lines: Vec<Stamped>,
+    /// The session's bytes, when the network records sessions.
+    pub recording: Option<crate::capture::Recording>,
+}
+
+/// Who watches a session: the network's event bus and, when sessions are
+/// recorded, the recorder; with the names they need.
+#[derive(Clone)]
+pub struct Observe {
+    /// The server's name.
+    pub server: String,
+    /// The listener's address.
+    pub local: SocketAddr,
+    /// Where opening and closing are told.
+    pub events: crate::events::Events,
+    /// Where the bytes go, if anywhere.
+    pub recorder: Option<crate::capture::Recorder>,
 }
 
 enum Wrote {
@@ -249,6 +265,9 @@ where
             .write(&transcript.name, protocol.take_transcript());
         keep_recent(&mut transcript.lines, logged);
         let answered = !out.is_empty();
+        if let Some(recording) = &mut transcript.recording {
+            recording.server(&out.bytes);
+        }
         if let Wrote::Failed = send(stream, &mut out, limits.write, shutdown).await {
             return SessionEnd::Closed;
         }
@@ -276,6 +295,9 @@ where
                 if in_message {
                     deadline.octets += n as u64;
                 }
+                if let Some(recording) = &mut transcript.recording {
+                    recording.client(&buf);
+                }
                 protocol.push(&buf);
                 buf.clear();
             }
@@ -290,6 +312,9 @@ where
         .log
         .write(&transcript.name, protocol.take_transcript());
     keep_recent(&mut transcript.lines, logged);
+    if let Some(recording) = &mut transcript.recording {
+        recording.server(&out.bytes);
+    }
     let never = CancellationToken::new();
     let farewell = limits.write.min(Duration::from_secs(1));
     let _ = send(stream, &mut out, farewell, &never).await;
@@ -320,15 +345,34 @@ pub async fn run_session<S, P>(
     limits: Limits,
     shutdown: &CancellationToken,
     tls: TlsMode,
+    observe: Observe,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
     P: Protocol,
 {
+    let name = log.session_name(session_kind);
+    let recording = observe
+        .recorder
+        .as_ref()
+        .map(|r| r.open(&observe.server, session_kind, &name, peer, observe.local));
+    let session_id = match &recording {
+        Some(recording) => recording.id(),
+        None => format!("{}-{}", observe.server, name.replace('#', "-")),
+    };
+    observe.events.emit(
+        crate::events::Event::new(crate::events::EventKind::SessionOpened, &observe.server)
+            .session(&session_id)
+            .detail(format!("{session_kind} from {peer}")),
+    );
     let mut transcript = Transcript {
         log,
-        name: log.session_name(session_kind),
+        name,
         lines: Vec::new(),
+        recording,
     };
+    let closed =
+        crate::events::Event::new(crate::events::EventKind::SessionClosed, &observe.server)
+            .session(&session_id);
     let acceptor = match tls {
         TlsMode::Implicit(acceptor) => {
             over_tls(
@@ -340,6 +384,7 @@ pub async fn run_session<S, P>(
                 &mut transcript,
             )
             .await;
+            observe.events.emit(closed.time_now());
             return finish(log, transcript, peer);
         }
         TlsMode::Offered(acceptor) => Some(acceptor),
@@ -370,6 +415,7 @@ pub async fn run_session<S, P>(
         _ => close(&mut stream, limits).await,
     }
     drop(protocol);
+    observe.events.emit(closed.time_now());
     finish(log, transcript, peer)
 }
 
@@ -386,6 +432,9 @@ async fn over_tls<S, P>(
     P: Protocol,
 {
     if let Some(mut secured) = handshake(acceptor, stream, protocol, limits, shutdown).await {
+        if let Some(recording) = &mut transcript.recording {
+            recording.tls();
+        }
         drive(&mut secured, protocol, limits, shutdown, transcript).await;
         close(&mut secured, limits).await;
     }
@@ -425,6 +474,9 @@ async fn close<S: AsyncWrite + Unpin>(stream: &mut S, limits: Limits) {
 }
 
 fn finish(log: &TranscriptLog, transcript: Transcript<'_>, peer: SocketAddr) {
+    if let Some(recording) = transcript.recording {
+        recording.close();
+    }
     log.finish(SessionTranscript {
         session: transcript.name,
         peer: peer.to_string(),

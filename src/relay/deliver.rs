@@ -106,7 +106,12 @@ impl fmt::Display for Cause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The next server accepted it.
-    Delivered,
+    Delivered {
+        /// The next server (`mx.example [192.0.2.1]:25`).
+        remote: String,
+        /// Its reply to the message.
+        reply: crate::smtp::client::Response,
+    },
     /// Try again later: a 4xx, a refused connection, a timeout, a DNS failure.
     Temporary(Cause),
     /// Give up and bounce: a 5xx or a domain with no mail server.
@@ -116,7 +121,10 @@ pub enum Outcome {
 impl Outcome {
     fn of(remote: &str, recipient: RecipientOutcome) -> Outcome {
         match recipient {
-            RecipientOutcome::Accepted(_) => Outcome::Delivered,
+            RecipientOutcome::Accepted(reply) => Outcome::Delivered {
+                remote: remote.to_string(),
+                reply,
+            },
             RecipientOutcome::Refused { stage, reply } => {
                 let temporary = reply.is_temporary();
                 let cause = Cause::Refused {

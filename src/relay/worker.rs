@@ -198,7 +198,15 @@ fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap
         let mut last_error = String::new();
         for (rcpt, outcome) in rcpts.iter().zip(&outcomes) {
             match outcome {
-                Outcome::Delivered => {
+                Outcome::Delivered { remote, reply } => {
+                    host.events().emit(
+                        crate::events::Event::new(crate::events::EventKind::Relayed, me)
+                            .message(&entry.id)
+                            .from(&entry.mail_from)
+                            .recipient(rcpt)
+                            .to(remote)
+                            .reply(reply),
+                    );
                     tracing::info!(
                         "{me}: {} → {rcpt}: relayed (id {})",
                         if entry.mail_from.is_empty() {
@@ -271,16 +279,27 @@ fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap
         }
         if waiting.is_empty() {
             retries.remove(&share);
+            host.set_retry(&share.0, &share.1, None);
         } else {
             let attempts = retries
                 .get(&share)
                 .map_or(0, |r| r.attempts)
                 .saturating_add(1);
+            let next = later(now, backoff(policy, attempts));
+            host.set_retry(
+                &share.0,
+                &share.1,
+                Some(crate::mailhost::RetryState {
+                    attempts,
+                    next,
+                    last_error: last_error.clone(),
+                }),
+            );
             retries.insert(
                 share,
                 Retry {
                     attempts,
-                    next: later(now, backoff(policy, attempts)),
+                    next,
                     last_error,
                 },
             );
@@ -349,6 +368,16 @@ fn bounce(host: &MailHost, entry: &QueuedMessage, failures: &[Failure], original
     };
     match result {
         Ok(()) => {
+            for failure in failures {
+                host.events().emit(
+                    crate::events::Event::new(crate::events::EventKind::Bounced, me)
+                        .message(&entry.id)
+                        .from(sender)
+                        .recipient(&failure.recipient)
+                        .reply(&failure.diagnostic)
+                        .detail(format!("status {}", failure.status)),
+                );
+            }
             let failed: Vec<&str> = failures.iter().map(|f| f.recipient.as_str()).collect();
             tracing::info!(
                 "{me}: {sender} → {}: bounced, a report went to the sender (id {})",

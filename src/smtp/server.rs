@@ -124,6 +124,7 @@ impl Protocol for SmtpProtocol {
                     };
                     if let Ok(id) = &outcome {
                         log.write(&self.host.config().name, id);
+                        log.emit(&self.host, id, &self.client_ip);
                     }
                     if let Err(error) = &outcome {
                         tracing::error!(
@@ -178,6 +179,39 @@ impl MessageLog {
             from: envelope.mail_from.clone(),
             local: envelope.local.clone(),
             remote: envelope.remote.clone(),
+        }
+    }
+
+    /// Tells the network's event bus: `received`, then `delivered` for each
+    /// local recipient and `queued` for each remote one.
+    fn emit(&self, host: &MailHost, id: &crate::id::QueueId, client: &str) {
+        use crate::events::{Event, EventKind};
+        let server = &host.config().name;
+        let events = host.events();
+        let all: Vec<&str> = self
+            .local
+            .iter()
+            .chain(&self.remote)
+            .map(String::as_str)
+            .collect();
+        events.emit(
+            Event::new(EventKind::Received, server)
+                .message(id)
+                .from(&self.from)
+                .detail(format!("from [{client}] for {}", all.join(", "))),
+        );
+        for (kind, list) in [
+            (EventKind::Delivered, &self.local),
+            (EventKind::Queued, &self.remote),
+        ] {
+            for rcpt in list {
+                events.emit(
+                    Event::new(kind, server)
+                        .message(id)
+                        .from(&self.from)
+                        .recipient(rcpt),
+                );
+            }
         }
     }
 

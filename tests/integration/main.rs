@@ -17,3 +17,4 @@ mod relay_faults;
 mod smtp;
 mod soak;
 mod support;
+mod web;
