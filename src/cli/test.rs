@@ -25,6 +25,10 @@ pub struct TestArgs {
     /// Write the results as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Show the results in the dashboard at ADDR (127.0.0.1:8025 when no
+    /// ADDR is given) as scenarios finish; it stays up after the run until Ctrl-C.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = mailnet::web::DEFAULT_ADDR)]
+    pub web: Option<std::net::SocketAddr>,
     /// Write the results as JUnit XML.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
@@ -93,11 +97,45 @@ pub fn scenario_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Serves the dashboard with the outcomes in `finished` as its scenario
+/// runs; the address it listens on, and what stops it.
+async fn serve_runs(
+    addr: std::net::SocketAddr,
+    finished: Finished,
+) -> anyhow::Result<(std::net::SocketAddr, tokio_util::sync::CancellationToken)> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!("web: {addr} is already in use (another mailnet, Mailpit, or another program holds it); give --web ADDR")
+        } else {
+            anyhow::anyhow!("web: cannot listen on {addr}: {e}")
+        }
+    })?;
+    let addr = listener.local_addr()?;
+    let runs: mailnet::web::Runs = Arc::new(move || {
+        let mut done = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        done.sort_by_key(|(i, _)| *i);
+        done.iter()
+            .filter_map(|(_, outcome)| serde_json::to_value(outcome).ok())
+            .collect()
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let state = mailnet::web::WebState::runs_only(runs);
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if let Err(error) = mailnet::web::serve(listener, state, token).await {
+            tracing::error!(%error, "the web server stopped");
+        }
+    });
+    println!("web: scenario results at http://{addr}/#/runs as they finish");
+    Ok((addr, stop))
+}
+
 /// Outcomes as they finish, kept so an interrupted run still reports them.
 type Finished = Arc<Mutex<Vec<(usize, Outcome)>>>;
 
 fn summary_of(finished: &Finished) -> Summary {
-    let mut outcomes = std::mem::take(&mut *finished.lock().unwrap_or_else(|e| e.into_inner()));
+    // Copied, not taken: `test --web` keeps showing them.
+    let mut outcomes = finished.lock().unwrap_or_else(|e| e.into_inner()).clone();
     outcomes.sort_by_key(|(i, _)| *i);
     Summary::new(outcomes.into_iter().map(|(_, o)| o).collect())
 }
@@ -227,6 +265,10 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
         startup: args.student_startup,
     });
     let finished: Finished = Arc::default();
+    let web = match args.web {
+        Some(addr) => Some(serve_runs(addr, finished.clone()).await?),
+        None => None,
+    };
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new(scenarios.len() as u64);
         bar.set_style(
@@ -251,6 +293,15 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
     }
     print!("{}", report::console(&summary, colour()));
     write_reports(args, &summary)?;
+    if let Some((addr, stop)) = web {
+        if !interrupted {
+            println!("web: the results stay at http://{addr}/#/runs; Ctrl-C stops");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            super::up::stop_signal().await;
+        }
+        stop.cancel();
+    }
     if interrupted {
         anyhow::bail!(
             "interrupted: {} of {} scenarios finished; every student server was stopped",

@@ -69,8 +69,7 @@ async fn openapi() -> Json<Value> {
 }
 
 async fn runs(State(state): State<WebState>) -> Json<Value> {
-    let runs = state.runs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Json(json!({ "runs": runs }))
+    Json(json!({ "runs": (state.runs)() }))
 }
 
 /// The records the network publishes about `server`, as `dig` would show them.

@@ -13,7 +13,7 @@ pub mod message;
 pub mod openapi;
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,9 @@ pub struct WebServer {
     pub address: IpAddr,
 }
 
+/// Where the scenario results come from.
+pub type Runs = Arc<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>;
+
 /// What the web server reads. Cheap to clone.
 #[derive(Clone)]
 pub struct WebState {
@@ -54,8 +57,8 @@ pub struct WebState {
     pub events: Events,
     /// The recorded sessions.
     pub recorder: Recorder,
-    /// Scenario results (`mailnet test --web`), newest last.
-    pub runs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Scenario results so far (`mailnet test --web`), in the order they finished.
+    pub runs: Runs,
     /// Cancelled when the server stops: event streams and waits end with it.
     pub stop: CancellationToken,
 }
@@ -96,7 +99,21 @@ impl WebState {
             zone: running.zone.clone(),
             events: running.events.clone(),
             recorder,
-            runs: Arc::default(),
+            runs: Arc::new(Vec::new),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// The state of `mailnet test --web`: no network of its own (each
+    /// scenario boots one), only the results `runs` gives.
+    pub fn runs_only(runs: Runs) -> WebState {
+        WebState {
+            servers: Arc::new(Vec::new()),
+            dns: None,
+            zone: fake_dns::ZoneHandle::default(),
+            events: Events::new(),
+            recorder: Recorder::new(),
+            runs,
             stop: CancellationToken::new(),
         }
     }

@@ -526,3 +526,58 @@ async fn the_dashboard_page_is_served_with_a_strict_policy() {
     web.stop.cancel();
     web.net.stop().await;
 }
+
+/// `mailnet test --web`: the dashboard shows each scenario's result, and
+/// stays up after the run until SIGTERM.
+#[test]
+fn test_web_shows_the_runs_and_stays_until_stopped() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailnet"))
+        .args([
+            "test",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/seeds/starttls.yaml"),
+        ])
+        .args(["--web", "127.0.0.1:0"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addr = None;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("web: scenario results at http://") {
+            addr = rest
+                .split('/')
+                .next()
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+        }
+        if line.starts_with("web: the results stay at") {
+            break;
+        }
+    }
+    let addr = addr.expect("the dashboard's address");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runs = runtime.block_on(get_json(addr, "/api/v1/runs"));
+    let runs = runs["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["status"], "PASSED");
+    assert!(runs[0]["steps"].as_array().is_some_and(|s| !s.is_empty()));
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let (done, exited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait());
+    });
+    let status = exited
+        .recv_timeout(DEADLINE)
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success());
+}
