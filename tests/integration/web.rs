@@ -301,6 +301,31 @@ async fn a_relayed_message_has_events_a_path_and_its_parts() {
     );
     assert!(header(&headers, "content-disposition").contains("p.png"));
     assert_eq!(&png[..4], b"\x89PNG");
+
+    // The relay hop used STARTTLS: its recording, and so its pcap, hold
+    // the decrypted dialogue.
+    let sessions = get_json(web.addr, "/api/v1/sessions").await;
+    let relay_hop = sessions["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["server"] == "gmail.com" && s["protocol"] == "smtp" && s["tls"] == true)
+        .unwrap_or_else(|| panic!("no TLS session at gmail.com: {sessions}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, pcap) = http(
+        web.addr,
+        "GET",
+        &format!("/api/v1/sessions/{relay_hop}/pcap"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(pcap.windows(9).any(|w| w == b"STARTTLS\r"));
+    assert!(
+        pcap.windows(24).any(|w| w == b"RCPT TO:<usr1@gmail.com>"),
+        "the dialogue after STARTTLS is in clear"
+    );
     web.stop.cancel();
     web.net.stop().await;
 }
