@@ -210,9 +210,12 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
             let dir = dir.clone();
             recorder.on_close(move |session| {
                 let path = dir.join(format!("{}.pcapng", session.id));
-                if let Err(error) =
-                    std::fs::write(&path, mailnet::capture::pcap::to_pcapng(&session.capture))
-                {
+                // Whole or not at all: a reader never finds half a file.
+                let part = dir.join(format!(".{}.pcapng.part", session.id));
+                let file = mailnet::capture::pcap::to_pcapng(&session.capture);
+                let written =
+                    std::fs::write(&part, file).and_then(|()| std::fs::rename(&part, &path));
+                if let Err(error) = written {
                     tracing::warn!(path = %path.display(), %error, "cannot write a session's pcap");
                 }
             });

@@ -606,3 +606,62 @@ fn test_web_shows_the_runs_and_stays_until_stopped() {
         .unwrap();
     assert!(status.success());
 }
+
+/// `mailnet up --pcap DIR`: each session lands in DIR as a pcapng file when it closes.
+#[test]
+fn up_pcap_writes_each_session_as_it_closes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let pcaps = dir.path().join("pcaps");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mailnet"))
+        .args(["--quiet", "up", "--ephemeral", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--pcap")
+        .arg(&pcaps)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = 0u16;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with("gmail.com ") {
+            port = line.split_whitespace().nth(2).unwrap().parse().unwrap();
+        }
+        if line.starts_with("ready") {
+            break;
+        }
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(send_mail(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "usr1@gmail.com",
+        &["bob@gmail.com"],
+        "Subject: captured\r\n\r\nx\r\n",
+    ));
+    let end = Instant::now() + DEADLINE;
+    let file = loop {
+        let found = std::fs::read_dir(&pcaps)
+            .map(|entries| {
+                entries.filter_map(Result::ok).map(|e| e.path()).find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("gmail.com-smtp-"))
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(Instant::now() < end, "no pcap in {}", pcaps.display());
+        std::thread::yield_now();
+    };
+    let bytes = std::fs::read(&file).unwrap();
+    assert_eq!(&bytes[..4], b"\x0a\x0d\x0d\x0a");
+    assert!(bytes.windows(18).any(|w| w == b"Subject: captured\r"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
