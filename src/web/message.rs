@@ -163,13 +163,7 @@ pub fn full(summary: Summary, raw: &[u8], events: &Events) -> Full {
         .map(|(index, part)| Attachment {
             index,
             filename: part.attachment_name().map(str::to_string),
-            content_type: part
-                .content_type()
-                .map(|c| match c.subtype() {
-                    Some(sub) => format!("{}/{sub}", c.ctype()),
-                    None => c.ctype().to_string(),
-                })
-                .unwrap_or_else(|| "application/octet-stream".into()),
+            content_type: content_type(part),
             size: part.contents().len(),
         })
         .collect();
@@ -185,19 +179,22 @@ pub fn full(summary: Summary, raw: &[u8], events: &Events) -> Full {
     }
 }
 
-/// The attachment numbered `index`: its content type, file name and bytes.
-pub fn attachment(raw: &[u8], index: usize) -> Option<(String, Option<String>, Vec<u8>)> {
-    let message = MessageParser::default().parse(raw)?;
-    let part = message.attachments().nth(index)?;
-    let ctype = part
-        .content_type()
+/// A part's `type/subtype`, `application/octet-stream` when it gives none.
+fn content_type(part: &mail_parser::MessagePart<'_>) -> String {
+    part.content_type()
         .map(|c| match c.subtype() {
             Some(sub) => format!("{}/{sub}", c.ctype()),
             None => c.ctype().to_string(),
         })
-        .unwrap_or_else(|| "application/octet-stream".into());
+        .unwrap_or_else(|| "application/octet-stream".into())
+}
+
+/// The attachment numbered `index`: its content type, file name and bytes.
+pub fn attachment(raw: &[u8], index: usize) -> Option<(String, Option<String>, Vec<u8>)> {
+    let message = MessageParser::default().parse(raw)?;
+    let part = message.attachments().nth(index)?;
     Some((
-        ctype,
+        content_type(part),
         part.attachment_name().map(str::to_string),
         part.contents().to_vec(),
     ))
