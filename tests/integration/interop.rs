@@ -697,3 +697,218 @@ fn pcap_export_reads_in_tshark() {
         );
     }
 }
+
+/// The playwright-core the browser test drives chromium with (npm, pinned).
+const PLAYWRIGHT_CORE: &str = "1.65.1";
+
+/// A folder holding `node_modules/playwright-core` at [`PLAYWRIGHT_CORE`]:
+/// `$TMPDIR/mailnet-playwright`, installed there with npm when missing
+/// (into a folder of its own first, then renamed, so a half-done install is
+/// never used).
+fn playwright_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("mailnet-playwright");
+    let installed = |dir: &std::path::Path| {
+        std::fs::read_to_string(dir.join("node_modules/playwright-core/package.json"))
+            .map(|p| p.contains(&format!("\"version\": \"{PLAYWRIGHT_CORE}\"")))
+            .unwrap_or(false)
+    };
+    if installed(&dir) {
+        return dir;
+    }
+    let fresh = std::env::temp_dir().join(format!("mailnet-playwright.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&fresh);
+    run(Command::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+        .arg(&fresh)
+        .arg(format!("playwright-core@{PLAYWRIGHT_CORE}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    if std::fs::rename(&fresh, &dir).is_err() {
+        // another run installed it meanwhile
+        let _ = std::fs::remove_dir_all(&fresh);
+    }
+    assert!(
+        installed(&dir),
+        "npm did not install playwright-core@{PLAYWRIGHT_CORE} in {dir:?}"
+    );
+    dir
+}
+
+/// One HTTP/1.1 GET on loopback: the status and the body.
+fn http_get(base: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let authority = base
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = std::net::TcpStream::connect(&authority).expect("connect to the web server");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).to_string();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The dashboard in a real browser (tests/web/e2e.mjs): Debian's chromium
+/// driven by playwright-core opens `mailnet up --web`, finds the servers,
+/// clicks through to usr1@gmail.com's mailbox and a relayed message, sees
+/// its text and its path exmail.qq.com → gmail.com, its tabs, a message
+/// arriving live, the queue, sessions and runs pages; an HTML mail's
+/// `<script>` and `onerror` never run (and its inline styles cause no
+/// console error); no console error, no request leaves 127.0.0.1. Needs
+/// chromium, node and npm (CI installs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_dashboard_in_chromium() {
+    use crate::support::send_mail;
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    if !have("/usr/bin/chromium", &["--version"])
+        || !have("node", &["--version"])
+        || !have("npm", &["--version"])
+    {
+        return;
+    }
+    let pw = tokio::task::spawn_blocking(playwright_dir).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailnet"))
+        .args([
+            "--quiet",
+            "up",
+            "--ephemeral",
+            "--web",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _stop = Stop(child);
+    // the boot table, up to `ready`: the web address and each server's SMTP port
+    let mut table = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if line.starts_with("ready") {
+            break;
+        }
+        table.push(line);
+    }
+    let text = table.join("\n");
+    let base = table
+        .iter()
+        .find_map(|l| l.strip_prefix("web: "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `web: URL` line in:\n{text}"))
+        .to_string();
+    let smtp = |server: &str| -> std::net::SocketAddr {
+        let port: u16 = table
+            .iter()
+            .find(|l| l.split_whitespace().next() == Some(server))
+            .and_then(|l| l.split_whitespace().nth(2))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no SMTP port for {server} in:\n{text}"));
+        ([127, 0, 0, 1], port).into()
+    };
+
+    let nonce = std::process::id();
+    let subject = format!("Across the network {nonce}");
+    let body = format!("This text crossed two servers ({nonce}).");
+    let xss_subject = format!("HTML with a script {nonce}");
+    let marker = format!("html-part-shown-{nonce}");
+    send_mail(
+        smtp("exmail.qq.com"),
+        "usr1@mail.sustech.edu.cn",
+        &["usr1@gmail.com"],
+        &format!(
+            "From: usr1@mail.sustech.edu.cn\r\nTo: usr1@gmail.com\r\nSubject: {subject}\r\n\r\n{body}\r\n"
+        ),
+    )
+    .await;
+    send_mail(
+        smtp("gmail.com"),
+        "usr1@gmail.com",
+        &["bob@gmail.com"],
+        &format!(
+            "From: usr1@gmail.com\r\nTo: bob@gmail.com\r\nSubject: {xss_subject}\r\nMIME-Version: 1.0\r\n\
+             Content-Type: text/html; charset=utf-8\r\n\r\n<html><head><style>p {{ margin: 1em }}</style>\
+             </head><body><p style=\"color: #1f5fa8\">{marker}</p><script>alert(1)</script>\
+             <img src=\"x\" onerror=\"alert(2)\"></body></html>\r\n"
+        ),
+    )
+    .await;
+    // the API lists both (a long poll: no sleeping)
+    for (mailbox, subject) in [
+        ("usr1@gmail.com", &subject),
+        ("bob@gmail.com", &xss_subject),
+    ] {
+        let (b, path) = (
+            base.clone(),
+            format!("/api/v1/wait?mailbox={mailbox}&count=1&timeout=20"),
+        );
+        let (status, listed) = tokio::task::spawn_blocking(move || http_get(&b, &path))
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{mailbox}: {listed}");
+        assert!(listed.contains(subject.as_str()), "{mailbox}: {listed}");
+    }
+
+    let script = format!("{}/tests/web/e2e.mjs", env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(&script)
+            .arg(&base)
+            .args(["--subject", &subject, "--body", &body])
+            .args(["--xss-subject", &xss_subject, "--xss-marker", &marker])
+            .env("PW_DIR", &pw)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let result: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!("no JSON result from e2e.mjs\nstdout:\n{stdout}\nstderr:\n{stderr}")
+        });
+    let checks = result["checks"].as_array().cloned().unwrap_or_default();
+    let failed: Vec<_> = checks.iter().filter(|c| c["ok"] != true).collect();
+    assert!(
+        failed.is_empty() && result["ok"] == true && out.status.success(),
+        "failed checks: {failed:#?}\nall: {result:#}\nstderr:\n{stderr}"
+    );
+    for name in [
+        "front", "mailbox", "message", "path", "tabs", "live", "pages", "xss", "sandbox", "clean",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["name"] == name && c["ok"] == true),
+            "no passing {name:?} check: {result:#}"
+        );
+    }
+    assert_eq!(result["dialogs"], serde_json::json!([]), "{result:#}");
+}
