@@ -23,12 +23,13 @@ function Ports({ server }) {
 function Records({ records }) {
   if (!records || records.length === 0) return html`<p class="muted small">No DNS records published.</p>`;
   return html`
-    <details class="records" open>
-      <summary>DNS records (${records.length})</summary>
-      <table class="dense">
+    <details class="records">
+      <summary>DNS records (${records.length}: ${[...new Set(records.map(r => r.type))].join(', ')})</summary>
+      <table class="dense records-table">
+        <colgroup><col class="c-name" /><col class="c-type" /><col /></colgroup>
         <thead><tr><th scope="col">Name</th><th scope="col">Type</th><th scope="col">Data</th></tr></thead>
         <tbody>
-          ${records.map(r => html`<tr><td class="mono">${r.name}</td><td><span class="rtype">${r.type}</span></td><td class="mono wrap">${r.data}</td></tr>`)}
+          ${records.map(r => html`<tr><td class="mono wrap">${r.name}</td><td><span class="rtype">${r.type}</span></td><td class="mono wrap">${r.data}</td></tr>`)}
         </tbody>
       </table>
     </details>`;
@@ -37,6 +38,10 @@ function Records({ records }) {
 function Users({ server, counts }) {
   const users = server.users || [];
   if (users.length === 0) return html`<p class="muted small">No users (accepts no local mail).</p>`;
+  if (server.running_here === false) {
+    // its mailboxes live with the process that runs it (--only): that one's dashboard shows them
+    return html`<ul class="users elsewhere" title="this server runs in another mailnet process">${users.map(u => html`<li>${u}</li>`)}</ul>`;
+  }
   return html`
     <ul class="users">
       ${users.map(u => {
@@ -100,7 +105,7 @@ export function Network() {
         </thead>
         <tbody>
           ${list.map(s => html`
-            <tr>
+            <tr class=${s.running_here === false ? 'elsewhere' : ''}>
               <th scope="row"><a href=${`#/`} onClick=${e => { e.preventDefault(); const el = document.getElementById(`server-${s.name}`); if (el) el.scrollIntoView({ behavior: 'smooth' }); }}>${s.name}</a></th>
               <td>${(s.domains || []).join(', ')}</td>
               <td class="num mono">${s.smtp || ''}</td>

@@ -21,24 +21,27 @@ export function Queue() {
       ${servers.filter(s => (s.entries || []).length > 0).map(s => html`
         <article class="card" key=${s.server}>
           <header class="card-head"><h2>${s.server}</h2><span class="muted">${s.entries.length} waiting</span></header>
-          <table class="dense">
+          <div class="scroll">
+          <table class="dense queue">
             <thead><tr>
-              <th scope="col">Queue id</th><th scope="col">From</th><th scope="col">Recipient</th><th scope="col" class="num">Attempts</th>
-              <th scope="col">Last reply</th><th scope="col">Next retry</th><th scope="col">Queued</th>
+              <th scope="col">Recipient</th><th scope="col">From</th><th scope="col" class="num">Attempts</th>
+              <th scope="col">Next retry</th><th scope="col">Queued</th>
             </tr></thead>
-            <tbody>
-              ${s.entries.map(e => html`
-                <tr key=${`${e.id}/${e.recipient}`}>
-                  <td class="mono">${e.id}</td>
+            ${s.entries.map(e => html`
+              <tbody key=${`${e.id}/${e.recipient}`}>
+                <tr>
+                  <td><span class="mono strong">${e.recipient}</span><br /><span class="mono muted small" title="queue id">${e.id}</span></td>
                   <td class="mono">${e.from || '<>'}</td>
-                  <td class="mono">${e.recipient}</td>
                   <td class="num">${e.attempts}</td>
-                  <td class="mono wrap">${e.last_reply || html`<span class="muted">not tried yet</span>`}</td>
                   <td class="nowrap" title=${e.next_retry || ''}>${e.next_retry ? relative(e.next_retry, now) : html`<span class="muted">—</span>`}</td>
                   <td class="nowrap" title=${e.queued_at || ''}>${stamp(e.queued_at)}</td>
-                </tr>`)}
-            </tbody>
+                </tr>
+                <tr class="reply-row">
+                  <td colspan="5"><span class="muted small">Last reply </span>${e.last_reply ? html`<span class="mono wrap">${e.last_reply}</span>` : html`<span class="muted">not tried yet</span>`}</td>
+                </tr>
+              </tbody>`)}
           </table>
+          </div>
         </article>`)}
       ${servers.length > 0 && html`
         <p class="muted small">Queues of ${servers.map(s => s.server).join(', ')}.</p>`}
