@@ -698,8 +698,10 @@ fn pcap_export_reads_in_tshark() {
     }
 }
 
-/// The playwright-core the browser test drives chromium with (npm, pinned).
-const PLAYWRIGHT_CORE: &str = "1.65.1";
+/// The playwright-core the browser test drives chromium with (npm, pinned):
+/// the last release that runs on Node 18, Debian 12's `nodejs` (later ones
+/// want Node 20); it drives Debian's current chromium.
+const PLAYWRIGHT_CORE: &str = "1.61.1";
 
 /// A folder holding `node_modules/playwright-core` at [`PLAYWRIGHT_CORE`]:
 /// `$TMPDIR/mailnet-playwright`, installed there with npm when missing
