@@ -15,8 +15,8 @@
 //   message    the link named S opens the message: subject, the text part B shown without a click (the Text tab
 //              selected), and the path exmail.qq.com → gmail.com: received, relayed (with the reply), delivered
 //   tabs       Headers shows the Subject header, Raw the stored message with B, Text goes back
-//   live       a message sent now over SMTP (exmail.qq.com's port, from the API) shows up in the open mailbox and
-//              in the events panel, with no reload
+//   live       the events panel shows its stream open; a message sent now over SMTP (exmail.qq.com's port, from
+//              the API) then shows up in the open mailbox and in the events panel, with no reload
 //   queue, sessions, transcript, runs   each page renders; a session's transcript has C:/S: lines and a pcap link
 //   xss        bob@gmail.com → X → the tab named HTML: M is shown in an <iframe sandbox=""> (no allow-scripts) whose
 //              srcdoc starts with a CSP meta; no dialog opens
@@ -217,7 +217,11 @@ async function main() {
   phase = 'live';
   await page.getByRole('link', { name: 'usr1@gmail.com', exact: true }).first().click();
   await waitText(page, [subject]);
-  const status = await page.locator('.events .status').innerText().catch(() => '');
+  // the events panel says the stream is open before anything happens on it
+  let status = '';
+  for (const end = Date.now() + 5000; Date.now() < end && status !== 'live'; await sleep(100)) {
+    status = await page.locator('.events .status').innerText().catch(() => '');
+  }
   const liveSubject = `live ${Date.now()}`;
   let sent = '';
   try {
@@ -231,7 +235,7 @@ async function main() {
   page.on('framenavigated', f => { if (f === page.mainFrame()) navigations.push(f.url()); });
   v = await waitText(page, [liveSubject], 15000);
   const panel = await page.locator('.events .event-list').innerText().catch(() => '');
-  check('live', v.ok && /delivered/i.test(panel) && panel.includes('usr1@gmail.com'),
+  check('live', status === 'live' && v.ok && /delivered/i.test(panel) && panel.includes('usr1@gmail.com'),
     `${sent}; event stream ${JSON.stringify(status)}; mailbox shows it: ${v.ok}; panel ${JSON.stringify(panel.slice(0, 200))}; navigations ${navigations.length}`);
 
   // the other pages render

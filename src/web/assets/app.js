@@ -53,13 +53,25 @@ function page(parts) {
   }
 }
 
+// the panel's state survives a reload (when the browser keeps local storage)
+function remembered(key) {
+  try { return localStorage.getItem(key); } catch { return null; }
+}
+function remember(key, value) {
+  try { localStorage.setItem(key, value); } catch { /* not kept */ }
+}
+
 const NAV = [['network', '#/', 'Network'], ['queue', '#/queue', 'Queue'], ['sessions', '#/sessions', 'Sessions'], ['runs', '#/runs', 'Runs']];
 
 function App() {
   const hash = useHash();
   const parts = parse(hash);
   const { nav, title, view } = page(parts);
-  const [showEvents, setShowEvents] = useState(true);
+  const [showEvents, setShowEvents] = useState(() => remembered('mailnet.events') !== 'hidden');
+  const toggleEvents = () => {
+    remember('mailnet.events', showEvents ? 'hidden' : 'shown');
+    setShowEvents(!showEvents);
+  };
   useEffect(() => { document.title = `${title} · mailnet`; }, [title]);
   useEffect(() => { window.scrollTo(0, 0); }, [hash]);
   return html`
@@ -69,7 +81,7 @@ function App() {
         ${NAV.map(([key, href, label]) => html`
           <a href=${href} class=${key === nav ? 'active' : ''} aria-current=${key === nav ? 'page' : undefined}>${label}</a>`)}
       </nav>
-      <button type="button" class="events-toggle" aria-pressed=${String(showEvents)} onClick=${() => setShowEvents(!showEvents)}>
+      <button type="button" class="events-toggle" aria-pressed=${String(showEvents)} onClick=${toggleEvents}>
         ${showEvents ? 'Hide events' : 'Show events'}
       </button>
     </header>

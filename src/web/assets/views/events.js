@@ -25,6 +25,9 @@ export function EventsPanel() {
   useEffect(() => {
     const offEvents = subscribe(() => setTick(t => t + 1));
     const offStatus = onStatus(setStatus);
+    // the stream may have opened (or spoken) between the first render and now
+    setStatus(currentStatus());
+    setTick(t => t + 1);
     return () => { offEvents(); offStatus(); };
   }, []);
   const events = latest();
