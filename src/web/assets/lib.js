@@ -129,13 +129,12 @@ export function bytes(n) {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/** A short error box for a failed API call; 404s say what was not found. */
-export function Failure({ error, what }) {
+/** A short error box for a failed API call: what could not be loaded (404s: not found), or done. */
+export function Failure({ error, what, action }) {
   if (!error) return null;
-  const gone = error.status === 404;
-  return html`<div class="alert error" role="alert">
-    ${gone ? `${what || 'This'} was not found` : `Could not load ${what || 'this page'}`}: ${error.message}
-  </div>`;
+  const said = action ? `Could not ${action}`
+    : error.status === 404 ? `${what || 'This'} was not found` : `Could not load ${what || 'this page'}`;
+  return html`<div class="alert error" role="alert">${said}: ${error.message}</div>`;
 }
 
 export function Loading() {

@@ -35,7 +35,7 @@ export function Mailbox({ address }) {
         ${data && html`<p class="muted">${messages.length} message${messages.length === 1 ? '' : 's'} · updates live</p>`}
       </div>
       <${Failure} error=${error} what=${`the mailbox ${address}`} />
-      <${Failure} error=${problem} what="the message" />
+      <${Failure} error=${problem} action="delete the message" />
       ${!data && !error && html`<${Loading} />`}
       ${data && messages.length === 0 && html`<p class="empty">No messages in this mailbox.</p>`}
       ${messages.length > 0 && html`

@@ -93,10 +93,12 @@ function Attachments({ id, attachments }) {
 
 export function Message({ id }) {
   const live = useLive(ev => ['queued', 'relayed', 'delivered', 'bounced'].includes(ev.type), 500);
-  const { data: m, error } = useApi(`/messages/${encodeURIComponent(id)}`, live);
   const [tab, setTab] = useState(null);
   const [deleted, setDeleted] = useState(null);
-  useEffect(() => setTab(null), [id]);
+  const [problem, setProblem] = useState(null);
+  // once deleted here, nothing asks for it again
+  const { data: m, error } = useApi(deleted ? null : `/messages/${encodeURIComponent(id)}`, live);
+  useEffect(() => { setTab(null); setDeleted(null); setProblem(null); }, [id]);
   if (deleted) {
     return html`<section><p class="alert">Deleted. <a href=${route('mailbox', deleted)}>Back to ${deleted}</a>.</p></section>`;
   }
@@ -107,8 +109,12 @@ export function Message({ id }) {
   const shown = tab || (hasText || !hasHtml ? 'text' : 'html');
   const tabs = [['text', 'Text', !hasText], ['html', 'HTML', !hasHtml], ['headers', 'Headers'], ['raw', 'Raw']];
   const remove = async () => {
-    await del(`/messages/${encodeURIComponent(id)}`);
-    setDeleted(m.mailbox);
+    try {
+      await del(`/messages/${encodeURIComponent(id)}`);
+      setDeleted(m.mailbox);
+    } catch (e) {
+      setProblem(e);
+    }
   };
   let panel;
   if (shown === 'text') panel = hasText ? html`<pre class="text-part">${m.text}</pre>` : html`<p class="muted">This message has no text part${hasHtml ? ': see HTML' : ''}.</p>`;
@@ -127,6 +133,7 @@ export function Message({ id }) {
           <${ConfirmButton} label="Delete" confirm="Delete for good?" onConfirm=${remove} />
         </div>
       </div>
+      <${Failure} error=${problem} action="delete the message" />
       <dl class="meta">
         <dt>From</dt><dd class="mono">${m.from || ''}</dd>
         <dt>To</dt><dd class="mono">${(m.to || []).join(', ')}</dd>
