@@ -45,6 +45,10 @@ pub const SESSION_OCTETS: usize = 1 << 20;
 /// How many sessions (open or closed) the recorder keeps, across the network.
 pub const SESSIONS: usize = 512;
 
+/// How many octets all kept sessions may hold together: past it the oldest
+/// are let go, so big messages cannot make the recorder hold 512 MiB.
+pub const TOTAL_OCTETS: usize = 64 << 20;
+
 /// A recorded session and what the API says about it.
 #[derive(Debug, Clone)]
 pub struct SessionRecord {
@@ -60,6 +64,8 @@ pub struct SessionRecord {
     pub tls: bool,
     /// The bytes.
     pub capture: Capture,
+    /// The recorder let go of its bytes to stay within [`TOTAL_OCTETS`].
+    pub released: bool,
 }
 
 type OnClose = Box<dyn Fn(&SessionRecord) + Send + Sync>;
@@ -70,10 +76,14 @@ struct Inner {
     on_close: Option<OnClose>,
 }
 
+/// Octets held by every recording, shared with them.
+type Held = Arc<std::sync::atomic::AtomicUsize>;
+
 /// Keeps the most recent sessions of a network. Cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Mutex<Inner>>,
+    held: Held,
 }
 
 use std::sync::{Arc, Mutex};
@@ -99,6 +109,7 @@ impl Recorder {
                 next: 1,
                 on_close: None,
             })),
+            held: Held::default(),
         }
     }
 
@@ -129,6 +140,7 @@ impl Recorder {
             protocol: protocol.to_string(),
             transcript: transcript.to_string(),
             tls: false,
+            released: false,
             capture: Capture {
                 client,
                 server: local,
@@ -138,8 +150,23 @@ impl Recorder {
                 truncated: false,
             },
         }));
-        if inner.sessions.len() == SESSIONS {
-            inner.sessions.pop_front();
+        use std::sync::atomic::Ordering;
+        while !inner.sessions.is_empty()
+            && (inner.sessions.len() >= SESSIONS
+                || self.held.load(Ordering::Relaxed) > TOTAL_OCTETS)
+        {
+            if let Some(oldest) = inner.sessions.pop_front() {
+                let mut oldest = oldest.lock().unwrap_or_else(|e| e.into_inner());
+                let octets: usize = oldest.capture.chunks.iter().map(|c| c.bytes.len()).sum();
+                // Its bytes go; a recording still open goes on counting, but keeps nothing more.
+                oldest.capture.chunks = Vec::new();
+                oldest.capture.truncated = true;
+                oldest.released = true;
+                self.held.fetch_sub(
+                    octets.min(self.held.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+            }
         }
         inner.sessions.push_back(record.clone());
         Recording {
@@ -195,6 +222,12 @@ impl Recording {
         let kept = &bytes[..bytes.len().min(room)];
         self.octets += kept.len();
         let mut record = self.lock();
+        if record.released {
+            return;
+        }
+        self.recorder
+            .held
+            .fetch_add(kept.len(), std::sync::atomic::Ordering::Relaxed);
         if kept.len() < bytes.len() {
             record.capture.truncated = true;
         }
@@ -285,6 +318,32 @@ mod tests {
         assert!(session.capture.truncated);
         let total: usize = session.capture.chunks.iter().map(|c| c.bytes.len()).sum();
         assert_eq!(total, SESSION_OCTETS);
+    }
+
+    #[test]
+    fn big_sessions_push_the_oldest_out_to_bound_the_total() {
+        let recorder = Recorder::new();
+        let mut first = recorder.open("a", "smtp", "smtp#1", addr(1), addr(2));
+        let first_id = first.id();
+        let chunk = vec![b'x'; SESSION_OCTETS];
+        first.client(&chunk);
+        for n in 0..TOTAL_OCTETS / SESSION_OCTETS + 1 {
+            let mut next = recorder.open("a", "smtp", &format!("smtp#{n}"), addr(1), addr(2));
+            next.client(&chunk);
+            next.close();
+        }
+        // The first (still open) was let go: it keeps nothing, now or later.
+        first.client(b"more");
+        first.close();
+        assert!(recorder
+            .session(&first_id)
+            .is_none_or(|s| s.released && s.capture.chunks.is_empty()));
+        let held: usize = recorder
+            .sessions()
+            .iter()
+            .flat_map(|s| s.capture.chunks.iter().map(|c| c.bytes.len()))
+            .sum();
+        assert!(held <= TOTAL_OCTETS + SESSION_OCTETS, "{held}");
     }
 
     #[test]

@@ -386,7 +386,10 @@ async fn events(
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // A comment first, so a client sees the stream open at once rather
+    // than at the first event or keep-alive.
+    let hello = futures::stream::once(async { Ok(SseEvent::default().comment("mailnet events")) });
+    Sse::new(futures::StreamExt::chain(hello, stream)).keep_alive(KeepAlive::default())
 }
 
 /// `GET /wait`'s parameters.

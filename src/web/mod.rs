@@ -128,9 +128,11 @@ impl WebState {
     }
 }
 
-/// What every page and file of the dashboard may load: only this site;
-/// frames (mail HTML) get their own stricter policy inside.
-pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'";
+/// What every page and file of the dashboard may load: only this site, and
+/// no script but its own. Inline styles are allowed so HTML mail (shown in
+/// a sandboxed `srcdoc` frame, which inherits this policy and adds its own
+/// stricter one) keeps its look; they cannot run code.
+pub const CSP: &str = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
 /// The dashboard's files; `GET /` is its page.
 async fn static_file(uri: axum::http::Uri) -> axum::response::Response {
