@@ -463,6 +463,23 @@ async fn the_queue_shows_attempts_and_the_next_retry() {
         entry["next_retry"].is_string() && entry["last_reply"].is_string(),
         "{entry}"
     );
+    // With --only, the dashboard shows the whole network and says which servers run here.
+    let servers = get_json(web.addr, "/api/v1/servers").await;
+    let here: Vec<(&str, bool)> = servers["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["running_here"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        here.contains(&("exmail.qq.com", true)) && here.contains(&("gmail.com", false)),
+        "{here:?}"
+    );
     web.stop.cancel();
     web.net.stop().await;
 }
