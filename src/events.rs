@@ -97,12 +97,6 @@ impl Event {
         }
     }
 
-    /// The same event, stamped now (for one made ahead of time).
-    pub fn time_now(mut self) -> Event {
-        self.time = crate::date::rfc3339(SystemTime::now());
-        self
-    }
-
     /// With the message's queue id.
     pub fn message(mut self, id: impl ToString) -> Event {
         self.message = Some(id.to_string());

@@ -370,9 +370,6 @@ pub async fn run_session<S, P>(
         lines: Vec::new(),
         recording,
     };
-    let closed =
-        crate::events::Event::new(crate::events::EventKind::SessionClosed, &observe.server)
-            .session(&session_id);
     let acceptor = match tls {
         TlsMode::Implicit(acceptor) => {
             over_tls(
@@ -384,8 +381,7 @@ pub async fn run_session<S, P>(
                 &mut transcript,
             )
             .await;
-            observe.events.emit(closed.time_now());
-            return finish(log, transcript, peer);
+            return finish(log, transcript, peer, &observe, &session_id);
         }
         TlsMode::Offered(acceptor) => Some(acceptor),
         TlsMode::Off => None,
@@ -415,8 +411,7 @@ pub async fn run_session<S, P>(
         _ => close(&mut stream, limits).await,
     }
     drop(protocol);
-    observe.events.emit(closed.time_now());
-    finish(log, transcript, peer)
+    finish(log, transcript, peer, &observe, &session_id)
 }
 
 /// The rest of a session over TLS: the handshake, then the protocol.
@@ -473,7 +468,19 @@ async fn close<S: AsyncWrite + Unpin>(stream: &mut S, limits: Limits) {
     let _ = tokio::time::timeout(limits.write.min(Duration::from_secs(1)), stream.shutdown()).await;
 }
 
-fn finish(log: &TranscriptLog, transcript: Transcript<'_>, peer: SocketAddr) {
+/// Ends a session's records: the recording, the `session_closed` event and
+/// the transcript's summary.
+fn finish(
+    log: &TranscriptLog,
+    transcript: Transcript<'_>,
+    peer: SocketAddr,
+    observe: &Observe,
+    session_id: &str,
+) {
+    observe.events.emit(
+        crate::events::Event::new(crate::events::EventKind::SessionClosed, &observe.server)
+            .session(session_id),
+    );
     if let Some(recording) = transcript.recording {
         recording.close();
     }
