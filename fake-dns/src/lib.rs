@@ -5,6 +5,7 @@
 //! - [`zone`]: the pure record table built from those facts, and its lookup rules
 //!   (answer, no data, NXDOMAIN inside a zone, REFUSED outside every zone).
 //! - [`server`]: the thin hickory-server layer that answers UDP and TCP queries from a [`ZoneHandle`].
+//! - [`tcp`]: one DNS exchange over TCP (the hub's client, forwarding).
 //! - [`hub`]: the class hub, a zone machines register at with TSIG-signed RFC 2136 updates.
 //!
 //! The zone is also what mailnet's own resolver reads when no DNS server is
@@ -15,6 +16,7 @@
 pub mod facts;
 pub mod hub;
 pub mod server;
+pub mod tcp;
 pub mod zone;
 
 pub use facts::{HostFacts, NetworkFacts};

@@ -53,26 +53,14 @@ const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 /// Asks `upstream` over TCP (no truncation to handle) the question as the
 /// client sent it; its answer when one came in time.
 async fn forward(upstream: SocketAddr, query: &[u8]) -> Option<Message> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let id = u16::from_be_bytes([*query.first()?, *query.get(1)?]);
     let mut query = query.to_vec();
     // Clear RD (the lowest bit of the third octet).
     *query.get_mut(2)? &= !0x01;
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(upstream).await.ok()?;
-        let mut framed = Vec::with_capacity(query.len() + 2);
-        framed.extend_from_slice(&u16::try_from(query.len()).ok()?.to_be_bytes());
-        framed.extend_from_slice(&query);
-        stream.write_all(&framed).await.ok()?;
-        let mut length = [0u8; 2];
-        stream.read_exact(&mut length).await.ok()?;
-        let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
-        stream.read_exact(&mut answer).await.ok()?;
-        Message::from_vec(&answer).ok()
-    };
-    let answer = tokio::time::timeout(FORWARD_TIMEOUT, exchange)
+    let answer = crate::tcp::exchange(upstream, &query, FORWARD_TIMEOUT)
         .await
-        .ok()??;
+        .ok()?;
+    let answer = Message::from_vec(&answer).ok()?;
     (answer.id == id).then_some(answer)
 }
 

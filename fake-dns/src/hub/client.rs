@@ -10,8 +10,6 @@ use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::tsig::TsigError;
 use hickory_proto::rr::rdata::TXT;
 use hickory_proto::rr::{DNSClass, LowerName, Name, RData, Record, RecordType, TSigner};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use super::key::TsigKey;
 use crate::facts::NetworkFacts;
@@ -193,27 +191,15 @@ impl HubClient {
     /// One message out and one in over TCP (RFC 1035 §4.2.2 framing).
     async fn exchange(&self, wire: &[u8]) -> Result<Vec<u8>, HubError> {
         let hub = self.hub;
-        let talk = async {
-            let mut stream = TcpStream::connect(hub)
-                .await
-                .map_err(|source| HubError::Unreachable { hub, source })?;
-            let io = |source| HubError::Unreachable { hub, source };
-            let mut framed = Vec::with_capacity(wire.len() + 2);
-            framed.extend_from_slice(&(wire.len() as u16).to_be_bytes());
-            framed.extend_from_slice(wire);
-            stream.write_all(&framed).await.map_err(io)?;
-            let mut length = [0u8; 2];
-            stream.read_exact(&mut length).await.map_err(io)?;
-            let mut answer = vec![0u8; usize::from(u16::from_be_bytes(length))];
-            stream.read_exact(&mut answer).await.map_err(io)?;
-            Ok(answer)
-        };
-        tokio::time::timeout(self.timeout, talk)
+        crate::tcp::exchange(hub, wire, self.timeout)
             .await
-            .map_err(|_| HubError::Timeout {
-                hub,
-                after: self.timeout,
-            })?
+            .map_err(|e| match e {
+                crate::tcp::ExchangeError::Io(source) => HubError::Unreachable { hub, source },
+                crate::tcp::ExchangeError::Timeout => HubError::Timeout {
+                    hub,
+                    after: self.timeout,
+                },
+            })
     }
 }
 
