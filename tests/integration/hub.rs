@@ -82,6 +82,14 @@ impl Proc {
         }
     }
 
+    /// The fake DNS address `up`'s boot table gives.
+    fn dns(&mut self) -> SocketAddr {
+        self.wait_for("the fake DNS", |l| l.contains("fake DNS on"))
+            .split_whitespace()
+            .find_map(|w| w.trim_end_matches(';').parse::<SocketAddr>().ok())
+            .expect("the fake DNS's address")
+    }
+
     fn text(&self) -> String {
         self.lines.0.lock().unwrap().join("\n")
     }
@@ -219,11 +227,7 @@ fn a_class_on_one_machine_registers_mails_across_and_leaves() {
 
     // Alice's own fake DNS answers for her zone and asks the hub the rest,
     // so agents on her machine find bob with the default --dns too.
-    let line = alice.wait_for("her DNS", |l| l.contains("fake DNS on"));
-    let alice_dns = line
-        .split_whitespace()
-        .find_map(|w| w.trim_end_matches(';').parse::<SocketAddr>().ok())
-        .expect("alice's DNS address");
+    let alice_dns = alice.dns();
     let through_alice = runtime()
         .block_on(MailResolver::from_dns(alice_dns).relay_targets("bob.test"))
         .unwrap();
@@ -399,11 +403,7 @@ fn send_goes_to_the_mx_when_the_submission_server_will_not_relay() {
     )
     .unwrap();
     let mut up = Proc::start(&["up", file.to_str().unwrap()]);
-    let line = up.wait_for("DNS", |l| l.contains("fake DNS on"));
-    let dns = line
-        .split_whitespace()
-        .find_map(|w| w.trim_end_matches(';').parse::<SocketAddr>().ok())
-        .expect("DNS address");
+    let dns = up.dns();
     up.wait_for("ready", |l| l.starts_with("ready"));
     let sent = Command::new(BIN)
         .args([
