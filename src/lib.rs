@@ -10,6 +10,7 @@
 //!   - [`date`], [`transcript`], [`mime`] (MIME inspection for `inspect` and the grader).
 //!   - [`text`] (wording for people), [`fdlimit`] (the descriptor limit).
 //!   - [`tls`]: the network CA and the rustls configurations it yields.
+//!   - [`fault`]: scripted faults and the seeded choices they make.
 //! - State:
 //!   - [`network`]: the network file (servers, domains, ports, users, policy) and its checks.
 //!   - [`store`]: Maildir mailboxes and, beside them, the outbound queue on disk.
@@ -33,6 +34,7 @@ pub mod agent;
 pub mod capture;
 pub mod date;
 pub mod events;
+pub mod fault;
 pub mod fdlimit;
 pub mod id;
 pub mod join;

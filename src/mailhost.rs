@@ -32,6 +32,8 @@ struct Inner {
     events: crate::events::Events,
     /// Where its sessions are recorded, when anyone looks (`up --web`, `--pcap`).
     recorder: Option<crate::capture::Recorder>,
+    /// The network's scripted faults.
+    faults: crate::fault::Faults,
     /// The relay's retry state per (queue id, destination domain), for the
     /// web API's queue view; the relay worker keeps it current.
     retries: std::sync::Mutex<std::collections::HashMap<(String, String), RetryState>>,
@@ -78,6 +80,7 @@ impl MailHost {
                 tls_client: None,
                 events: crate::events::Events::new(),
                 recorder: None,
+                faults: crate::fault::Faults::default(),
                 retries: Default::default(),
             }),
         })
@@ -115,6 +118,21 @@ impl MailHost {
             None => tracing::error!("observers given to a server already running; ignored"),
         }
         self
+    }
+
+    /// The same server asking `faults` at each protocol step; call before
+    /// the host is shared.
+    pub fn with_faults(mut self, faults: crate::fault::Faults) -> MailHost {
+        match Arc::get_mut(&mut self.inner) {
+            Some(inner) => inner.faults = faults,
+            None => tracing::error!("faults given to a server already running; ignored"),
+        }
+        self
+    }
+
+    /// The network's scripted faults.
+    pub fn faults(&self) -> &crate::fault::Faults {
+        &self.inner.faults
     }
 
     /// Where it tells what happens.

@@ -42,6 +42,11 @@ pub struct UpOptions {
     pub ca_dir: Option<PathBuf>,
     /// Record every session's bytes here (for `--web` and `--pcap`).
     pub recorder: Option<crate::capture::Recorder>,
+    /// The seed of the faults' random choices; a fresh one when `None`.
+    pub seed: Option<u64>,
+    /// Relay retries and queue lifetimes run on a clock that only
+    /// [`crate::relay::RelayClock::advance`] moves (scenarios).
+    pub frozen_clock: bool,
 }
 
 /// Why a network could not boot. Each is one line a user can act on.
@@ -97,6 +102,23 @@ pub struct RunningServer {
     pub host: MailHost,
     /// Where each service listens, at [`Service::index`].
     listening: [SocketAddr; Service::ALL.len()],
+    /// Its listeners' and relay's stop signal and tasks, while it runs
+    /// (`None` while stopped by [`RunningNetwork::stop_server`]).
+    run: std::sync::Arc<tokio::sync::Mutex<Option<ServerRun>>>,
+}
+
+/// What stops one server, and what to wait for.
+struct ServerRun {
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl ServerRun {
+    async fn end(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
 }
 
 impl RunningServer {
@@ -104,6 +126,53 @@ impl RunningServer {
     pub fn addr(&self, service: Service) -> SocketAddr {
         self.listening[service.index()]
     }
+}
+
+/// Why a server could not be stopped or started.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerControlError {
+    /// No server of that name runs in this process.
+    #[error("no server `{0}` runs here")]
+    Unknown(String),
+    /// Started while running.
+    #[error("server `{0}` is already running")]
+    Running(String),
+    /// Stopped while stopped.
+    #[error("server `{0}` is already stopped")]
+    Stopped(String),
+    /// Its port could not be bound again.
+    #[error(transparent)]
+    Bind(#[from] UpError),
+}
+
+/// Starts a server's listeners and relay, stopped by a child of `parent`.
+fn spawn_server(
+    host: &MailHost,
+    listeners: Vec<(Service, TcpListener)>,
+    resolver: &MailResolver,
+    clock: &crate::relay::RelayClock,
+    parent: &CancellationToken,
+) -> ServerRun {
+    let stop = parent.child_token();
+    let tasks = TaskTracker::new();
+    for (service, listener) in listeners {
+        let (host, stop, sessions) = (host.clone(), stop.clone(), tasks.clone());
+        match service.protocol() {
+            Service::Pop3 => tasks.spawn(crate::pop3::server::serve(
+                listener, host, service, stop, sessions,
+            )),
+            _ => tasks.spawn(crate::smtp::server::serve(
+                listener, host, service, stop, sessions,
+            )),
+        };
+    }
+    tasks.spawn(crate::relay::worker::run(
+        host.clone(),
+        resolver.clone(),
+        clock.clone(),
+        stop.clone(),
+    ));
+    ServerRun { stop, tasks }
 }
 
 /// A booted network.
@@ -122,6 +191,8 @@ pub struct RunningNetwork {
     pub clock: crate::relay::RelayClock,
     /// What happens to mail and sessions, as events.
     pub events: crate::events::Events,
+    /// The scripted faults in force, and the seed of their choices.
+    pub faults: crate::fault::Faults,
     /// Where mail lives.
     pub data_dir: PathBuf,
     /// The network CA's certificate, which clients trust for TLS (`None`
@@ -315,6 +386,11 @@ impl RunningNetwork {
 
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let faults =
+            crate::fault::Faults::new(options.seed.unwrap_or_else(crate::fault::random_seed));
+        for fault in &network.faults {
+            faults.add(fault.clone());
+        }
         let mut dns = None;
         if let Some((udp, tcp)) = dns_sockets {
             dns = Some(
@@ -327,9 +403,21 @@ impl RunningNetwork {
                 .dns
                 .filter(|up| dns.is_none_or(|own| reachable(own) != reachable(*up)));
             let (zone, token) = (zone.clone(), shutdown.clone());
+            let asked = faults.clone();
+            let hook: fake_dns::QueryFaults = std::sync::Arc::new(move |name, rtype| {
+                use crate::fault::DnsAnswer;
+                asked
+                    .probe_dns(name, &rtype.to_string())
+                    .map(|answer| match answer {
+                        DnsAnswer::ServFail => fake_dns::Injected::ServFail,
+                        DnsAnswer::NxDomain => fake_dns::Injected::NxDomain,
+                        DnsAnswer::Refused => fake_dns::Injected::Refused,
+                        DnsAnswer::Timeout => fake_dns::Injected::Silence,
+                    })
+            });
             tracker.spawn(async move {
                 if let Err(error) =
-                    fake_dns::serve_forwarding(zone, upstream, udp, tcp, token).await
+                    fake_dns::serve_with_faults(zone, upstream, Some(hook), udp, tcp, token).await
                 {
                     tracing::error!(%error, "fake DNS stopped");
                 }
@@ -344,7 +432,11 @@ impl RunningNetwork {
             (None, None) => MailResolver::from_zone(zone.clone()),
         };
 
-        let clock = crate::relay::RelayClock::default();
+        let clock = if options.frozen_clock {
+            crate::relay::RelayClock::frozen()
+        } else {
+            crate::relay::RelayClock::default()
+        };
         let events = crate::events::Events::new();
         let own = own_addresses(&network);
         let ca_dir = options
@@ -375,7 +467,8 @@ impl RunningNetwork {
             let names = tls_names(&config, &network);
             let mut host = MailHost::open(config, &dir, options.live_transcripts, options.fsync)
                 .map_err(|e| UpError::DataDir(dir.clone(), e))?
-                .with_observers(events.clone(), options.recorder.clone());
+                .with_observers(events.clone(), options.recorder.clone())
+                .with_faults(faults.clone());
             if let Some(ca) = &ca {
                 match ca
                     .server_config(&names)
@@ -388,25 +481,17 @@ impl RunningNetwork {
                 }
             }
             let mut listening = [SocketAddr::from(([127, 0, 0, 1], 0)); Service::ALL.len()];
+            let mut sockets = Vec::new();
             for (service, listener, real) in bound {
                 listening[service.index()] = real;
-                let (host, stop, sessions) = (host.clone(), shutdown.clone(), tracker.clone());
-                match service.protocol() {
-                    Service::Pop3 => tracker.spawn(crate::pop3::server::serve(
-                        listener, host, service, stop, sessions,
-                    )),
-                    _ => tracker.spawn(crate::smtp::server::serve(
-                        listener, host, service, stop, sessions,
-                    )),
-                };
+                sockets.push((service, listener));
             }
-            tracker.spawn(crate::relay::worker::run(
-                host.clone(),
-                resolver.clone(),
-                clock.clone(),
-                shutdown.clone(),
-            ));
-            servers.push(RunningServer { host, listening });
+            let run = spawn_server(&host, sockets, &resolver, &clock, &shutdown);
+            servers.push(RunningServer {
+                host,
+                listening,
+                run: std::sync::Arc::new(tokio::sync::Mutex::new(Some(run))),
+            });
         }
 
         Ok(RunningNetwork {
@@ -417,6 +502,7 @@ impl RunningNetwork {
             resolver,
             clock,
             events,
+            faults,
             data_dir,
             ca_cert: ca.as_ref().map(|ca| ca.cert_path()),
             shutdown,
@@ -478,9 +564,57 @@ impl RunningNetwork {
         self.shutdown.clone()
     }
 
+    /// Takes server `name` down: its ports close (connections are refused),
+    /// its sessions get `421`, its relay stops; its mail stays on disk.
+    pub async fn stop_server(&self, name: &str) -> Result<(), ServerControlError> {
+        let server = self
+            .server(name)
+            .ok_or_else(|| ServerControlError::Unknown(name.to_string()))?;
+        let run = server
+            .run
+            .lock()
+            .await
+            .take()
+            .ok_or_else(|| ServerControlError::Stopped(name.to_string()))?;
+        run.end().await;
+        tracing::info!(server = %server.host.config().name, "stopped");
+        Ok(())
+    }
+
+    /// Brings server `name` back up on the ports it had.
+    pub async fn start_server(&self, name: &str) -> Result<(), ServerControlError> {
+        let server = self
+            .server(name)
+            .ok_or_else(|| ServerControlError::Unknown(name.to_string()))?;
+        let mut run = server.run.lock().await;
+        if run.is_some() {
+            return Err(ServerControlError::Running(name.to_string()));
+        }
+        let mut sockets = Vec::new();
+        for service in Service::ALL {
+            let addr = server.addr(service);
+            let what = format!("server {}: {service}", server.host.config().name);
+            sockets.push((service, bind_tcp(what, addr).await?));
+        }
+        *run = Some(spawn_server(
+            &server.host,
+            sockets,
+            &self.resolver,
+            &self.clock,
+            &self.shutdown,
+        ));
+        tracing::info!(server = %server.host.config().name, "started");
+        Ok(())
+    }
+
     /// Stops every listener and session (sessions get `421`) and waits for them.
     pub async fn stop(self) {
         self.shutdown.cancel();
+        for server in &self.servers {
+            if let Some(run) = server.run.lock().await.take() {
+                run.end().await;
+            }
+        }
         self.tracker.close();
         self.tracker.wait().await;
     }

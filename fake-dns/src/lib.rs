@@ -20,7 +20,9 @@ pub mod tcp;
 pub mod zone;
 
 pub use facts::{HostFacts, NetworkFacts};
-pub use server::{serve, serve_forwarding, DnsServerError, ZoneHandle};
+pub use server::{
+    serve, serve_forwarding, serve_with_faults, DnsServerError, Injected, QueryFaults, ZoneHandle,
+};
 pub use zone::{Answer, Zone};
 
 /// Re-exported so callers can name record types and data without their own hickory pin.

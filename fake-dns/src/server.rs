@@ -41,10 +41,28 @@ pub enum DnsServerError {
     Server(String),
 }
 
+/// What a scripted fault makes the server answer instead of the zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Injected {
+    /// `SERVFAIL`.
+    ServFail,
+    /// `NXDOMAIN`.
+    NxDomain,
+    /// `REFUSED`.
+    Refused,
+    /// No answer at all: the client times out.
+    Silence,
+}
+
+/// Asked for every question (name as asked, record type): `Some` replaces
+/// the answer. mailnet's scripted `dns:` faults come through here.
+pub type QueryFaults = Arc<dyn Fn(&str, RecordType) -> Option<Injected> + Send + Sync>;
+
 struct Handler {
     zone: ZoneHandle,
     /// Where names outside every zone are asked (a class hub), if anywhere.
     upstream: Option<SocketAddr>,
+    faults: Option<QueryFaults>,
 }
 
 /// How long a forwarded question may take upstream.
@@ -73,6 +91,31 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         if request.metadata.op_code != OpCode::Query {
             return refuse(request, ResponseCode::NotImp, response_handle).await;
+        }
+        if let (Some(faults), [query]) = (&self.faults, request.queries.queries()) {
+            let name = query.name().to_string();
+            match faults(&name, query.query_type()) {
+                None => {}
+                Some(Injected::ServFail) => {
+                    return refuse(request, ResponseCode::ServFail, response_handle).await
+                }
+                Some(Injected::NxDomain) => {
+                    return refuse(request, ResponseCode::NXDomain, response_handle).await
+                }
+                Some(Injected::Refused) => {
+                    return refuse(request, ResponseCode::Refused, response_handle).await
+                }
+                Some(Injected::Silence) => {
+                    tracing::debug!(%name, "no answer: an injected DNS timeout");
+                    let mut metadata = Metadata::response_from_request(&request.metadata);
+                    metadata.response_code = ResponseCode::ServFail;
+                    return hickory_proto::op::Header {
+                        metadata,
+                        counts: Default::default(),
+                    }
+                    .into();
+                }
+            }
         }
         let zone = self.zone.current();
         // Only a question that asks for recursion is forwarded, and it goes
@@ -265,7 +308,24 @@ pub async fn serve_forwarding(
     tcp: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), DnsServerError> {
-    let mut server = Server::new(Handler { zone, upstream });
+    serve_with_faults(zone, upstream, None, udp, tcp, shutdown).await
+}
+
+/// Like [`serve_forwarding`], and every question is first put to `faults`,
+/// which may replace the answer with a failure (scripted DNS faults).
+pub async fn serve_with_faults(
+    zone: ZoneHandle,
+    upstream: Option<SocketAddr>,
+    faults: Option<QueryFaults>,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), DnsServerError> {
+    let mut server = Server::new(Handler {
+        zone,
+        upstream,
+        faults,
+    });
     server.register_socket(udp);
     server.register_listener(tcp, Duration::from_secs(5), 64);
     shutdown.cancelled().await;

@@ -32,6 +32,7 @@ fn context() -> Arc<Pop3Context> {
                 hostname: "gmail.com".into(),
                 server: net.server("gmail.com").expect("default network").clone(),
                 stls: true,
+                faults: Default::default(),
             })
         })
         .clone()

@@ -53,6 +53,7 @@ fn context(flags: u8) -> Arc<SmtpContext> {
                     hostname: "gmail.com".into(),
                     server,
                     starttls: true,
+                    faults: Default::default(),
                 })
             })
             .collect()

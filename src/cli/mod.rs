@@ -178,6 +178,10 @@ pub struct UpArgs {
     /// fsync every accepted message before its 250 (survives power loss, not just a crash).
     #[arg(long)]
     pub fsync: bool,
+    /// Seed of the faults' random choices (`probability:`): the same seed
+    /// repeats a run's outcomes. A fresh one is chosen and printed when omitted.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
     /// Every server is a catch-all: mail for any address of its domains is
     /// taken (policy `accept_any`), for CI that does not want to list users.
     #[arg(long)]

@@ -58,6 +58,10 @@ pub struct TestArgs {
     /// How long a student's server may take to open its ports (the course's grader waits 2 s).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = mailnet::network::duration::parse)]
     pub student_startup: std::time::Duration,
+    /// Seed of the faults' random choices (`probability:`): the same seed
+    /// repeats a run's outcomes. A fresh one is chosen and printed when omitted.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 /// Whether a YAML file is a scenario (it has a top-level `scenario:` key).
@@ -147,6 +151,7 @@ async fn grade(
     scenarios: &[Scenario],
     setup: Option<&StudentSetup>,
     jobs: usize,
+    seed: u64,
     finished: Finished,
     progress: Option<&indicatif::ProgressBar>,
 ) -> anyhow::Result<()> {
@@ -171,7 +176,7 @@ async fn grade(
     let jobs = if student.is_some() { 1 } else { jobs.max(1) };
     let student = student.as_ref();
     futures::stream::iter(scenarios.iter().enumerate())
-        .map(|(i, s)| async move { (i, run::run(s, student).await) })
+        .map(|(i, s)| async move { (i, run::run(s, student, seed).await) })
         .buffer_unordered(jobs)
         .for_each(|(i, outcome)| {
             if let Some(bar) = progress {
@@ -256,8 +261,9 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
             student_servers.join(", ")
         );
     }
+    let seed = args.seed.unwrap_or_else(mailnet::fault::random_seed);
     if let Some(class) = &args.submissions {
-        return grade_class(args, class, &scenarios).await;
+        return grade_class(args, class, &scenarios, seed).await;
     }
     let setup = args.student.as_ref().map(|command| StudentSetup {
         command: command.clone(),
@@ -278,7 +284,7 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
         bar
     });
     let interrupted = tokio::select! {
-        done = grade(&scenarios, setup.as_ref(), args.jobs, finished.clone(), progress.as_ref()) => {
+        done = grade(&scenarios, setup.as_ref(), args.jobs, seed, finished.clone(), progress.as_ref()) => {
             done?;
             false
         }
@@ -287,11 +293,13 @@ pub async fn run(args: &TestArgs) -> anyhow::Result<bool> {
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    let summary = summary_of(&finished);
+    let mut summary = summary_of(&finished);
+    summary.seed = Some(seed);
     for outcome in &summary.scenarios {
         print!("{}", report::scenario_log(outcome));
     }
     print!("{}", report::console(&summary, colour()));
+    println!("seed {seed} (`--seed {seed}` repeats the faults' random choices)");
     write_reports(args, &summary)?;
     if let Some((addr, stop)) = web {
         if !interrupted {
@@ -321,6 +329,7 @@ async fn grade_class(
     args: &TestArgs,
     class: &Path,
     scenarios: &[Scenario],
+    seed: u64,
 ) -> anyhow::Result<bool> {
     let mut students: Vec<PathBuf> = std::fs::read_dir(class)
         .with_context(|| format!("cannot read {}", class.display()))?
@@ -371,7 +380,7 @@ async fn grade_class(
                     startup: args.student_startup,
                 };
                 let finished: Finished = Arc::default();
-                let graded = grade(scenarios, Some(&setup), 1, finished.clone(), None).await;
+                let graded = grade(scenarios, Some(&setup), 1, seed, finished.clone(), None).await;
                 let mut summary = summary_of(&finished);
                 if let Err(e) = graded {
                     summary.error = Some(e.to_string());

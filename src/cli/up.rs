@@ -94,6 +94,18 @@ pub fn table(running: &RunningNetwork) -> String {
             ca.display()
         );
     }
+    let faults = running.faults.list().len();
+    let _ = writeln!(
+        out,
+        "faults: {} in force; seed {} (`--seed {}` repeats their random choices)",
+        if faults == 0 {
+            "none".to_string()
+        } else {
+            faults.to_string()
+        },
+        running.faults.seed(),
+        running.faults.seed()
+    );
     let _ = writeln!(out, "mail data: {}", running.data_dir.display());
     out
 }
@@ -191,6 +203,8 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
         fsync: args.fsync,
         ca_dir: None,
         recorder: None,
+        seed: args.seed,
+        frozen_clock: false,
     };
     let mut options = options;
     // Bound before the network boots: a port in use stops nothing half-started.

@@ -219,6 +219,7 @@ pub fn load(config_path: &Path) -> Result<Network, NetworkError> {
         advertise: None,
         ttl: 5,
         servers,
+        faults: Vec::new(),
     })
 }
 

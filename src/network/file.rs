@@ -26,6 +26,9 @@ pub(super) struct NetworkFile {
     pub ttl: u32,
     #[serde(default)]
     pub servers: Vec<ServerSpec>,
+    /// Scripted failures in force from boot.
+    #[serde(default)]
+    pub faults: Vec<Spanned<super::faults::FaultSpec>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 pub mod bounds;
 pub mod cs305;
 pub mod duration;
+pub mod faults;
 mod file;
 mod policy;
 
@@ -101,6 +102,8 @@ pub struct Network {
     pub ttl: u32,
     /// The servers, in file order.
     pub servers: Vec<ServerConfig>,
+    /// Scripted failures in force from boot (`faults:`).
+    pub faults: Vec<crate::fault::Fault>,
 }
 
 /// More servers than loopback addresses for [`Network::with_standard_ports`].
@@ -435,6 +438,16 @@ impl Network {
             });
         }
 
+        let names: Vec<String> = servers.iter().map(|s| s.name.clone()).collect();
+        let mut faults = Vec::with_capacity(parsed.faults.len());
+        for spec in &parsed.faults {
+            let fault = spec
+                .value
+                .check(Some(&names), spec.referenced)
+                .map_err(|p| invalid(&p.at, p.message))?;
+            faults.push(fault);
+        }
+
         Ok(Network {
             source: source.to_string(),
             dns: parsed.dns.map(|d| d.value).unwrap_or(DEFAULT_DNS),
@@ -442,6 +455,7 @@ impl Network {
             advertise: parsed.advertise,
             ttl: parsed.ttl,
             servers,
+            faults,
         })
     }
 

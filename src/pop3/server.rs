@@ -33,6 +33,7 @@ pub async fn serve(
         hostname: host.config().name.clone(),
         server: host.config().clone(),
         stls: !matches!(tls, crate::listener::TlsMode::Off),
+        faults: host.faults().clone(),
     });
     let busy = b"-ERR [SYS/TEMP] too many connections, try again later\r\n".to_vec();
     let protocol_host = host.clone();
@@ -147,12 +148,16 @@ impl Protocol for Pop3Protocol {
     }
 
     async fn advance(&mut self, out: &mut Outbox) -> Flow {
+        let mut opening = Vec::new();
         if !std::mem::replace(&mut self.greeted, true) {
-            out.push(&self.session.greeting());
+            opening = self.session.open();
         }
-        while let Some(event) = self.session.next_event() {
+        let mut opening = opening.into_iter();
+        while let Some(event) = opening.next().or_else(|| self.session.next_event()) {
             match event {
                 Event::Reply(bytes) => out.push(&bytes),
+                Event::Pause(pause) => out.pause(pause),
+                Event::Drop => return Flow::Close,
                 Event::LoginFailed(bytes) => {
                     out.pause(self.host.config().policy.login_delay);
                     out.push(&bytes);

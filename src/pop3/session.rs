@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::wire::{decode_base64, decode_plain, Framed, LineFramer};
 use md5::{Digest, Md5};
 
+use crate::fault::{Action, Injection, Point, Probe, Protocol};
 use crate::network::ServerConfig;
 use crate::transcript::Line;
 
@@ -25,6 +26,8 @@ pub struct Pop3Context {
     pub server: ServerConfig,
     /// STLS is offered (the server has a certificate and TLS is not off).
     pub stls: bool,
+    /// The network's scripted faults, asked at each step.
+    pub faults: crate::fault::Faults,
 }
 
 /// One message as the session sees it.
@@ -75,6 +78,12 @@ pub enum Event {
     /// Send this `+OK` and hand the connection to TLS; then call
     /// [`Session::tls_established`].
     StartTls(Vec<u8>),
+    /// Send what is queued, then wait this long before going on (an
+    /// injected delay).
+    Pause(std::time::Duration),
+    /// Close the connection at once, without a word (an injected drop:
+    /// nothing marked deleted is removed).
+    Drop,
 }
 
 #[derive(Debug)]
@@ -107,6 +116,10 @@ pub struct Session {
     transcript: Vec<Line>,
     /// The TLS in place, if any.
     tls: Option<crate::tls::TlsInfo>,
+    /// Who logged in (for faults that match an address).
+    user: Option<String>,
+    /// Events decided ahead (what follows an injected delay).
+    pending: std::collections::VecDeque<Event>,
 }
 
 fn ok(text: impl AsRef<str>) -> Vec<u8> {
@@ -133,6 +146,83 @@ impl Session {
             deleted: Vec::new(),
             transcript: Vec::new(),
             tls: None,
+            user: None,
+            pending: Default::default(),
+        }
+    }
+
+    /// What to send when the connection opens: the greeting, unless a
+    /// fault at `connect` or `greeting` says otherwise.
+    pub fn open(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(injection) = self.probe(Point::Connect, &[]) {
+            match self.injected(&injection) {
+                Some(Event::Pause(d)) => events.push(Event::Pause(d)),
+                Some(Event::Drop) | None => return vec![Event::Drop],
+                Some(reply) => {
+                    self.state = State::Closed;
+                    return vec![reply, Event::Drop];
+                }
+            }
+        }
+        match self.probe(Point::Greeting, &[]).map(|i| self.injected(&i)) {
+            None => {
+                let greeting = self.greeting();
+                events.push(Event::Reply(greeting));
+            }
+            Some(Some(Event::Pause(d))) => {
+                events.push(Event::Pause(d));
+                let greeting = self.greeting();
+                events.push(Event::Reply(greeting));
+            }
+            Some(Some(event)) => events.push(event),
+            Some(None) => events.push(Event::Drop),
+        }
+        events
+    }
+
+    fn probe(&self, on: Point, addresses: &[&str]) -> Option<Injection> {
+        self.ctx.faults.probe(Probe {
+            server: &self.ctx.server.name,
+            relay_from: None,
+            protocol: Protocol::Pop3,
+            on,
+            addresses,
+        })
+    }
+
+    /// Records an injection and turns it into the event to hand out.
+    fn injected(&mut self, injection: &Injection) -> Option<Event> {
+        let event = match &injection.action {
+            Action::Reply(text) => Event::Reply(self.record(format!("{text}\r\n").into_bytes())),
+            Action::Drop => {
+                self.state = State::Closed;
+                Event::Drop
+            }
+            Action::Delay(d) => Event::Pause(*d),
+        };
+        self.transcript.push(Line::server(injection.note()));
+        Some(event)
+    }
+
+    /// `normal`'s event, unless a fault at `on` injects something else.
+    fn faulted(
+        &mut self,
+        on: Point,
+        addresses: &[&str],
+        normal: impl FnOnce(&mut Session) -> Event,
+    ) -> Event {
+        let Some(injection) = self.probe(on, addresses) else {
+            return normal(self);
+        };
+        match self.injected(&injection) {
+            Some(Event::Pause(d)) => {
+                let event = normal(self);
+                self.pending.push_back(event);
+                Event::Pause(d)
+            }
+            Some(event) => event,
+            None => Event::Drop,
         }
     }
 
@@ -193,6 +283,9 @@ impl Session {
     /// The next thing to do, or `None` when more input is needed, an answer
     /// from the I/O layer is awaited, or the session is closed.
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
         if matches!(
             self.state,
             State::Opening | State::Committing | State::Closed
@@ -293,26 +386,31 @@ impl Session {
             (_, "CAPA") => self.reply(self.capabilities()),
             (_, "NOOP") if matches!(self.state, State::Transaction) => self.reply(ok("")),
             (State::Authorization { .. }, "QUIT") => {
+                let event = self.faulted(Point::Quit, &[], |s| {
+                    let bye = ok(format!("{} POP3 server signing off", s.ctx.hostname));
+                    s.reply(bye)
+                });
                 self.state = State::Closed;
-                let bye = ok(format!("{} POP3 server signing off", self.ctx.hostname));
-                self.reply(bye)
+                event
             }
-            (State::Authorization { .. }, "USER") => {
+            (State::Authorization { .. }, "USER") => self.faulted(Point::Pop3User, &[arg], |s| {
                 if arg.is_empty() {
-                    self.reply(err("USER needs a name"))
+                    s.reply(err("USER needs a name"))
                 } else {
-                    self.state = State::Authorization {
+                    s.state = State::Authorization {
                         user: Some(arg.to_string()),
                     };
-                    self.reply(ok(format!("send PASS for {arg}")))
+                    s.reply(ok(format!("send PASS for {arg}")))
                 }
-            }
+            }),
             (State::Authorization { user }, "PASS") => match user.clone() {
                 None => self.reply(err("send USER first")),
                 Some(user) => {
                     // The password is the rest of the line, spaces included (RFC 1939).
                     let password = text.split_once(' ').map(|(_, p)| p).unwrap_or("");
-                    return Some(self.login(&user, |expected| expected == password));
+                    return Some(self.faulted(Point::Pop3Pass, &[&user], |s| {
+                        s.login(&user, |expected| expected == password)
+                    }));
                 }
             },
             (State::Authorization { .. }, "APOP") => {
@@ -322,10 +420,12 @@ impl Session {
                         let challenge = self.challenge.clone();
                         let user = user.to_string();
                         let digest = digest.to_ascii_lowercase();
-                        return Some(self.login(&user, |expected| {
-                            let sum = Md5::digest(format!("{challenge}{expected}").as_bytes());
-                            let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
-                            hex == digest
+                        return Some(self.faulted(Point::Auth, &[&user], |s| {
+                            s.login(&user, |expected| {
+                                let sum = Md5::digest(format!("{challenge}{expected}").as_bytes());
+                                let hex: String = sum.iter().map(|b| format!("{b:02x}")).collect();
+                                hex == digest
+                            })
                         }));
                     }
                     _ => self.reply(err("usage: APOP name digest")),
@@ -367,20 +467,23 @@ impl Session {
             }
             (State::Transaction, "LIST") => self.list(arg, |i, m| format!("{} {}", i + 1, m.size)),
             (State::Transaction, "UIDL") => self.list(arg, |i, m| format!("{} {}", i + 1, m.uid)),
-            (State::Transaction, "RETR") => match self.message_arg(arg) {
-                Ok(index) => {
-                    let status = ok(format!("{} octets", self.messages[index].size));
-                    let status = self.record(status);
-                    self.transcript
-                        .push(Line::server(format!("[message {}]", index + 1)));
-                    Event::Send {
-                        status,
-                        index,
-                        top: None,
+            (State::Transaction, "RETR") => {
+                let user = self.user.clone().unwrap_or_default();
+                self.faulted(Point::Retr, &[&user], |s| match s.message_arg(arg) {
+                    Ok(index) => {
+                        let status = ok(format!("{} octets", s.messages[index].size));
+                        let status = s.record(status);
+                        s.transcript
+                            .push(Line::server(format!("[message {}]", index + 1)));
+                        Event::Send {
+                            status,
+                            index,
+                            top: None,
+                        }
                     }
-                }
-                Err(e) => self.reply(e),
-            },
+                    Err(e) => s.reply(e),
+                })
+            }
             (State::Transaction, "TOP") => {
                 let mut parts = arg.split_whitespace();
                 let (msg, lines) = (parts.next().unwrap_or(""), parts.next());
@@ -401,13 +504,16 @@ impl Session {
                     _ => self.reply(err("usage: TOP msg n")),
                 }
             }
-            (State::Transaction, "DELE") => match self.message_arg(arg) {
-                Ok(index) => {
-                    self.deleted[index] = true;
-                    self.reply(ok(format!("message {} deleted", index + 1)))
-                }
-                Err(e) => self.reply(e),
-            },
+            (State::Transaction, "DELE") => {
+                let user = self.user.clone().unwrap_or_default();
+                self.faulted(Point::Dele, &[&user], |s| match s.message_arg(arg) {
+                    Ok(index) => {
+                        s.deleted[index] = true;
+                        s.reply(ok(format!("message {} deleted", index + 1)))
+                    }
+                    Err(e) => s.reply(e),
+                })
+            }
             (State::Transaction, "RSET") => {
                 self.deleted.iter_mut().for_each(|d| *d = false);
                 let count = self.messages.len();
@@ -418,15 +524,24 @@ impl Session {
                 )))
             }
             (State::Transaction, "QUIT") => {
-                self.state = State::Committing;
-                let delete = self
-                    .deleted
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, d)| **d)
-                    .map(|(i, _)| i)
-                    .collect();
-                Event::Commit { delete }
+                let user = self.user.clone().unwrap_or_default();
+                let event = self.faulted(Point::Quit, &[&user], |s| {
+                    s.state = State::Committing;
+                    let delete = s
+                        .deleted
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, d)| **d)
+                        .map(|(i, _)| i)
+                        .collect();
+                    Event::Commit { delete }
+                });
+                if matches!(self.state, State::Transaction) {
+                    // An injected answer to QUIT: the session ends and
+                    // nothing is deleted, as when an update fails.
+                    self.state = State::Closed;
+                }
+                event
             }
             (State::Transaction, "USER" | "PASS" | "APOP" | "AUTH") => {
                 self.reply(err("already authenticated"))
@@ -498,6 +613,7 @@ impl Session {
         match self.ctx.server.user(user) {
             Some(found) if password_ok(&found.password) => {
                 self.state = State::Opening;
+                self.user = Some(found.address.clone());
                 Event::OpenMailbox {
                     user: found.address.clone(),
                 }
@@ -513,7 +629,10 @@ impl Session {
         match decode_plain(response) {
             Ok(creds) => {
                 let password = creds.password;
-                self.login(&creds.user, |expected| expected == password)
+                let user = creds.user;
+                self.faulted(Point::Auth, &[&user], |s| {
+                    s.login(&user, |expected| expected == password)
+                })
             }
             Err(e) => self.reply(err(e.to_string())),
         }
@@ -538,7 +657,9 @@ impl Session {
             }
             Some(user) => {
                 self.state = State::Authorization { user: None };
-                self.login(&user, |expected| expected == decoded)
+                self.faulted(Point::Auth, &[&user], |s| {
+                    s.login(&user, |expected| expected == decoded)
+                })
             }
         }
     }

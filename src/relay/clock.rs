@@ -20,24 +20,46 @@ pub struct RelayClock {
 
 struct Inner {
     offset_ms: AtomicU64,
+    /// How many times everything queued was made due at once.
+    flushes: AtomicU64,
     advanced: watch::Sender<u64>,
+    /// Where time stands still, for a frozen clock.
+    frozen_at: Option<SystemTime>,
 }
 
 impl Default for RelayClock {
     fn default() -> Self {
-        RelayClock {
-            inner: Arc::new(Inner {
-                offset_ms: AtomicU64::new(0),
-                advanced: watch::channel(0).0,
-            }),
-        }
+        RelayClock::starting(None)
     }
 }
 
 impl RelayClock {
+    fn starting(frozen_at: Option<SystemTime>) -> RelayClock {
+        RelayClock {
+            inner: Arc::new(Inner {
+                offset_ms: AtomicU64::new(0),
+                flushes: AtomicU64::new(0),
+                advanced: watch::channel(0).0,
+                frozen_at,
+            }),
+        }
+    }
+
+    /// A clock standing at now that only [`RelayClock::advance`] moves: a
+    /// scenario's retries and queue lifetimes happen exactly when it says,
+    /// however fast or slow the machine is.
+    pub fn frozen() -> RelayClock {
+        RelayClock::starting(Some(SystemTime::now()))
+    }
+
+    /// Whether only `advance` moves it.
+    pub fn is_frozen(&self) -> bool {
+        self.inner.frozen_at.is_some()
+    }
+
     /// Now, as the relay sees it.
     pub fn now(&self) -> SystemTime {
-        let now = SystemTime::now();
+        let now = self.inner.frozen_at.unwrap_or_else(SystemTime::now);
         // The offset is bounded (see MAX_OFFSET_MS); checked all the same,
         // for a system clock set absurdly far ahead.
         now.checked_add(self.offset()).unwrap_or(now)
@@ -59,6 +81,18 @@ impl RelayClock {
                 Some(ms.saturating_add(by).min(MAX_OFFSET_MS))
             });
         self.inner.advanced.send_modify(|n| *n += 1);
+    }
+
+    /// Makes everything queued due now, whatever its retry time (like
+    /// `postqueue -f`); every relay re-examines its queue.
+    pub fn flush(&self) {
+        self.inner.flushes.fetch_add(1, Ordering::Relaxed);
+        self.inner.advanced.send_modify(|n| *n += 1);
+    }
+
+    /// How many times [`RelayClock::flush`] was called.
+    pub fn flushes(&self) -> u64 {
+        self.inner.flushes.load(Ordering::Relaxed)
     }
 
     /// Changes whenever the clock is advanced.

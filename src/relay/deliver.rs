@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::resolve::{MailResolver, ResolveError};
 use crate::smtp::client::{
@@ -170,6 +170,23 @@ pub struct Link<'a> {
     /// STARTTLS when the next server offers it, verifying its certificate
     /// for the MX host name with this connector (the network CA).
     pub tls: Option<&'a tokio_rustls::TlsConnector>,
+    /// The network's faults, where each connection is marked as this
+    /// server's relay before it is made (for `link:` faults).
+    pub faults: &'a crate::fault::Faults,
+}
+
+/// Why a session ended before carrying its jobs.
+enum Broken {
+    /// The connection failed or broke.
+    Client(ClientError),
+    /// The server refused the session: its greeting or EHLO.
+    Refused { stage: Stage, reply: Response },
+}
+
+impl From<ClientError> for Broken {
+    fn from(error: ClientError) -> Broken {
+        Broken::Client(error)
+    }
 }
 
 /// Delivers `jobs` (all for `domain`); returns one outcome per recipient, job by job.
@@ -196,17 +213,36 @@ pub async fn deliver_domain(
             ))))
         }
     };
-    let mut last_error = String::new();
+    let mut rest = Outcome::Temporary(Cause::Unreachable(String::new()));
     let mut results: Attempt = Vec::with_capacity(jobs.len());
     for (host, addr) in targets {
         match session(link, &host, addr, &jobs[results.len()..], &mut results).await {
             Ok(()) => return results,
-            Err(e) => last_error = format!("connect to {host}[{addr}]: {e}"),
+            Err(Broken::Client(e)) => {
+                rest = Outcome::Temporary(Cause::Unreachable(format!(
+                    "connect to {host}[{addr}]: {e}"
+                )))
+            }
+            // A refused greeting or EHLO counts like any refusal: 4xx is
+            // tried again (here at the next MX, later with back-off), 5xx
+            // bounces.
+            Err(Broken::Refused { stage, reply }) => {
+                let permanent = reply.code >= 500;
+                let cause = Cause::Refused {
+                    remote: format!("{host}[{addr}]"),
+                    stage,
+                    reply,
+                };
+                if permanent {
+                    rest = Outcome::Permanent(cause);
+                    break;
+                }
+                rest = Outcome::Temporary(cause);
+            }
         }
     }
     // Jobs handed over before the session broke keep their outcomes; the
-    // rest wait for the next attempt.
-    let rest = Outcome::Temporary(Cause::Unreachable(last_error));
+    // rest wait for the next attempt (or bounce, after a 5xx greeting).
     for job in &jobs[results.len()..] {
         results.push(vec![rest.clone(); job.recipients.len()]);
     }
@@ -250,17 +286,17 @@ async fn session(
     addr: SocketAddr,
     jobs: &[Job],
     results: &mut Attempt,
-) -> Result<(), ClientError> {
+) -> Result<(), Broken> {
     let remote = format!("{host}[{addr}]");
     let (mut client, caps) = open(link, addr).await?;
     let Some(connector) = link.tls.filter(|_| caps.starttls) else {
-        return carry(&mut client, &caps, &remote, jobs, results).await;
+        return Ok(carry(&mut client, &caps, &remote, jobs, results).await?);
     };
     match client.starttls(connector, host).await {
         Ok(mut secured) => {
             // RFC 3207 §4.2: the server forgot everything; EHLO again.
             let caps = hello(&mut secured, link.helo).await?;
-            carry(&mut secured, &caps, &remote, jobs, results).await
+            Ok(carry(&mut secured, &caps, &remote, jobs, results).await?)
         }
         Err(error) => {
             // A server whose certificate the network CA did not issue (a
@@ -268,7 +304,7 @@ async fn session(
             // `may` level, falls back to a clear session.
             tracing::warn!(%remote, %error, "STARTTLS failed; delivering without TLS");
             let (mut client, caps) = open(link, addr).await?;
-            carry(&mut client, &caps, &remote, jobs, results).await
+            Ok(carry(&mut client, &caps, &remote, jobs, results).await?)
         }
     }
 }
@@ -277,10 +313,35 @@ async fn session(
 async fn open(
     link: Link<'_>,
     addr: SocketAddr,
-) -> Result<(SmtpClient<TcpStream>, Capabilities), ClientError> {
-    let (mut client, greeting) = SmtpClient::<TcpStream>::connect(addr, link.timeout).await?;
+) -> Result<(SmtpClient<TcpStream>, Capabilities), Broken> {
+    // Bound first and marked as this server's relay, so the next server
+    // knows the session for a link from its very first byte; the mark
+    // lasts until the greeting is read, when the session surely began.
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(ClientError::Io)?;
+    let any = match addr {
+        SocketAddr::V4(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        SocketAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+    };
+    socket.bind(any).map_err(ClientError::Io)?;
+    let port = socket.local_addr().map_err(ClientError::Io)?.port();
+    let _mark = link.faults.mark_relay(port, link.helo);
+    let stream = tokio::time::timeout(link.timeout, socket.connect(addr))
+        .await
+        .map_err(|_| ClientError::Timeout(link.timeout))?
+        .map_err(ClientError::Io)?;
+    let _ = stream.set_nodelay(true);
+    let mut client = SmtpClient::new(stream, link.timeout);
+    let greeting = client.read_reply().await?;
     if greeting.code != 220 {
-        return Err(ClientError::Malformed(format!("greeting {greeting}")));
+        return Err(Broken::Refused {
+            stage: Stage::Greeting,
+            reply: greeting,
+        });
     }
     let caps = hello(&mut client, link.helo).await?;
     Ok((client, caps))
@@ -289,10 +350,13 @@ async fn open(
 async fn hello<S: AsyncRead + AsyncWrite + Unpin>(
     client: &mut SmtpClient<S>,
     helo: &str,
-) -> Result<Capabilities, ClientError> {
+) -> Result<Capabilities, Broken> {
     match client.hello(helo).await? {
         Ok(caps) => Ok(caps),
-        Err(refused) => Err(ClientError::Malformed(format!("HELO refused: {refused}"))),
+        Err(reply) => Err(Broken::Refused {
+            stage: Stage::Hello,
+            reply,
+        }),
     }
 }
 

@@ -57,10 +57,17 @@ pub async fn run(
     let mut started = Vec::new();
     let mut advanced = clock.subscribe();
     let mut queued = host.queue().subscribe();
+    let mut flushed = clock.flushes();
     loop {
         // Seen before reading: a change made after this wakes the wait below.
         queued.borrow_and_update();
         let now = clock.now();
+        if clock.flushes() != flushed {
+            flushed = clock.flushes();
+            for retry in retries.values_mut() {
+                retry.next = now;
+            }
+        }
         let entries = host.queue().entries();
         retries.retain(|(id, _), _| entries.iter().any(|e| &e.id == id));
         let busy: HashSet<&String> = tasks.values().collect();
@@ -71,9 +78,10 @@ pub async fn run(
         }
         tasks.extend(started.drain(..));
         let busy: HashSet<&String> = tasks.values().collect();
+        // A frozen clock moves only when advanced, which wakes us anyway.
         let wait = retries
             .iter()
-            .filter(|((_, domain), _)| !busy.contains(domain))
+            .filter(|((_, domain), _)| !busy.contains(domain) && !clock.is_frozen())
             .map(|(_, r)| r.next.duration_since(now).unwrap_or(Duration::ZERO))
             .min()
             .unwrap_or(Duration::from_secs(3600));
@@ -168,6 +176,7 @@ async fn deliver(
         .tls_client()
         .map(|c| tokio_rustls::TlsConnector::from(c.clone()));
     let link = Link {
+        faults: host.faults(),
         helo: &me,
         timeout: SMTP_TIMEOUT,
         tls: connector.as_ref(),

@@ -53,11 +53,22 @@ pub enum Action {
     SmtpDialogue,
     /// A raw POP3 dialogue (telnet-style).
     Pop3Dialogue,
+    /// Puts a fault in force (the same keys as a network file's `faults:`).
+    Fault,
+    /// Removes every fault.
+    ClearFaults,
+    /// Takes a server down: its ports close.
+    StopServer,
+    /// Brings a stopped server back up on its ports.
+    StartServer,
+    /// Every relay delivers what it holds now, retry times or not (like
+    /// `postqueue -f`), and the step waits for those deliveries.
+    Flush,
 }
 
 impl Action {
     /// Every action.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 21] = [
         Action::Sendmail,
         Action::Send,
         Action::Wait,
@@ -74,6 +85,11 @@ impl Action {
         Action::Quit,
         Action::SmtpDialogue,
         Action::Pop3Dialogue,
+        Action::Fault,
+        Action::ClearFaults,
+        Action::StopServer,
+        Action::StartServer,
+        Action::Flush,
     ];
 
     /// Its name in scenario files.
@@ -95,6 +111,11 @@ impl Action {
             Action::Quit => "quit",
             Action::SmtpDialogue => "smtp",
             Action::Pop3Dialogue => "pop3",
+            Action::Fault => "fault",
+            Action::ClearFaults => "clear_faults",
+            Action::StopServer => "stop_server",
+            Action::StartServer => "start_server",
+            Action::Flush => "flush",
         }
     }
 
@@ -118,6 +139,22 @@ impl Action {
             Action::Retr | Action::Dele => &["which"],
             Action::Top => &["which", "lines"],
             Action::SmtpDialogue | Action::Pop3Dialogue => &["server", "dialogue"],
+            Action::Fault => &[
+                "server",
+                "link",
+                "dns",
+                "on",
+                "match",
+                "reply",
+                "action",
+                "delay",
+                "times",
+                "every",
+                "probability",
+            ],
+            Action::StopServer | Action::StartServer => &["server"],
+            Action::Flush => &["seconds"],
+            Action::ClearFaults => &[],
             Action::Stat
             | Action::List
             | Action::Uidl
@@ -405,6 +442,34 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
                 }
             }
         }
+        Action::Fault => {
+            fault_of(args, None)?;
+        }
+        Action::StopServer | Action::StartServer => {
+            if !args
+                .get("server")
+                .and_then(|s| s.as_str())
+                .is_some_and(|s| !s.trim().is_empty())
+            {
+                return Err(format!(
+                    "`{}` needs the server's name (or one of its mail domains): `args: [gmail.com]`",
+                    action.name()
+                ));
+            }
+        }
+        Action::Flush => {
+            if let Some(value) = args.get("seconds") {
+                if !value
+                    .as_f64()
+                    .is_some_and(|s| (0.0..=MAX_WAIT_SECONDS).contains(&s))
+                {
+                    return Err(format!(
+                        "`flush` seconds `{}` is not a number of seconds from 0 to {MAX_WAIT_SECONDS} (a day)",
+                        shown(value)
+                    ));
+                }
+            }
+        }
         Action::Advance => {
             let Some(value) = args.get("duration") else {
                 return Err("`advance` needs a duration, such as `30s` or `10m`".into());
@@ -414,6 +479,20 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
         _ => {}
     }
     Ok(())
+}
+
+/// The fault a `fault` step's `args` describe, checked by the same rules
+/// as a network file's `faults:`; against the network's `servers` when known.
+pub fn fault_of(
+    args: &BTreeMap<String, Value>,
+    servers: Option<&[String]>,
+) -> Result<crate::fault::Fault, String> {
+    let yaml =
+        serde_saphyr::to_string(&Value::Map(args.clone())).map_err(|e| format!("`fault`: {e}"))?;
+    let spec =
+        crate::network::faults::FaultSpec::from_yaml(&yaml).map_err(|e| format!("`fault`: {e}"))?;
+    spec.check(servers, serde_saphyr::Location::UNKNOWN)
+        .map_err(|p| format!("`fault`: {}", p.message))
 }
 
 /// Partial credit's points: a whole number from 0 to [`MAX_POINTS`]; none written is 0.

@@ -20,6 +20,9 @@ pub struct Summary {
     /// Why grading stopped early, if it did (a submission that cannot be copied).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The seed of the faults' random choices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 impl Summary {
@@ -30,6 +33,7 @@ impl Summary {
             total: scenarios.iter().map(|o| o.credit).sum(),
             scenarios,
             error: None,
+            seed: None,
         }
     }
 

@@ -161,7 +161,7 @@ fn score(step: &Step, credit: u32, error: &PyError) -> (Status, u32, String) {
 /// own servers play them (and the outcome says so). A run whose early-ended
 /// waits cost points is run again with the course's full waits, from the
 /// same state of the student's folder, and that result stands.
-pub async fn run(scenario: &Scenario, student: Option<&StudentRun<'_>>) -> Outcome {
+pub async fn run(scenario: &Scenario, student: Option<&StudentRun<'_>>, seed: u64) -> Outcome {
     let has_students =
         student.is_some() && scenario.servers.iter().any(|r| r.kind == RoleKind::Student);
     let snapshot = match student.filter(|_| has_students) {
@@ -170,7 +170,7 @@ pub async fn run(scenario: &Scenario, student: Option<&StudentRun<'_>>) -> Outco
             .ok(),
         None => None,
     };
-    let (first, shortened) = run_once(scenario, student, Timing::Fast).await;
+    let (first, shortened) = run_once(scenario, student, Timing::Fast, seed).await;
     if first.status == Status::Passed || !shortened || !has_students {
         return first;
     }
@@ -180,7 +180,7 @@ pub async fn run(scenario: &Scenario, student: Option<&StudentRun<'_>>) -> Outco
             return first;
         }
     }
-    let (mut second, _) = run_once(scenario, student, Timing::Course).await;
+    let (mut second, _) = run_once(scenario, student, Timing::Course, seed).await;
     second.confirmed_at_course_timing = true;
     second.millis += first.millis;
     second
@@ -297,6 +297,7 @@ async fn run_once(
     scenario: &Scenario,
     student: Option<&StudentRun<'_>>,
     timing: Timing,
+    seed: u64,
 ) -> (Outcome, bool) {
     let started = std::time::Instant::now();
     let mut outcome = Outcome::new(scenario);
@@ -314,6 +315,10 @@ async fn run_once(
             .iter()
             .map(|(name, _, _)| name.clone())
             .collect(),
+        seed: Some(seed),
+        // Retries and lifetimes wait for `advance` (or `flush`), unless a
+        // student's server runs on its own clock, beside mailnet's relays.
+        frozen_clock: plan.students.is_empty(),
         ..UpOptions::default()
     };
     let net = match RunningNetwork::start(plan.network.clone(), options).await {

@@ -304,6 +304,13 @@ impl<'a> Context<'a> {
             Action::Send => self.send(args).await,
             Action::Wait => self.wait(args).await,
             Action::Advance => self.advance(args),
+            Action::Fault => self.fault(args),
+            Action::ClearFaults => {
+                self.net.faults.clear();
+                Ok(Value::Null)
+            }
+            Action::StopServer | Action::StartServer => self.stop_or_start(step.action, args).await,
+            Action::Flush => self.flush(args).await,
             Action::SmtpDialogue => self.dialogue(args, Service::Smtp).await,
             Action::Pop3Dialogue => self.dialogue(args, Service::Pop3).await,
             poplib => self.poplib(poplib, args).await,
@@ -339,6 +346,76 @@ impl<'a> Context<'a> {
         let by = crate::network::duration::parse(&text(args, "duration"))
             .map_err(|e| PyError::with_message("ValueError", &e.to_string()))?;
         self.net.clock.advance(by);
+        Ok(Value::Null)
+    }
+
+    /// Puts a fault in force; its id.
+    fn fault(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let names: Vec<String> = self
+            .net
+            .network
+            .servers
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        let fault = super::model::fault_of(args, Some(&names))
+            .map_err(|e| PyError::with_message("ValueError", &e))?;
+        if let crate::fault::Target::Session { scope, .. } = &fault.target {
+            let target = match scope {
+                crate::fault::Scope::Server(name) => name,
+                crate::fault::Scope::Link { to, .. } => to,
+            };
+            if self.students.keys().any(|s| s.eq_ignore_ascii_case(target)) {
+                return Err(PyError::with_message(
+                    "ValueError",
+                    &format!("`fault`: {target} is a student's server; mailnet injects faults in its own servers and its DNS only"),
+                ));
+            }
+        }
+        Ok(Value::Int(self.net.faults.add(fault) as i64))
+    }
+
+    /// `stop_server` / `start_server`.
+    async fn stop_or_start(
+        &mut self,
+        action: Action,
+        args: &BTreeMap<String, Value>,
+    ) -> Result<Value, PyError> {
+        let key = text(args, "server");
+        let name = self.server_name(&key).unwrap_or(key);
+        if self.students.contains_key(&name) {
+            return Err(PyError::with_message(
+                "ValueError",
+                &format!("`{}`: {name} is a student's server; mailnet stops and starts its own servers only", action.name()),
+            ));
+        }
+        let done = if action == Action::StopServer {
+            self.net.stop_server(&name).await
+        } else {
+            self.net.start_server(&name).await
+        };
+        done.map(|()| Value::Null)
+            .map_err(|e| PyError::with_message("ValueError", &crate::error_chain(&e)))
+    }
+
+    /// `flush`: every relay tries what it holds now; the step ends when
+    /// the queues are empty or the network has been quiet a moment, at
+    /// most `seconds` (5).
+    async fn flush(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
+        let deadline = Instant::now() + wait_seconds(args);
+        self.net.clock.flush();
+        let mut last = (self.activity(), Instant::now());
+        while Instant::now() < deadline {
+            let empty = self.net.servers.iter().all(|s| s.host.queue().is_empty());
+            let now = self.activity();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+            if empty || last.1.elapsed() >= QUIET * 3 {
+                break;
+            }
+            tokio::time::sleep(LOOK_EVERY).await;
+        }
         Ok(Value::Null)
     }
 

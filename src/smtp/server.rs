@@ -30,6 +30,7 @@ pub async fn serve(
         hostname: host.config().name.clone(),
         server: host.config().clone(),
         starttls: !matches!(tls, crate::listener::TlsMode::Off),
+        faults: host.faults().clone(),
     });
     let busy = Reply::new(
         421,
@@ -71,8 +72,9 @@ impl SmtpProtocol {
             .mynetworks
             .iter()
             .any(|net| net.contains(&ip));
+        let relay_from = host.faults().relay_from(peer.port());
         SmtpProtocol {
-            session: Session::new(ctx).trusting(trusted),
+            session: Session::new(ctx).trusting(trusted).relayed_from(relay_from),
             host,
             client_ip: peer.ip().to_string(),
             greeted: false,
@@ -87,11 +89,18 @@ impl Protocol for SmtpProtocol {
     }
 
     async fn advance(&mut self, out: &mut Outbox) -> Flow {
+        let mut opening = Vec::new();
         if !std::mem::replace(&mut self.greeted, true) {
-            out.push(&self.session.greeting().to_wire());
+            opening = self.session.open();
         }
-        while let Some(event) = self.session.next_event() {
+        let mut opening = opening.into_iter();
+        while let Some(event) = opening.next().or_else(|| self.session.next_event()) {
             match event {
+                Event::Pause(pause) => out.pause(pause),
+                Event::Drop => {
+                    self.spool = None;
+                    return Flow::Close;
+                }
                 Event::Reply(reply) => {
                     if reply.code == 535 {
                         // Slow down password guessing: answer a failed login late.

@@ -6,7 +6,9 @@
 //! session read on, so pipelined commands are answered in order. No sockets,
 //! no clock, no filesystem: every rule here is tested by feeding bytes.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::wire::{decode_base64, decode_plain, Framed, LineFramer, SaslError};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -22,6 +24,7 @@ use super::data::{DataReader, Refusal};
 pub use super::envelope::{Body, DeliveryError, Envelope};
 use super::reply::Reply;
 use super::strict::{self, Verdict};
+use crate::fault::{Action, Faults, Injection, Point, Probe, Protocol};
 use crate::id::QueueId;
 use crate::network::ServerConfig;
 use crate::transcript::{abbreviate, Line};
@@ -35,6 +38,8 @@ pub struct SmtpContext {
     pub server: ServerConfig,
     /// STARTTLS is offered (the server has a certificate and TLS is not off).
     pub starttls: bool,
+    /// The network's scripted faults, asked at each step.
+    pub faults: Faults,
 }
 
 /// What the I/O layer must do next.
@@ -54,6 +59,12 @@ pub enum Event {
     /// Send this `220` and hand the connection to TLS; then call
     /// [`Session::tls_established`].
     StartTls(Reply),
+    /// Send what is queued, then wait this long before going on (an
+    /// injected delay).
+    Pause(Duration),
+    /// Close the connection at once, without a word (an injected drop;
+    /// a message being received is thrown away).
+    Drop,
 }
 
 #[derive(Debug)]
@@ -97,6 +108,12 @@ pub struct Session {
     trusted: bool,
     /// The TLS in place, if any.
     tls: Option<crate::tls::TlsInfo>,
+    /// The network server relaying in, when this is one of the network's
+    /// relay sessions (for `link:` faults).
+    relay_from: Option<String>,
+    /// Events decided ahead, handed out before anything else (what
+    /// follows an injected delay).
+    pending: VecDeque<Event>,
 }
 
 impl Session {
@@ -114,6 +131,105 @@ impl Session {
             transcript: Vec::new(),
             trusted: true,
             tls: None,
+            relay_from: None,
+            pending: VecDeque::new(),
+        }
+    }
+
+    /// Marks the session as a relay session from the network's server
+    /// `from`, which `link:` faults select.
+    pub fn relayed_from(mut self, from: Option<String>) -> Session {
+        self.relay_from = from;
+        self
+    }
+
+    /// What to send when the connection opens: the greeting, unless a
+    /// fault at `connect` or `greeting` says otherwise.
+    pub fn open(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(injection) = self.probe(Point::Connect, &[]) {
+            match self.injected(&injection, None) {
+                Injected::Event(event) => {
+                    // A reply at connect is the server's last word.
+                    events.push(event);
+                    self.state = State::Closed;
+                    events.push(Event::Drop);
+                    return events;
+                }
+                Injected::Drop => return vec![Event::Drop],
+                Injected::Pause(d) => events.push(Event::Pause(d)),
+            }
+        }
+        match self.probe(Point::Greeting, &[]) {
+            None => events.push(Event::Reply(self.greeting())),
+            Some(injection) => match self.injected(&injection, None) {
+                Injected::Event(event) => events.push(event),
+                Injected::Drop => events.push(Event::Drop),
+                Injected::Pause(d) => {
+                    events.push(Event::Pause(d));
+                    events.push(Event::Reply(self.greeting()));
+                }
+            },
+        }
+        events
+    }
+
+    /// Asks the network's faults about this step.
+    fn probe(&self, on: Point, addresses: &[&str]) -> Option<Injection> {
+        self.ctx.faults.probe(Probe {
+            server: &self.ctx.server.name,
+            relay_from: self.relay_from.as_deref(),
+            protocol: Protocol::Smtp,
+            on,
+            addresses,
+        })
+    }
+
+    /// Records an injection in the transcript and says what it means here;
+    /// `discard` turns an injected reply into [`Event::Discard`] (at the end
+    /// of a message, whose parts must be thrown away).
+    fn injected(&mut self, injection: &Injection, discard: Option<()>) -> Injected {
+        match &injection.action {
+            Action::Reply(text) => {
+                let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
+                let rest = text.get(3..).unwrap_or("").trim_start();
+                let reply = self.record(Reply::plain(code, rest));
+                self.transcript.push(Line::server(injection.note()));
+                Injected::Event(match discard {
+                    Some(()) => Event::Discard(reply),
+                    None => Event::Reply(reply),
+                })
+            }
+            Action::Drop => {
+                self.transcript.push(Line::server(injection.note()));
+                self.state = State::Closed;
+                Injected::Drop
+            }
+            Action::Delay(d) => {
+                self.transcript.push(Line::server(injection.note()));
+                Injected::Pause(*d)
+            }
+        }
+    }
+
+    /// `normal`'s event, unless a fault at `on` injects something else.
+    fn faulted(
+        &mut self,
+        on: Point,
+        addresses: &[&str],
+        normal: impl FnOnce(&mut Session) -> Event,
+    ) -> Event {
+        let Some(injection) = self.probe(on, addresses) else {
+            return normal(self);
+        };
+        match self.injected(&injection, None) {
+            Injected::Event(event) => event,
+            Injected::Drop => Event::Drop,
+            Injected::Pause(d) => {
+                let event = normal(self);
+                self.pending.push_back(event);
+                Event::Pause(d)
+            }
         }
     }
 
@@ -197,6 +313,9 @@ impl Session {
     /// The next thing to do, or `None` when more input is needed (or a
     /// delivery is awaited, or the session is closed).
     pub fn next_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.pending.pop_front() {
+            return Some(event);
+        }
         loop {
             match &mut self.state {
                 State::Closed | State::AwaitingDelivery => return None,
@@ -320,8 +439,10 @@ impl Session {
             Err(error) => return Some(self.parse_error(error, &text)),
         };
         let event = match request {
-            Request::Helo { host } => self.hello(&host, false),
-            Request::Ehlo { host } => self.hello(&host, true),
+            Request::Helo { host } => {
+                self.faulted(Point::Helo, &[&host], |s| s.hello(&host, false))
+            }
+            Request::Ehlo { host } => self.faulted(Point::Helo, &[&host], |s| s.hello(&host, true)),
             Request::Mail { from } => match unadvertised_mail_parameter(&from) {
                 Some(what) => self.unadvertised(what),
                 None => {
@@ -332,29 +453,37 @@ impl Session {
                         eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
                         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
                     };
-                    self.mail(&from.address, size, body)
+                    self.faulted(Point::Mail, &[&from.address], |s| {
+                        s.mail(&from.address, size, body)
+                    })
                 }
             },
             Request::Rcpt { to } => {
                 if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
                     self.unadvertised("NOTIFY/ORCPT (DSN) or RRVS")
                 } else {
-                    self.rcpt(&to.address, &text)
+                    self.faulted(Point::Rcpt, &[&to.address], |s| s.rcpt(&to.address, &text))
                 }
             }
-            Request::Data => self.data(),
+            Request::Data => {
+                let recipients = self.recipients();
+                let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
+                self.faulted(Point::Data, &recipients, |s| s.data())
+            }
             Request::Rset => {
                 self.tx = None;
                 self.reply(Reply::new(250, "2.0.0", "Ok"))
             }
             Request::Noop { .. } => self.reply(Reply::new(250, "2.0.0", "Ok")),
             Request::Quit => {
-                let reply = Reply::new(
-                    221,
-                    "2.0.0",
-                    format!("{} Service closing transmission channel", self.ctx.hostname),
-                );
-                let event = self.reply(reply);
+                let event = self.faulted(Point::Quit, &[], |s| {
+                    let reply = Reply::new(
+                        221,
+                        "2.0.0",
+                        format!("{} Service closing transmission channel", s.ctx.hostname),
+                    );
+                    s.reply(reply)
+                });
                 self.state = State::Closed;
                 event
             }
@@ -664,8 +793,21 @@ impl Session {
                 format!("Too many hops ({hops} Received: headers): mail loop?"),
             )));
         }
+        let addresses: Vec<&str> = tx
+            .local
+            .iter()
+            .chain(&tx.remote)
+            .map(String::as_str)
+            .collect();
+        if let Some(injection) = self.probe(Point::EndOfData, &addresses) {
+            match self.injected(&injection, Some(())) {
+                Injected::Event(event) => return event,
+                Injected::Drop => return Event::Drop,
+                Injected::Pause(d) => self.pending.push_back(Event::Pause(d)),
+            }
+        }
         self.state = State::AwaitingDelivery;
-        Event::Deliver(Envelope {
+        let deliver = Event::Deliver(Envelope {
             helo: self.helo.clone().unwrap_or_default(),
             esmtp: self.esmtp,
             authenticated: self.authenticated.clone(),
@@ -675,7 +817,23 @@ impl Session {
             local: tx.local,
             remote: tx.remote,
             size: facts.size,
-        })
+        });
+        // After an injected delay the delivery waits its turn behind the pause.
+        match self.pending.pop_front() {
+            Some(pause) => {
+                self.pending.push_back(deliver);
+                pause
+            }
+            None => deliver,
+        }
+    }
+
+    /// The recipients of the transaction in progress.
+    fn recipients(&self) -> Vec<String> {
+        self.tx
+            .as_ref()
+            .map(|tx| tx.local.iter().chain(&tx.remote).cloned().collect())
+            .unwrap_or_default()
     }
 
     fn auth(&mut self, mechanism: u64, initial: &str) -> Event {
@@ -757,6 +915,12 @@ impl Session {
     }
 
     fn check_credentials(&mut self, user: &str, password: &str) -> Event {
+        self.faulted(Point::Auth, &[user], |s| {
+            s.verify_credentials(user, password)
+        })
+    }
+
+    fn verify_credentials(&mut self, user: &str, password: &str) -> Event {
         match self.ctx.server.user(user) {
             Some(found) if found.password == password => {
                 self.authenticated = Some(found.address.clone());
@@ -769,6 +933,16 @@ impl Session {
             )),
         }
     }
+}
+
+/// What an injected fault means for the session.
+enum Injected {
+    /// Send this (a reply, or a reply that discards the message).
+    Event(Event),
+    /// Close at once.
+    Drop,
+    /// Wait, then go on as usual.
+    Pause(Duration),
 }
 
 /// A command line as the transcript shows it: `AUTH PLAIN <token>` carries

@@ -9,6 +9,7 @@ fn ctx() -> Arc<Pop3Context> {
         hostname: "gmail.com".into(),
         server: net.server("gmail.com").unwrap().clone(),
         stls: true,
+        faults: Default::default(),
     })
 }
 
@@ -36,6 +37,8 @@ fn run_chunked(input: &[u8], chunk: usize) -> (Vec<String>, Vec<Vec<usize>>) {
         while let Some(event) = session.next_event() {
             let bytes = match event {
                 Event::Reply(b) | Event::LoginFailed(b) => b,
+                Event::Pause(d) => format!("[pause {} ms]", d.as_millis()).into_bytes(),
+                Event::Drop => b"[drop]".to_vec(),
                 Event::OpenMailbox { user } => {
                     assert_eq!(user, "usr1@gmail.com");
                     session.opened(Ok(listing()))
@@ -287,6 +290,7 @@ fn stls_is_offered_drops_pipelined_input_and_guards_logins() {
         hostname: "gmail.com".into(),
         server,
         stls: true,
+        faults: Default::default(),
     });
     let mut session = Session::new(strict, "<c>".into());
     session.greeting();
@@ -299,4 +303,95 @@ fn stls_is_offered_drops_pipelined_input_and_guards_logins() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// A session whose network has `fault` (as a network file writes it).
+fn faulted(fault: &str) -> Session {
+    let set = crate::fault::Faults::new(7);
+    let spec = crate::network::faults::FaultSpec::from_yaml(fault).unwrap();
+    let names = vec!["gmail.com".to_string()];
+    set.add(
+        spec.check(Some(&names), serde_saphyr::Location::UNKNOWN)
+            .unwrap(),
+    );
+    let mut context = (*ctx()).clone();
+    context.faults = set;
+    Session::new(Arc::new(context), "<1.2@gmail.com>".into())
+}
+
+/// Drives `session` through `input`, answering as the I/O layer does.
+fn drive(session: &mut Session, input: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    session.push(input);
+    while let Some(event) = session.next_event() {
+        let bytes = match event {
+            Event::Reply(b) | Event::LoginFailed(b) => b,
+            Event::OpenMailbox { .. } => session.opened(Ok(listing())),
+            Event::Send { status, index, .. } => {
+                let mut b = status;
+                b.extend_from_slice(format!("[message {index}]").as_bytes());
+                b
+            }
+            Event::Commit { .. } => session.committed(Ok(())),
+            Event::Pause(d) => format!("[pause {} ms]", d.as_millis()).into_bytes(),
+            Event::Drop => b"[drop]".to_vec(),
+            Event::StartTls(b) => b,
+        };
+        out.push(String::from_utf8_lossy(&bytes).trim_end().to_string());
+    }
+    out
+}
+
+#[test]
+fn an_injected_retr_error_comes_once_then_the_message() {
+    let mut s =
+        faulted("server: gmail.com\non: retr\nreply: \"-ERR [SYS/TEMP] disk error\"\ntimes: 1\n");
+    let out = drive(
+        &mut s,
+        b"USER usr1@gmail.com\r\nPASS password1\r\nRETR 1\r\nRETR 1\r\nQUIT\r\n",
+    );
+    assert_eq!(out[2], "-ERR [SYS/TEMP] disk error", "{out:?}");
+    assert!(
+        out[3].starts_with("+OK") && out[3].ends_with("[message 0]"),
+        "{out:?}"
+    );
+    let transcript: Vec<String> = s.take_transcript().iter().map(|l| l.to_string()).collect();
+    let at = transcript
+        .iter()
+        .position(|l| l == "S: -ERR [SYS/TEMP] disk error")
+        .unwrap();
+    assert!(transcript[at + 1].contains("injected"));
+}
+
+#[test]
+fn pop3_faults_at_user_pass_dele_and_quit() {
+    let mut s = faulted(
+        "server: gmail.com\non: pop3_user\nmatch: \"usr1@*\"\nreply: \"-ERR [AUTH] go away\"\n",
+    );
+    assert_eq!(
+        drive(&mut s, b"USER usr1@gmail.com\r\n"),
+        ["-ERR [AUTH] go away"]
+    );
+    let mut s = faulted("server: gmail.com\non: pop3_pass\naction: drop\n");
+    assert_eq!(
+        drive(&mut s, b"USER usr1@gmail.com\r\nPASS password1\r\n")[1],
+        "[drop]"
+    );
+    let mut s = faulted("server: gmail.com\non: dele\nreply: \"-ERR [SYS/PERM] read-only\"\n");
+    let out = drive(
+        &mut s,
+        b"USER usr1@gmail.com\r\nPASS password1\r\nDELE 1\r\nQUIT\r\n",
+    );
+    assert_eq!(out[2], "-ERR [SYS/PERM] read-only");
+    // A drop at QUIT ends the session before the update: nothing is deleted.
+    let mut s = faulted("server: gmail.com\non: quit\naction: drop\n");
+    let out = drive(
+        &mut s,
+        b"USER usr1@gmail.com\r\nPASS password1\r\nDELE 1\r\nQUIT\r\n",
+    );
+    assert_eq!(out.last().unwrap(), "[drop]");
+    assert!(s.is_closed());
+    // An SMTP reply never reaches POP3.
+    let mut s = faulted("server: gmail.com\non: quit\nreply: \"421 bye\"\n");
+    assert!(drive(&mut s, b"QUIT\r\n")[0].starts_with("+OK"));
 }

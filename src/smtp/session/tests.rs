@@ -9,6 +9,7 @@ fn ctx_with(edit: impl FnOnce(&mut ServerConfig)) -> Arc<SmtpContext> {
         hostname: "gmail.com".into(),
         server,
         starttls: true,
+        faults: Default::default(),
     })
 }
 
@@ -42,6 +43,11 @@ fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String
         while let Some(event) = session.next_event() {
             match event {
                 Event::Reply(r) => replies.push(r.to_string()),
+                Event::Pause(d) => replies.push(format!("[pause {} ms]", d.as_millis())),
+                Event::Drop => {
+                    message.clear();
+                    replies.push("[drop]".into());
+                }
                 Event::Body(part) => {
                     assert!(part.len() <= 2 * chunk, "parts are as small as the reads");
                     message.extend(part);
@@ -313,7 +319,7 @@ fn delivery_failure_is_451_and_the_session_goes_on() {
     while let Some(event) = session.next_event() {
         match event {
             Event::Reply(r) | Event::Discard(r) | Event::StartTls(r) => seen.push(r.code),
-            Event::Body(_) => {}
+            Event::Body(_) | Event::Pause(_) | Event::Drop => {}
             Event::Deliver(_) => {
                 assert_eq!(
                     session.next_event(),
@@ -554,4 +560,168 @@ fn tls_required_and_auth_requires_tls() {
     let auth_tls = ctx_with(|s| s.policy.auth_requires_tls = true);
     let (replies, _) = run_chunked(auth_tls, input, input.len());
     assert_codes(input, &replies, &[220, 250, 538, 220]);
+}
+
+/// A context whose network has `faults` (as a network file writes them).
+fn ctx_faulted(faults: &str) -> Arc<SmtpContext> {
+    let set = crate::fault::Faults::new(7);
+    let names = vec!["gmail.com".to_string(), "exmail.qq.com".to_string()];
+    for text in faults.split("---") {
+        let spec = crate::network::faults::FaultSpec::from_yaml(text).unwrap();
+        set.add(
+            spec.check(Some(&names), serde_saphyr::Location::UNKNOWN)
+                .unwrap(),
+        );
+    }
+    let mut ctx = (*ctx()).clone();
+    ctx.faults = set;
+    Arc::new(ctx)
+}
+
+/// [`run`] with a fresh fault set for each chunking (faults count events).
+fn run_faulted(faults: &str, input: &[u8]) -> (Vec<String>, Vec<Received>) {
+    let whole = run_chunked(ctx_faulted(faults), input, input.len().max(1));
+    let mut chunk = 1;
+    while chunk <= 512 {
+        let got = run_chunked(ctx_faulted(faults), input, chunk);
+        assert!(
+            got == whole,
+            "chunks of {chunk} bytes changed the dialogue\n{}",
+            dialogue(input, &got.0)
+        );
+        chunk *= 2;
+    }
+    whole
+}
+
+const TWO_RCPTS: &[u8] = b"EHLO x\r\nMAIL FROM:<usr1@mail.sustech.edu.cn>\r\nRCPT TO:<usr1@gmail.com>\r\nRCPT TO:<bob@gmail.com>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+
+#[test]
+fn an_injected_rcpt_reply_refuses_only_the_matching_recipient() {
+    let (replies, envelopes) = run_faulted(
+        "server: gmail.com\non: rcpt\nmatch: \"bob@*\"\nreply: \"451 4.3.0 Try again later\"\n",
+        TWO_RCPTS,
+    );
+    assert_eq!(replies[4], "451 4.3.0 Try again later\r\n", "{replies:?}");
+    assert!(replies[3].starts_with("250"));
+    assert_eq!(envelopes.len(), 1);
+    assert_eq!(envelopes[0].local, vec!["usr1@gmail.com".to_string()]);
+}
+
+#[test]
+fn an_injected_reply_is_marked_in_the_transcript() {
+    let mut session = Session::new(ctx_faulted(
+        "server: gmail.com\non: mail\nreply: \"421 4.3.2 Going down\"\n",
+    ));
+    session.greeting();
+    session.push(b"HELO x\r\nMAIL FROM:<a@b.c>\r\n");
+    while session.next_event().is_some() {}
+    let lines: Vec<String> = session
+        .take_transcript()
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    let at = lines
+        .iter()
+        .position(|l| l == "S: 421 4.3.2 Going down")
+        .unwrap();
+    assert!(lines[at + 1].contains("injected"), "{lines:?}");
+}
+
+#[test]
+fn a_fault_fires_the_number_of_times_it_says() {
+    let once = "server: gmail.com\non: rcpt\nreply: \"450 4.2.0 Busy\"\ntimes: 1\n";
+    let (replies, envelopes) = run_faulted(once, TWO_RCPTS);
+    assert!(replies[3].starts_with("450"), "{replies:?}");
+    assert!(replies[4].starts_with("250"));
+    assert_eq!(envelopes[0].local, vec!["bob@gmail.com".to_string()]);
+}
+
+#[test]
+fn end_of_data_refusal_throws_the_message_away() {
+    let (replies, envelopes) = run_faulted(
+        "server: gmail.com\non: end_of_data\nmatch: usr1@gmail.com\nreply: \"554 5.7.1 Rejected by policy\"\n",
+        TWO_RCPTS,
+    );
+    assert!(envelopes.is_empty());
+    assert!(
+        replies.contains(&"554 5.7.1 Rejected by policy\r\n".to_string()),
+        "{replies:?}"
+    );
+    assert!(replies.last().unwrap().starts_with("221"));
+}
+
+#[test]
+fn a_drop_at_data_ends_the_session_without_a_word() {
+    let (replies, envelopes) =
+        run_faulted("server: gmail.com\non: data\naction: drop\n", TWO_RCPTS);
+    assert!(envelopes.is_empty());
+    assert_eq!(replies.last().unwrap(), "[drop]", "{replies:?}");
+    assert!(!replies.iter().any(|r| r.starts_with("354")));
+}
+
+#[test]
+fn a_delay_pauses_before_the_usual_answer() {
+    let (replies, envelopes) = run_faulted(
+        "server: gmail.com\non: end_of_data\ndelay: 250ms\n",
+        TWO_RCPTS,
+    );
+    let at = replies.iter().position(|r| r == "[pause 250 ms]").unwrap();
+    assert!(
+        replies[at + 1].starts_with("250 2.0.0 Ok: queued"),
+        "{replies:?}"
+    );
+    assert_eq!(envelopes.len(), 1);
+}
+
+#[test]
+fn greeting_and_connect_faults_change_the_opening() {
+    let open = |faults: &str| -> Vec<String> {
+        Session::new(ctx_faulted(faults))
+            .open()
+            .into_iter()
+            .map(|e| match e {
+                Event::Reply(r) => r.to_string(),
+                Event::Pause(d) => format!("[pause {} ms]", d.as_millis()),
+                Event::Drop => "[drop]".into(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    };
+    let normal = open("dns: {name: x.test, answer: servfail}\n");
+    assert_eq!(normal.len(), 1);
+    assert!(normal[0].starts_with("220 "));
+    let delayed = open("server: gmail.com\non: greeting\ndelay: 2s\n");
+    assert_eq!(delayed[0], "[pause 2000 ms]");
+    assert!(delayed[1].starts_with("220 "));
+    assert_eq!(
+        open("server: gmail.com\non: greeting\nreply: \"554 5.3.2 No service\"\n"),
+        ["554 5.3.2 No service\r\n"]
+    );
+    assert_eq!(
+        open("server: gmail.com\non: connect\nreply: \"421 4.3.2 Busy\"\n"),
+        ["421 4.3.2 Busy\r\n", "[drop]"]
+    );
+    assert_eq!(
+        open("server: gmail.com\non: connect\naction: drop\n"),
+        ["[drop]"]
+    );
+    // A POP3 reply at the greeting is for POP3 sessions only.
+    assert!(open("server: gmail.com\non: greeting\nreply: \"-ERR down\"\n")[0].starts_with("220 "));
+}
+
+#[test]
+fn a_link_fault_touches_only_the_relay_it_names() {
+    let faults = "link: exmail.qq.com -> gmail.com\non: helo\nreply: \"421 4.7.0 Not you\"\n";
+    let helo = |from: Option<&str>| {
+        let mut s = Session::new(ctx_faulted(faults)).relayed_from(from.map(str::to_string));
+        s.greeting();
+        s.push(b"EHLO mx\r\n");
+        match s.next_event() {
+            Some(Event::Reply(r)) => r.code,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(helo(Some("exmail.qq.com")), 421);
+    assert_eq!(helo(None), 250);
 }
