@@ -33,18 +33,58 @@ fn init_logging(cli: &Cli) {
     }
 }
 
-fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    if matches!(cli.command, Command::Check(_) | Command::Inspect(_)) {
-        // Rust ignores SIGPIPE, so `mailnet check … | head -1` would panic on
-        // the closed pipe; these file tools end quietly instead, as Unix
-        // tools do. Commands with sockets keep ignoring it: a peer that
-        // hangs up must never kill a server.
-        // SAFETY: restoring a signal's default action, before any thread starts.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
+/// Ends mailnet as a reader that went away (`mailnet … | head -1`) ends any
+/// Unix tool: killed by SIGPIPE (status 141 in a shell), with no panic and
+/// no message.
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring a signal's default action and raising it; nothing
+    // runs after this.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
     }
+    std::process::exit(128 + libc::SIGPIPE)
+}
+
+/// Whether standard output is a pipe nobody reads any more.
+fn stdout_reader_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready == 1 && fd.revents & libc::POLLERR != 0
+}
+
+/// Broken pipes on standard output, for every subcommand, in one place.
+///
+/// Rust ignores SIGPIPE, and mailnet keeps it ignored: a peer that hangs up
+/// must never kill a server (nor `test`'s in-process networks, nor an agent
+/// mid-dialogue). So a closed standard output shows instead as `print!`'s
+/// panic (`failed printing to stdout: Broken pipe`), or as an EPIPE error
+/// that reaches `main`; both end the process as SIGPIPE would have.
+fn quiet_on_broken_stdout() {
+    let report = std::panic::take_hook();
+    let broken = format!("(os error {})", libc::EPIPE);
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") && message.ends_with(&broken) {
+            die_of_sigpipe();
+        }
+        report(info);
+    }));
+}
+
+fn main() -> std::process::ExitCode {
+    quiet_on_broken_stdout();
+    let cli = Cli::parse();
     init_logging(&cli);
     // Servers derive their session caps from the limit: raise it first.
     if let Err(error) = mailnet::fdlimit::raise() {
@@ -97,6 +137,14 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(code) => code,
         Err(error) => {
+            let broken_pipe = error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            });
+            if broken_pipe && stdout_reader_gone() {
+                die_of_sigpipe();
+            }
             // One line for the user; the chain of causes joined, not a backtrace.
             eprintln!("mailnet: {}", cli::one_line(&error));
             std::process::ExitCode::FAILURE

@@ -549,3 +549,36 @@ fn bench_boot_cleans_up_after_itself() {
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Every subcommand ends quietly when its reader has gone: `test` (which
+/// runs networks, so SIGPIPE stays ignored there) into a pipe whose reading
+/// end is closed before mailnet starts is killed by SIGPIPE, as `head`'s
+/// writers are, and never panics.
+#[test]
+fn a_closed_pipe_ends_any_subcommand_by_sigpipe_not_a_panic() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    let mut fds = [0; 2];
+    // SAFETY: two descriptors for pipe2 to fill.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: pipe2 just opened both, and nothing else owns them.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let out = Command::new(BIN)
+        .arg("test")
+        .arg(format!("{}/scenarios", env!("CARGO_MANIFEST_DIR")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
