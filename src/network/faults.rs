@@ -61,7 +61,9 @@ impl FaultSpec {
     /// Parses one fault from YAML text (a scenario step's `args`, written
     /// back out): the same rules as in a network file.
     pub fn from_yaml(text: &str) -> Result<FaultSpec, String> {
-        serde_saphyr::from_str(text).map_err(|e| crate::text::yaml_message(&e).1)
+        let options = serde_saphyr::options! { strict_booleans: true };
+        serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| crate::text::yaml_message(&e).1)
     }
 
     /// Checks the fault. `servers` are the network's server names, when

@@ -305,7 +305,10 @@ impl Scenario {
             at,
             message,
         };
-        let parsed: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| {
+        // YAML 1.2's booleans only: a fault step's `on: rcpt` and a
+        // map key `on` stay text, as the scenario format says.
+        let options = serde_saphyr::options! { strict_booleans: true };
+        let parsed: ScenarioFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
             let (at, message) = crate::text::yaml_message(&e);
             err_at(at, message)
         })?;

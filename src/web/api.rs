@@ -39,6 +39,14 @@ pub fn routes() -> Router<WebState> {
         .route("/api/v1/sessions", get(sessions))
         .route("/api/v1/sessions/{id}", get(session))
         .route("/api/v1/sessions/{id}/pcap", get(session_pcap))
+        .route(
+            "/api/v1/faults",
+            get(list_faults)
+                .put(replace_faults)
+                .post(add_fault)
+                .delete(clear_faults),
+        )
+        .route("/api/v1/faults/{id}", axum::routing::delete(remove_fault))
         .route("/api/v1/runs", get(runs))
         .route("/api/v1/{*rest}", get(unknown))
 }
@@ -557,4 +565,93 @@ async fn session_pcap(State(state): State<WebState>, Path(id): Path<String>) -> 
         file,
     )
         .into_response()
+}
+
+/// The faults in force and the seed; `None` for `mailnet test --web`,
+/// which has no network of its own.
+fn faults_of(state: &WebState) -> Result<&crate::fault::Faults, Response> {
+    state.faults.as_ref().ok_or_else(|| {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no network runs in this process (mailnet test --web); faults belong to a scenario" })),
+        )
+            .into_response()
+    })
+}
+
+fn fault_list(faults: &crate::fault::Faults) -> Json<Value> {
+    Json(json!({ "seed": faults.seed(), "faults": faults.list() }))
+}
+
+/// A fault as JSON, checked by a network file's rules against this network.
+fn parse_fault(state: &WebState, value: &Value) -> Result<crate::fault::Fault, Response> {
+    let bad = |message: String| {
+        (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
+    };
+    let yaml = serde_saphyr::to_string(value).map_err(|e| bad(e.to_string()))?;
+    let spec = crate::network::faults::FaultSpec::from_yaml(&yaml).map_err(bad)?;
+    let names: Vec<String> = state.servers.iter().map(|s| s.config.name.clone()).collect();
+    spec.check(Some(&names), serde_saphyr::Location::UNKNOWN)
+        .map_err(|p| bad(p.message))
+}
+
+async fn list_faults(State(state): State<WebState>) -> Response {
+    match faults_of(&state) {
+        Ok(faults) => fault_list(faults).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn replace_faults(State(state): State<WebState>, Json(body): Json<Value>) -> Response {
+    let faults = match faults_of(&state) {
+        Ok(faults) => faults,
+        Err(response) => return response,
+    };
+    let items = match body {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    // All checked before any is put in force: a bad one changes nothing.
+    let mut parsed = Vec::with_capacity(items.len());
+    for item in &items {
+        match parse_fault(&state, item) {
+            Ok(fault) => parsed.push(fault),
+            Err(response) => return response,
+        }
+    }
+    faults.replace(parsed);
+    fault_list(faults).into_response()
+}
+
+async fn add_fault(State(state): State<WebState>, Json(body): Json<Value>) -> Response {
+    let faults = match faults_of(&state) {
+        Ok(faults) => faults,
+        Err(response) => return response,
+    };
+    match parse_fault(&state, &body) {
+        Ok(fault) => (StatusCode::CREATED, Json(json!({ "id": faults.add(fault) }))).into_response(),
+        Err(response) => response,
+    }
+}
+
+async fn clear_faults(State(state): State<WebState>) -> Response {
+    match faults_of(&state) {
+        Ok(faults) => {
+            faults.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(response) => response,
+    }
+}
+
+async fn remove_fault(State(state): State<WebState>, Path(id): Path<u64>) -> Response {
+    match faults_of(&state) {
+        Ok(faults) if faults.remove(id) => StatusCode::NO_CONTENT.into_response(),
+        Ok(_) => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no fault {id}") })),
+        )
+            .into_response(),
+        Err(response) => response,
+    }
 }

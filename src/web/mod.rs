@@ -61,6 +61,8 @@ pub struct WebState {
     pub runs: Runs,
     /// Cancelled when the server stops: event streams and waits end with it.
     pub stop: CancellationToken,
+    /// The network's faults, changed at runtime through `/api/v1/faults`.
+    pub faults: Option<crate::fault::Faults>,
 }
 
 impl WebState {
@@ -101,6 +103,7 @@ impl WebState {
             recorder,
             runs: Arc::new(Vec::new),
             stop: CancellationToken::new(),
+            faults: Some(running.faults.clone()),
         }
     }
 
@@ -115,6 +118,7 @@ impl WebState {
             recorder: Recorder::new(),
             runs,
             stop: CancellationToken::new(),
+            faults: None,
         }
     }
 

@@ -24,6 +24,13 @@ fn json_ok(description: &str, schema: Value) -> Value {
     json!({ "200": { "description": description, "content": { "application/json": { "schema": schema } } } })
 }
 
+/// `operation` with a JSON request body of `schema` (or a list of them).
+fn with_body(mut operation: Value, schema: Value) -> Value {
+    operation["requestBody"] = json!({ "required": true, "content": { "application/json": {
+        "schema": { "oneOf": [schema.clone(), { "type": "array", "items": schema }] } } } });
+    operation
+}
+
 fn obj(properties: Value) -> Value {
     json!({ "type": "object", "properties": properties })
 }
@@ -53,6 +60,19 @@ pub fn document() -> Value {
         "A message id as the lists give it (`mailbox~uid`)",
     );
     let sid = ("id", "path", "A session id as /sessions gives it");
+    // The keys of a fault, as a network file's `faults:` writes them (scenarios/README.md).
+    let fault = obj(json!({
+        "server": s("string"), "link": { "type": "string", "description": "FROM -> TO" },
+        "dns": obj(json!({ "name": s("string"), "type": s("string"), "answer": { "type": "string", "enum": ["servfail", "nxdomain", "timeout", "refused"] } })),
+        "on": { "type": "string", "enum": ["connect", "greeting", "helo", "mail", "rcpt", "data", "end_of_data", "auth", "pop3_user", "pop3_pass", "retr", "dele", "quit"] },
+        "match": s("string"), "reply": s("string"), "action": { "type": "string", "enum": ["drop"] },
+        "delay": s("string"), "times": { "type": ["integer", "string"] }, "every": s("integer"), "probability": s("number"),
+    }));
+    let fault_state = obj(json!({
+        "id": s("integer"), "target": s("object"), "times": { "type": ["object", "string"] },
+        "matched": s("integer"), "fired": s("integer"),
+    }));
+    let bad = json!({ "description": "Not a valid fault", "content": { "application/json": { "schema": obj(json!({ "error": s("string") })) } } });
     let error = json!({ "description": "Not found", "content": { "application/json": { "schema": obj(json!({ "error": s("string") })) } } });
     json!({
         "openapi": "3.1.0",
@@ -115,6 +135,17 @@ pub fn document() -> Value {
                     "dir": { "type": "string", "enum": ["C", "S"] }, "time": s("string"), "text": s("string") })) } }))] }))) },
             "/api/v1/sessions/{id}/pcap": { "get": op("The session as a pcapng capture (decrypted when it used TLS)", &[sid],
                 json!({ "200": { "description": "pcapng", "content": { "application/vnd.tcpdump.pcap": {} } }, "404": error })) },
+            "/api/v1/faults": {
+                "get": op("The faults in force, with how many events each matched and fired on, and the seed", &[],
+                    json_ok("Faults", obj(json!({ "seed": s("integer"), "faults": { "type": "array", "items": fault_state.clone() } })))),
+                "put": with_body(op("Replace every fault with the list given (an object is a list of one)", &[],
+                    json!({ "200": { "description": "The faults now in force", "content": { "application/json": { "schema": obj(json!({ "seed": s("integer"), "faults": { "type": "array", "items": fault_state.clone() } })) } } }, "400": bad.clone() })), fault.clone()),
+                "post": with_body(op("Add one fault", &[],
+                    json!({ "201": { "description": "Its id", "content": { "application/json": { "schema": obj(json!({ "id": s("integer") })) } } }, "400": bad.clone() })), fault.clone()),
+                "delete": op("Remove every fault", &[], json!({ "204": { "description": "No faults in force" } })),
+            },
+            "/api/v1/faults/{id}": { "delete": op("Remove one fault", &[("id", "path", "A fault id as /faults gives it")],
+                json!({ "204": { "description": "Removed" }, "404": error.clone() })) },
             "/api/v1/runs": { "get": op("Scenario results of `mailnet test --web`", &[],
                 json_ok("Runs", obj(json!({ "runs": { "type": "array", "items": { "type": "object" } } })))) },
         },
