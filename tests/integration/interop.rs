@@ -408,8 +408,9 @@ async fn conformance_as_real_clients_see_it() {
     net.stop().await;
 }
 
-/// STARTTLS and STLS with the network CA, as openssl s_client and Python's
-/// smtplib/poplib use them (tests/interop/tls.py).
+/// STARTTLS, STLS and implicit TLS with the network CA, as openssl s_client,
+/// Python's smtplib/poplib, curl, swaks, msmtp and fetchmail use them
+/// (tests/interop/tls.py); the servers' transcripts show the upgrade.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_as_openssl_and_python_use_it() {
     if !have("python3", &["--version"]) || !have("openssl", &["version"]) {
@@ -434,6 +435,32 @@ async fn tls_as_openssl_and_python_use_it() {
     .await
     .unwrap();
     assert!(out.contains("all tls checks passed"), "{out}");
+    // The servers' own transcripts of those sessions (what `--transcripts`
+    // prints and `<data>/<server>/transcripts/*.log` keeps; read here from
+    // memory, as the log file is flushed when sessions end) say TLS was
+    // established, with its version, and go on with the decrypted lines.
+    for (service, next) in [(Service::Smtp, "EHLO"), (Service::Pop3, "USER")] {
+        let sessions = gmail.host.log(service).sessions();
+        let after_tls: Vec<_> = sessions
+            .iter()
+            .filter_map(|(_, lines)| {
+                let at = lines
+                    .iter()
+                    .position(|l| l.line.text.starts_with("[TLS established (TLSv1.3, "))?;
+                Some(&lines[at + 1..])
+            })
+            .collect();
+        assert!(
+            !after_tls.is_empty(),
+            "no {service:?} transcript says `TLS established (TLSv1.3`: {sessions:#?}"
+        );
+        assert!(
+            after_tls
+                .iter()
+                .any(|after| after.iter().any(|l| l.line.text.starts_with(next))),
+            "{service:?}: no decrypted {next} after TLS: {after_tls:#?}"
+        );
+    }
     net.stop().await;
 }
 

@@ -1,7 +1,8 @@
 """TLS as real clients use it: openssl s_client with STARTTLS (SMTP) and
-STLS (POP3) verifying against the network CA, Python's smtplib.starttls()
-with AUTH, poplib.stls(), and the Received: field of a message that came
-over TLS.
+STLS (POP3) and on the implicit-TLS ports, verifying against the network CA;
+Python's smtplib.starttls() with AUTH, poplib.stls(), and the Received: field
+of a message that came over TLS; swaks, curl (smtp:// and pop3:// with
+--ssl-reqd, pop3s://), msmtp and fetchmail.
 
 Usage: tls.py SMTP_PORT POP3_PORT SMTPS_PORT POP3S_PORT CA_FILE
 (gmail.com's ports, on 127.0.0.1)
@@ -50,6 +51,16 @@ if have("openssl"):
                        input="QUIT\n", capture_output=True, text=True, timeout=20)
     check(r.returncode == 0 and "Verification: OK" in r.stdout + r.stderr,
           "openssl s_client verifies the implicit-TLS SMTP port against the CA")
+    # -ign_eof: read on to the server's close, so the greeting and QUIT's
+    # answer are both seen (the timeout is the deadline).
+    r = subprocess.run(["openssl", "s_client", "-connect", f"{HOST}:{pop3s_port}", "-servername", "pop.gmail.com",
+                        "-verify_hostname", "pop.gmail.com", "-CAfile", ca, "-verify_return_error", "-brief",
+                        "-crlf", "-ign_eof"],
+                       input="QUIT\n", capture_output=True, text=True, timeout=20)
+    out = r.stdout + r.stderr
+    check(r.returncode == 0 and "Verification: OK" in out and r.stdout.count("+OK") >= 2,
+          f"openssl s_client verifies the implicit-TLS POP3 port against the CA and gets +OK to QUIT "
+          f"({out.strip().splitlines()[-3:]})")
 
 context = ssl.create_default_context(cafile=ca)
 with smtplib.SMTP(HOST, smtp_port, timeout=10) as s:
@@ -91,6 +102,27 @@ if have("swaks"):
                         "--header", "Subject: swaks tls"], capture_output=True, text=True, timeout=30)
     check(r.returncode == 0, f"swaks --tls --tls-verify with AUTH PLAIN (exit {r.returncode})")
 if have("curl"):
+    # STARTTLS (smtp:// with --ssl-reqd: TLS or nothing) with AUTH, to a
+    # mailbox nothing else here writes to; then STLS (pop3:// with
+    # --ssl-reqd) reads it back as message 1. Both verify against the CA.
+    r = subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", ca, "--max-time", "20",
+                        "--resolve", f"smtp.gmail.com:{smtp_port}:{HOST}",
+                        "--user", "usr1@gmail.com:password1", "--mail-from", "usr1@gmail.com",
+                        "--mail-rcpt", "usr1@gmail.com", "--upload-file", "-",
+                        f"smtp://smtp.gmail.com:{smtp_port}/tls.client"],
+                       input="From: usr1@gmail.com\r\nTo: usr1@gmail.com\r\nSubject: curl starttls\r\n\r\n"
+                             "sent by curl over STARTTLS\r\n",
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, f"curl --ssl-reqd smtp:// sends with AUTH over verified STARTTLS "
+                             f"(exit {r.returncode}: {r.stderr.strip()[:200]})")
+    r = subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", ca, "--max-time", "20",
+                        "--resolve", f"pop.gmail.com:{pop3_port}:{HOST}",
+                        f"pop3://usr1%40gmail.com:password1@pop.gmail.com:{pop3_port}/1"],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0 and "Subject: curl starttls" in r.stdout
+          and "sent by curl over STARTTLS" in r.stdout and "ESMTPSA" in r.stdout,
+          f"curl --ssl-reqd pop3://…/1 reads it over verified STLS, received with ESMTPSA "
+          f"(exit {r.returncode}: {r.stderr.strip()[:200]})")
     r = subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", ca, "--max-time", "20",
                         "--resolve", f"pop.gmail.com:{pop3s_port}:{HOST}",
                         f"pop3s://bob%40gmail.com:password2@pop.gmail.com:{pop3s_port}/"],
