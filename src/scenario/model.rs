@@ -308,10 +308,11 @@ impl Scenario {
         // YAML 1.2's booleans only: a fault step's `on: rcpt` and a
         // map key `on` stay text, as the scenario format says.
         let options = serde_saphyr::options! { strict_booleans: true };
-        let parsed: ScenarioFile = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
-            let (at, message) = crate::text::yaml_message(&e);
-            err_at(at, message)
-        })?;
+        let parsed: ScenarioFile =
+            serde_saphyr::from_str_with_options(text, options).map_err(|e| {
+                let (at, message) = crate::text::yaml_message(&e);
+                err_at(at, message)
+            })?;
         let mut steps = Vec::new();
         for step in parsed.steps {
             let uses = step.uses.value.trim().to_ascii_lowercase();
@@ -448,17 +449,16 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
         Action::Fault => {
             fault_of(args, None)?;
         }
-        Action::StopServer | Action::StartServer => {
-            if !args
+        Action::StopServer | Action::StartServer
+            if args
                 .get("server")
                 .and_then(|s| s.as_str())
-                .is_some_and(|s| !s.trim().is_empty())
-            {
-                return Err(format!(
-                    "`{}` needs the server's name (or one of its mail domains): `args: [gmail.com]`",
-                    action.name()
-                ));
-            }
+                .is_none_or(|s| s.trim().is_empty()) =>
+        {
+            return Err(format!(
+                "`{}` needs the server's name (or one of its mail domains): `args: [gmail.com]`",
+                action.name()
+            ));
         }
         Action::Flush => {
             if let Some(value) = args.get("seconds") {

@@ -569,13 +569,13 @@ async fn session_pcap(State(state): State<WebState>, Path(id): Path<String>) -> 
 
 /// The faults in force and the seed; `None` for `mailnet test --web`,
 /// which has no network of its own.
-fn faults_of(state: &WebState) -> Result<&crate::fault::Faults, Response> {
+fn faults_of(state: &WebState) -> Result<&crate::fault::Faults, ApiError> {
     state.faults.as_ref().ok_or_else(|| {
-        (
+        ApiError(
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": "no network runs in this process (mailnet test --web); faults belong to a scenario" })),
+            "no network runs in this process (mailnet test --web); faults belong to a scenario"
+                .into(),
         )
-            .into_response()
     })
 }
 
@@ -584,13 +584,15 @@ fn fault_list(faults: &crate::fault::Faults) -> Json<Value> {
 }
 
 /// A fault as JSON, checked by a network file's rules against this network.
-fn parse_fault(state: &WebState, value: &Value) -> Result<crate::fault::Fault, Response> {
-    let bad = |message: String| {
-        (StatusCode::BAD_REQUEST, Json(json!({ "error": message }))).into_response()
-    };
+fn parse_fault(state: &WebState, value: &Value) -> Result<crate::fault::Fault, ApiError> {
+    let bad = |message: String| ApiError(StatusCode::BAD_REQUEST, message);
     let yaml = serde_saphyr::to_string(value).map_err(|e| bad(e.to_string()))?;
     let spec = crate::network::faults::FaultSpec::from_yaml(&yaml).map_err(bad)?;
-    let names: Vec<String> = state.servers.iter().map(|s| s.config.name.clone()).collect();
+    let names: Vec<String> = state
+        .servers
+        .iter()
+        .map(|s| s.config.name.clone())
+        .collect();
     spec.check(Some(&names), serde_saphyr::Location::UNKNOWN)
         .map_err(|p| bad(p.message))
 }
@@ -598,14 +600,14 @@ fn parse_fault(state: &WebState, value: &Value) -> Result<crate::fault::Fault, R
 async fn list_faults(State(state): State<WebState>) -> Response {
     match faults_of(&state) {
         Ok(faults) => fault_list(faults).into_response(),
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
 async fn replace_faults(State(state): State<WebState>, Json(body): Json<Value>) -> Response {
     let faults = match faults_of(&state) {
         Ok(faults) => faults,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     let items = match body {
         Value::Array(items) => items,
@@ -616,7 +618,7 @@ async fn replace_faults(State(state): State<WebState>, Json(body): Json<Value>) 
     for item in &items {
         match parse_fault(&state, item) {
             Ok(fault) => parsed.push(fault),
-            Err(response) => return response,
+            Err(error) => return error.into_response(),
         }
     }
     faults.replace(parsed);
@@ -626,11 +628,15 @@ async fn replace_faults(State(state): State<WebState>, Json(body): Json<Value>) 
 async fn add_fault(State(state): State<WebState>, Json(body): Json<Value>) -> Response {
     let faults = match faults_of(&state) {
         Ok(faults) => faults,
-        Err(response) => return response,
+        Err(error) => return error.into_response(),
     };
     match parse_fault(&state, &body) {
-        Ok(fault) => (StatusCode::CREATED, Json(json!({ "id": faults.add(fault) }))).into_response(),
-        Err(response) => response,
+        Ok(fault) => (
+            StatusCode::CREATED,
+            Json(json!({ "id": faults.add(fault) })),
+        )
+            .into_response(),
+        Err(error) => error.into_response(),
     }
 }
 
@@ -640,7 +646,7 @@ async fn clear_faults(State(state): State<WebState>) -> Response {
             faults.clear();
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }
 
@@ -652,6 +658,6 @@ async fn remove_fault(State(state): State<WebState>, Path(id): Path<u64>) -> Res
             Json(json!({ "error": format!("no fault {id}") })),
         )
             .into_response(),
-        Err(response) => response,
+        Err(error) => error.into_response(),
     }
 }

@@ -43,6 +43,9 @@ fn the_built_in_scenarios_all_earn_full_credit() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["score"], report["total"]);
     assert!(report["scenarios"].as_array().unwrap().len() >= 11);
+    // The faults' seed is printed and reported, so a run can be repeated.
+    let seed = report["seed"].as_u64().expect("a seed in the JSON report");
+    assert!(stdout.contains(&format!("seed {seed} ")), "{stdout}");
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
         xml.contains("<testsuite name=\"mailnet\"") && xml.contains("failures=\"0\" errors=\"0\""),

@@ -4,6 +4,7 @@
 mod agent;
 mod cli;
 mod dns;
+mod faults;
 mod grader;
 mod hostile;
 mod hub;
