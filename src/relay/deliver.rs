@@ -145,6 +145,8 @@ impl Outcome {
 /// One queued message's share of a domain.
 #[derive(Debug, Clone)]
 pub struct Job {
+    /// Its queue entry.
+    pub id: String,
     /// The reverse path (empty for a bounce).
     pub mail_from: String,
     /// Its recipients in this domain.
@@ -173,6 +175,10 @@ pub struct Link<'a> {
     /// The network's faults, where each connection is marked as this
     /// server's relay before it is made (for `link:` faults).
     pub faults: &'a crate::fault::Faults,
+    /// Told each job's outcomes as soon as the next server has answered
+    /// its message, before the session goes on: what was accepted is
+    /// recorded at once, so neither a crash nor a stop sends it twice.
+    pub acknowledged: Option<&'a (dyn Fn(&Job, &[Outcome]) + Sync)>,
 }
 
 /// Why a session ended before carrying its jobs.
@@ -290,13 +296,13 @@ async fn session(
     let remote = format!("{host}[{addr}]");
     let (mut client, caps) = open(link, addr).await?;
     let Some(connector) = link.tls.filter(|_| caps.starttls) else {
-        return Ok(carry(&mut client, &caps, &remote, jobs, results).await?);
+        return Ok(carry(&mut client, &caps, &remote, jobs, results, link).await?);
     };
     match client.starttls(connector, host).await {
         Ok(mut secured) => {
             // RFC 3207 §4.2: the server forgot everything; EHLO again.
             let caps = hello(&mut secured, link.helo).await?;
-            Ok(carry(&mut secured, &caps, &remote, jobs, results).await?)
+            Ok(carry(&mut secured, &caps, &remote, jobs, results, link).await?)
         }
         Err(error) => {
             // A server whose certificate the network CA did not issue (a
@@ -304,7 +310,7 @@ async fn session(
             // `may` level, falls back to a clear session.
             tracing::warn!(%remote, %error, "STARTTLS failed; delivering without TLS");
             let (mut client, caps) = open(link, addr).await?;
-            Ok(carry(&mut client, &caps, &remote, jobs, results).await?)
+            Ok(carry(&mut client, &caps, &remote, jobs, results, link).await?)
         }
     }
 }
@@ -367,6 +373,7 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
     remote: &str,
     jobs: &[Job],
     results: &mut Attempt,
+    link: Link<'_>,
 ) -> Result<(), ClientError> {
     let mut needs_reset = false;
     for job in jobs {
@@ -392,12 +399,15 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let tx = client.send_mail(envelope, caps.pipelining).await?;
         needs_reset = tx.needs_reset();
-        results.push(
-            tx.outcomes(job.recipients.len())
-                .into_iter()
-                .map(|o| Outcome::of(remote, o))
-                .collect(),
-        );
+        let outcomes: Vec<Outcome> = tx
+            .outcomes(job.recipients.len())
+            .into_iter()
+            .map(|o| Outcome::of(remote, o))
+            .collect();
+        if let Some(acknowledged) = link.acknowledged {
+            acknowledged(job, &outcomes);
+        }
+        results.push(outcomes);
     }
     client.quit().await;
     Ok(())

@@ -153,6 +153,7 @@ async fn deliver(
         match host.queue().message(&entry.id) {
             Ok(message) => {
                 jobs.push(Job {
+                    id: entry.id.to_string(),
                     mail_from: entry.mail_from.clone(),
                     recipients: recipients.clone(),
                     message,
@@ -175,7 +176,34 @@ async fn deliver(
     let connector = host
         .tls_client()
         .map(|c| tokio_rustls::TlsConnector::from(c.clone()));
+    // A recipient the next server accepted leaves the queue at once, not
+    // when the whole batch is done: after a kill -9 or a stop mid-batch,
+    // only the message in flight can be sent again.
+    let acknowledged = |job: &Job, outcomes: &[Outcome]| {
+        let accepted: Vec<&String> = job
+            .recipients
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, o)| matches!(o, Outcome::Delivered { .. }))
+            .map(|(r, _)| r)
+            .collect();
+        if accepted.is_empty() {
+            return;
+        }
+        let Some(entry) = host.queue().entries().into_iter().find(|e| e.id == job.id) else {
+            return;
+        };
+        let pending: Vec<String> = entry
+            .recipients
+            .into_iter()
+            .filter(|r| !accepted.contains(&r))
+            .collect();
+        if let Err(error) = host.queue().update(&job.id, &job.mail_from, &pending) {
+            tracing::error!(server = %host.config().name, id = %job.id, %error, "cannot update the queue");
+        }
+    };
     let link = Link {
+        acknowledged: Some(&acknowledged),
         faults: host.faults(),
         helo: &me,
         timeout: SMTP_TIMEOUT,

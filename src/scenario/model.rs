@@ -545,7 +545,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.ends_with("s.yaml:3:11: unknown action `sendmial` (known: sendmail, send, wait, advance, login, stat, list, uidl, retr, top, dele, rset, noop, quit, smtp, pop3)"),
+            e.ends_with("s.yaml:3:11: unknown action `sendmial` (known: sendmail, send, wait, advance, login, stat, list, uidl, retr, top, dele, rset, noop, quit, smtp, pop3, fault, clear_faults, stop_server, start_server, flush)"),
             "{e}"
         );
         let e = load("scenario: x\nsteps:\n  - uses: login\n    args: {user: a, password: b}\n")
@@ -557,6 +557,15 @@ mod tests {
         );
         let e = load("scenario: x\nstepz: []\n").unwrap_err().to_string();
         assert!(e.contains(".yaml:2:") && e.contains("stepz"), "{e}");
+        let e = load("scenario: x\nsteps:\n  - uses: fault\n    args: {server: gmail.com, on: rcpt, reply: \"451 x\", action: drop}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(".yaml:3:") && e.contains("a fault does one thing"),
+            "{e}"
+        );
+        // `on:` stays text in a scenario, where YAML 1.1 would read `true`.
+        load("scenario: x\nsteps:\n  - uses: fault\n    args: {server: gmail.com, on: quit, action: drop}\n").unwrap();
     }
 
     #[test]

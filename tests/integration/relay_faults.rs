@@ -341,6 +341,14 @@ async fn a_batch_cut_short_resends_only_what_was_not_acknowledged() {
     })
     .await
     .expect("the three acknowledged messages left the queue");
+    // They leave as each is accepted; the retry of the rest is set when
+    // the attempt is settled.
+    let left = server.host.queue().entries();
+    let end = std::time::Instant::now() + DEADLINE;
+    while server.host.retry(&left[0].id, "gmail.com").is_none() {
+        assert!(std::time::Instant::now() < end, "the retry was never set");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 
     *shutting.lock().unwrap() = false;
     qq.clock.advance(Duration::from_secs(31));
@@ -358,6 +366,40 @@ async fn a_batch_cut_short_resends_only_what_was_not_acknowledged() {
     }
     assert_eq!(*accepted.lock().unwrap(), 6);
     qq.stop().await;
+}
+
+#[tokio::test]
+async fn an_accepted_message_leaves_the_queue_before_the_session_ends() {
+    let (qq, gmail_port, _data) = qq_alone(|p| p.retry_initial = Duration::from_secs(30)).await;
+    let accepted = Arc::new(Mutex::new(0usize));
+    let count = accepted.clone();
+    let usual = answers(|_| None);
+    // Three messages are accepted; then the peer falls silent at the
+    // fourth MAIL, holding the session open.
+    let _lines = peer(gmail_port, move |line| {
+        if *count.lock().unwrap() >= 3 && line.to_ascii_uppercase().starts_with("MAIL") {
+            return None;
+        }
+        if line == "." {
+            *count.lock().unwrap() += 1;
+        }
+        usual(line)
+    });
+    let server = qq.server("exmail.qq.com").unwrap().clone();
+    let subjects: Vec<String> = (1..=6).map(|i| format!("held-{i}")).collect();
+    queue_batch(&server, "usr1@gmail.com", &subjects);
+    let mut changes = server.host.queue().subscribe();
+    tokio::time::timeout(DEADLINE, async {
+        while server.host.queue().entries().len() != 3 {
+            changes.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the three accepted messages left the queue while the session hangs");
+    assert_eq!(*accepted.lock().unwrap(), 3);
+    // Stopped mid-session (as SIGTERM does), only the unacknowledged stay.
+    qq.stop().await;
+    assert_eq!(server.host.queue().entries().len(), 3);
 }
 
 /// A peer that takes the message's first bytes after `354` and then stops
