@@ -178,8 +178,11 @@ pub struct Link<'a> {
     /// Told each job's outcomes as soon as the next server has answered
     /// its message, before the session goes on: what was accepted is
     /// recorded at once, so neither a crash nor a stop sends it twice.
-    pub acknowledged: Option<&'a (dyn Fn(&Job, &[Outcome]) + Sync)>,
+    pub acknowledged: Option<Acknowledge<'a>>,
 }
+
+/// What hears a job's outcomes the moment the next server gave them.
+pub type Acknowledge<'a> = &'a (dyn Fn(&Job, &[Outcome]) + Sync);
 
 /// Why a session ended before carrying its jobs.
 enum Broken {
