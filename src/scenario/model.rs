@@ -423,17 +423,7 @@ fn shown(value: &Value) -> String {
 fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), String> {
     match action {
         Action::Wait => {
-            if let Some(value) = args.get("seconds") {
-                if !value
-                    .as_f64()
-                    .is_some_and(|s| (0.0..=MAX_WAIT_SECONDS).contains(&s))
-                {
-                    return Err(format!(
-                        "`wait` seconds `{}` is not a number of seconds from 0 to {MAX_WAIT_SECONDS} (a day)",
-                        shown(value)
-                    ));
-                }
-            }
+            seconds_within_a_day(action, args)?;
             if let Some(value) = args.get("count") {
                 if !value
                     .as_f64()
@@ -460,19 +450,7 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
                 action.name()
             ));
         }
-        Action::Flush => {
-            if let Some(value) = args.get("seconds") {
-                if !value
-                    .as_f64()
-                    .is_some_and(|s| (0.0..=MAX_WAIT_SECONDS).contains(&s))
-                {
-                    return Err(format!(
-                        "`flush` seconds `{}` is not a number of seconds from 0 to {MAX_WAIT_SECONDS} (a day)",
-                        shown(value)
-                    ));
-                }
-            }
-        }
+        Action::Flush => seconds_within_a_day(action, args)?,
         Action::Advance => {
             let Some(value) = args.get("duration") else {
                 return Err("`advance` needs a duration, such as `30s` or `10m`".into());
@@ -482,6 +460,24 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
         _ => {}
     }
     Ok(())
+}
+
+/// A step's `seconds`, when given, is 0 to a day.
+fn seconds_within_a_day(action: Action, args: &BTreeMap<String, Value>) -> Result<(), String> {
+    match args.get("seconds") {
+        Some(value)
+            if !value
+                .as_f64()
+                .is_some_and(|s| (0.0..=MAX_WAIT_SECONDS).contains(&s)) =>
+        {
+            Err(format!(
+                "`{}` seconds `{}` is not a number of seconds from 0 to {MAX_WAIT_SECONDS} (a day)",
+                action.name(),
+                shown(value)
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The fault a `fault` step's `args` describe, checked by the same rules
