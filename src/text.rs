@@ -63,3 +63,33 @@ mod tests {
         assert_eq!(super::located("a.yaml", None, "bad"), "a.yaml: bad");
     }
 }
+
+/// A file error in words a user knows: `no such file` rather than
+/// `No such file or directory (os error 2)`.
+pub fn io_error(error: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::NotFound => "no such file".into(),
+        ErrorKind::PermissionDenied => "permission denied: cannot read it".into(),
+        ErrorKind::IsADirectory => "a folder, not a file".into(),
+        ErrorKind::InvalidData => "not text (the file is not UTF-8)".into(),
+        _ => {
+            let text = error.to_string();
+            match text.find(" (os error") {
+                Some(at) => text[..at].to_string(),
+                None => text,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod io_error_tests {
+    #[test]
+    fn os_errors_read_as_words() {
+        let missing = std::fs::read_to_string("/nonexistent/mailnet/file.yaml").unwrap_err();
+        assert_eq!(super::io_error(&missing), "no such file");
+        let other = std::io::Error::from_raw_os_error(28);
+        assert_eq!(super::io_error(&other), "No space left on device");
+    }
+}

@@ -85,9 +85,9 @@ struct Source {
 impl Source {
     fn read(path: &Path) -> Result<Source, NetworkError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| NetworkError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| NetworkError::Read {
             file: file.clone(),
-            source,
+            error,
         })?;
         Ok(Source { file, text })
     }

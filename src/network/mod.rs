@@ -115,12 +115,12 @@ pub struct TooManyServers(pub usize);
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
     /// The file could not be read.
-    #[error("{file}: {source}")]
+    #[error("{file}: {}", crate::text::io_error(error))]
     Read {
         /// The file.
         file: String,
-        /// Why.
-        source: std::io::Error,
+        /// Why; shown in words by the message, not chained as a cause.
+        error: std::io::Error,
     },
     /// The file is not YAML of the expected shape; the message carries line and column.
     #[error("{file}: {message}")]
@@ -157,9 +157,9 @@ impl Network {
         if path.extension().is_some_and(|e| e == "toml") {
             return cs305::load(path);
         }
-        let text = std::fs::read_to_string(path).map_err(|source| NetworkError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| NetworkError::Read {
             file: path.display().to_string(),
-            source,
+            error,
         })?;
         Network::parse(&text, &path.display().to_string())
     }

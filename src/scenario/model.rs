@@ -291,7 +291,7 @@ impl Scenario {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
             file: path.display().to_string(),
             at: None,
-            message: e.to_string(),
+            message: crate::text::io_error(&e),
         })?;
         Scenario::parse(&text, path)
     }
