@@ -38,6 +38,7 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !check() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
+        // A poll within the deadline: mailboxes and transcripts send no notice.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

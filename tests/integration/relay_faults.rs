@@ -347,6 +347,7 @@ async fn a_batch_cut_short_resends_only_what_was_not_acknowledged() {
     let end = std::time::Instant::now() + DEADLINE;
     while server.host.retry(&left[0].id, "gmail.com").is_none() {
         assert!(std::time::Instant::now() < end, "the retry was never set");
+        // A poll within the deadline: the retry state sends no notice.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 
