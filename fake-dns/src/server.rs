@@ -107,13 +107,7 @@ impl RequestHandler for Handler {
                 }
                 Some(Injected::Silence) => {
                     tracing::debug!(%name, "no answer: an injected DNS timeout");
-                    let mut metadata = Metadata::response_from_request(&request.metadata);
-                    metadata.response_code = ResponseCode::ServFail;
-                    return hickory_proto::op::Header {
-                        metadata,
-                        counts: Default::default(),
-                    }
-                    .into();
+                    return unsent(request);
                 }
             }
         }
@@ -191,15 +185,20 @@ pub(crate) fn sent(
         Ok(info) => info,
         Err(error) => {
             tracing::warn!(%error, "could not send a DNS response");
-            let mut metadata = Metadata::response_from_request(&request.metadata);
-            metadata.response_code = ResponseCode::ServFail;
-            hickory_proto::op::Header {
-                metadata,
-                counts: Default::default(),
-            }
-            .into()
+            unsent(request)
         }
     }
+}
+
+/// What to account for when no response went out: a SERVFAIL header.
+fn unsent(request: &Request) -> ResponseInfo {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = ResponseCode::ServFail;
+    hickory_proto::op::Header {
+        metadata,
+        counts: Default::default(),
+    }
+    .into()
 }
 
 /// Answers a standard query the way an authoritative server does, from
