@@ -37,6 +37,8 @@ struct Inner {
     /// The relay's retry state per (queue id, destination domain), for the
     /// web API's queue view; the relay worker keeps it current.
     retries: std::sync::Mutex<std::collections::HashMap<(String, String), RetryState>>,
+    /// Bumped whenever `retries` changes, so a waiter need not poll.
+    retried: tokio::sync::watch::Sender<u64>,
 }
 
 /// Where one destination domain's share of a queued message stands.
@@ -82,6 +84,7 @@ impl MailHost {
                 recorder: None,
                 faults: crate::fault::Faults::default(),
                 retries: Default::default(),
+                retried: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -152,6 +155,42 @@ impl MailHost {
                 retries.remove(&key);
             }
         }
+        drop(retries);
+        self.inner.retried.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether every share of every queued message has been tried at least
+    /// `attempts` times (an empty queue qualifies: its mail has left).
+    pub fn tried(&self, attempts: u32) -> bool {
+        self.queue().entries().iter().all(|entry| {
+            entry.recipients.iter().all(|rcpt| {
+                let domain = crate::smtp::address::domain_of(rcpt).unwrap_or_default();
+                self.retry(&entry.id, &domain)
+                    .is_some_and(|r| r.attempts >= attempts)
+            })
+        })
+    }
+
+    /// Waits until [`MailHost::tried`] holds or `deadline` passes; returns
+    /// whether it holds. Woken by the queue and by the relay's retry
+    /// records, never by a timer.
+    pub async fn wait_until_tried(&self, attempts: u32, deadline: std::time::Duration) -> bool {
+        let mut queued = self.queue().subscribe();
+        let mut retried = self.inner.retried.subscribe();
+        let wait = async {
+            loop {
+                queued.borrow_and_update();
+                retried.borrow_and_update();
+                if self.tried(attempts) {
+                    return;
+                }
+                tokio::select! {
+                    changed = queued.changed() => if changed.is_err() { return },
+                    changed = retried.changed() => if changed.is_err() { return },
+                }
+            }
+        };
+        tokio::time::timeout(deadline, wait).await.is_ok() && self.tried(attempts)
     }
 
     /// Where the share of queued message `id` for `domain` stands, if it was tried.
@@ -208,5 +247,45 @@ impl MailHost {
     /// The session transcripts of `service`.
     pub fn log(&self, service: Service) -> &TranscriptLog {
         &self.inner.logs[service.index()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn state(attempts: u32) -> Option<RetryState> {
+        Some(RetryState {
+            attempts,
+            next: SystemTime::now(),
+            last_error: "451 later".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_wait_on_attempts_wakes_when_the_relay_records_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::network::Network::default_network().servers[0].clone();
+        let host = MailHost::open(config, dir.path(), false, false).unwrap();
+        assert!(host.tried(1), "an empty queue has nothing left to try");
+        let id = crate::id::QueueId::next();
+        let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
+        host.queue()
+            .enqueue(&id, "s@z.test", &rcpts, b"m\r\n")
+            .unwrap();
+        let id = id.to_string();
+        assert!(!host.tried(1));
+        host.set_retry(&id, "x.test", state(1));
+        assert!(!host.tried(1), "y.test's share was not tried yet");
+
+        let (waiter, recorder) = (host.clone(), host.clone());
+        let wait =
+            tokio::spawn(async move { waiter.wait_until_tried(2, Duration::from_secs(10)).await });
+        recorder.set_retry(&id, "y.test", state(2));
+        recorder.set_retry(&id, "x.test", state(2));
+        assert!(wait.await.unwrap());
+        assert!(!host.tried(3));
+        assert!(!host.wait_until_tried(3, Duration::from_millis(50)).await);
     }
 }

@@ -17,6 +17,8 @@ use crate::network::{bounds, duration};
 pub const MAX_POINTS: u32 = 10_000;
 /// The most messages a `wait` may wait for.
 const MAX_WAIT_COUNT: f64 = 100_000.0;
+/// The most relay attempts a `wait` step may wait for.
+const MAX_WAIT_ATTEMPTS: f64 = 1_000.0;
 
 /// What a step does (`uses:`). Each has one handler in the runner's steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +135,7 @@ impl Action {
                 "password",
                 "server",
             ],
-            Action::Wait => &["seconds", "mailbox", "count"],
+            Action::Wait => &["seconds", "mailbox", "count", "queue", "attempts"],
             Action::Advance => &["duration"],
             Action::Login => &["user", "pass"],
             Action::Retr | Action::Dele => &["which"],
@@ -435,6 +437,32 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
                     ));
                 }
             }
+            if let Some(value) = args.get("attempts") {
+                if !value
+                    .as_f64()
+                    .is_some_and(|c| c.fract() == 0.0 && (1.0..=MAX_WAIT_ATTEMPTS).contains(&c))
+                {
+                    return Err(format!(
+                        "`wait` attempts `{}` is not a whole number from 1 to {MAX_WAIT_ATTEMPTS}",
+                        shown(value)
+                    ));
+                }
+            }
+            match (args.get("queue"), args.get("mailbox")) {
+                (Some(_), Some(_)) => {
+                    return Err("`wait` takes `mailbox` or `queue`, not both".into());
+                }
+                (Some(queue), None) if queue.as_str().is_none_or(|q| q.trim().is_empty()) => {
+                    return Err(
+                        "`wait` queue names a server (or one of its mail domains): `queue: exmail.qq.com`"
+                            .into(),
+                    );
+                }
+                (None, _) if args.contains_key("attempts") => {
+                    return Err("`wait` attempts needs the `queue` it counts".into());
+                }
+                _ => {}
+            }
         }
         Action::Fault => {
             fault_of(args, None)?;
@@ -591,6 +619,26 @@ mod tests {
         assert_eq!(
             error("  - {uses: wait, args: {mailbox: a@b.c, count: 1.5}}\n"),
             "line 3 column 12: `wait` count `1.5` is not a whole number from 0 to 100000"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {queue: exmail.qq.com, attempts: 2}}\n"),
+            "ok"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {queue: exmail.qq.com, attempts: 0}}\n"),
+            "line 3 column 12: `wait` attempts `0` is not a whole number from 1 to 1000"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {attempts: 1}}\n"),
+            "line 3 column 12: `wait` attempts needs the `queue` it counts"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {queue: a.b, mailbox: a@b.c}}\n"),
+            "line 3 column 12: `wait` takes `mailbox` or `queue`, not both"
+        );
+        assert_eq!(
+            error("  - {uses: wait, args: {queue: \"\"}}\n"),
+            "line 3 column 12: `wait` queue names a server (or one of its mail domains): `queue: exmail.qq.com`"
         );
         assert_eq!(error("  - {uses: advance, args: 365d}\n"), "ok");
         assert_eq!(

@@ -473,6 +473,9 @@ impl<'a> Context<'a> {
     /// mailbox of its own servers reaching `count` messages.
     async fn wait(&mut self, args: &BTreeMap<String, Value>) -> Result<Value, PyError> {
         let seconds = wait_seconds(args);
+        if let Some(queue) = args.get("queue").and_then(|q| q.as_str()) {
+            return self.wait_for_attempts(queue, args, seconds).await;
+        }
         let Some(mailbox) = args.get("mailbox").and_then(|m| m.as_str()) else {
             let budget = std::mem::take(&mut self.owed) + seconds;
             self.spend(budget).await;
@@ -503,6 +506,40 @@ impl<'a> Context<'a> {
             ));
         }
         Ok(Value::Int(store.count(mailbox) as i64))
+    }
+
+    /// mailnet's wait on the relay of one of its own servers: until every
+    /// message in its queue has been tried `attempts` times (default 1) or
+    /// has left. What a scenario about retries waits on, where a fixed
+    /// wait would race the relay.
+    async fn wait_for_attempts(
+        &mut self,
+        queue: &str,
+        args: &BTreeMap<String, Value>,
+        seconds: Duration,
+    ) -> Result<Value, PyError> {
+        self.settle().await;
+        let attempts = number(args, "attempts", 1.0) as u32;
+        let server = self
+            .net
+            .server(queue)
+            .or_else(|| self.net.server_for_domain(&queue.to_ascii_lowercase()))
+            .ok_or_else(|| {
+                PyError::with_message(
+                    "ValueError",
+                    &format!("{queue}: waiting on a queue needs one of mailnet's own servers"),
+                )
+            })?;
+        if !server.host.wait_until_tried(attempts, seconds).await {
+            return Err(PyError::with_message(
+                "TimeoutError",
+                &format!(
+                    "{queue}'s relay had not tried each queued message {} after {seconds:?}",
+                    crate::text::count(u64::from(attempts), "time")
+                ),
+            ));
+        }
+        Ok(Value::Int(server.host.queue().entries().len() as i64))
     }
 
     /// The course's `LOGIN`: `POP3(...)`, `user()`, `pass_()`.
