@@ -164,7 +164,12 @@ impl MailHost {
     pub fn tried(&self, attempts: u32) -> bool {
         self.queue().entries().iter().all(|entry| {
             entry.recipients.iter().all(|rcpt| {
-                let domain = crate::smtp::address::domain_of(rcpt).unwrap_or_default();
+                // As `smtp::address::domain_of` keys the relay's records
+                // (not called: the store side stays below the protocols).
+                let domain = rcpt
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
+                    .unwrap_or_default();
                 self.retry(&entry.id, &domain)
                     .is_some_and(|r| r.attempts >= attempts)
             })

@@ -95,6 +95,10 @@ pub trait Protocol: Send {
         false
     }
 
+    /// The client sent bytes before the greeting, which the protocol's RFC
+    /// forbids; called before the first [`Protocol::advance`].
+    fn spoke_first(&mut self) {}
+
     /// TLS is now in place (implicit, or after the upgrade it asked for):
     /// the core starts over as its RFC says, and may record it.
     fn tls_established(&mut self, _info: crate::tls::TlsInfo) {}

@@ -169,6 +169,10 @@ impl Protocol for SmtpProtocol {
         self.session.in_data()
     }
 
+    fn spoke_first(&mut self) {
+        self.session.spoke_first();
+    }
+
     fn tls_established(&mut self, info: crate::tls::TlsInfo) {
         self.session.tls_established(info);
     }

@@ -114,6 +114,10 @@ pub struct Session {
     /// Events decided ahead, handed out before anything else (what
     /// follows an injected delay).
     pending: VecDeque<Event>,
+    /// The client talked before the greeting (RFC 5321 §4.3.1: it must
+    /// wait for it): the session greets with `554` and serves nothing but
+    /// `QUIT`, as RFC 5321 §3.1 says of a `554` greeting.
+    no_service: bool,
 }
 
 impl Session {
@@ -133,7 +137,17 @@ impl Session {
             tls: None,
             relay_from: None,
             pending: VecDeque::new(),
+            no_service: false,
         }
+    }
+
+    /// The client sent bytes before the greeting was sent, which a real
+    /// client never does and spam tools do (Postfix's postscreen calls it
+    /// PREGREET): call before [`Session::open`].
+    pub fn spoke_first(&mut self) {
+        self.no_service = true;
+        self.transcript
+            .push(Line::client("[sent before the greeting]"));
     }
 
     /// Marks the session as a relay session from the network's server
@@ -159,6 +173,17 @@ impl Session {
                 Injected::Drop => return vec![Event::Drop],
                 Injected::Pause(d) => events.push(Event::Pause(d)),
             }
+        }
+        if self.no_service {
+            events.push(Event::Reply(self.record(Reply::new(
+                554,
+                "5.5.1",
+                format!(
+                    "{} Protocol error: you talked before my greeting; no SMTP service here",
+                    self.ctx.hostname
+                ),
+            ))));
+            return events;
         }
         match self.probe(Point::Greeting, &[]) {
             None => events.push(Event::Reply(self.greeting())),
@@ -365,6 +390,25 @@ impl Session {
         }
     }
 
+    /// After a `554` greeting: `QUIT` ends the session, anything else gets
+    /// `503` (RFC 5321 §3.1).
+    fn without_service(&mut self, text: &str) -> Event {
+        if text.trim().eq_ignore_ascii_case("QUIT") {
+            self.state = State::Closed;
+            let reply = Reply::new(
+                221,
+                "2.0.0",
+                format!("{} Service closing transmission channel", self.ctx.hostname),
+            );
+            return self.reply(reply);
+        }
+        self.reply(Reply::new(
+            503,
+            "5.5.1",
+            "Error: no SMTP service in this session (you talked before the greeting); send QUIT",
+        ))
+    }
+
     /// Answers the delivery of the envelope last handed out: `Ok(id)` once it
     /// is on disk, `Err` when it could not be stored (the client may retry).
     pub fn delivered(&mut self, outcome: Result<QueueId, DeliveryError>) -> Reply {
@@ -412,6 +456,9 @@ impl Session {
         }
         self.transcript
             .push(Line::client(without_credentials(&text)));
+        if self.no_service {
+            return Some(self.without_service(&text));
+        }
         if text.is_empty() {
             return Some(self.reply(Reply::new(
                 500,

@@ -725,3 +725,47 @@ fn a_link_fault_touches_only_the_relay_it_names() {
     assert_eq!(helo(Some("exmail.qq.com")), 421);
     assert_eq!(helo(None), 250);
 }
+
+#[test]
+fn a_client_that_talks_before_the_greeting_gets_554_and_only_quit() {
+    let input = b"EHLO early.example\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<usr1@gmail.com>\r\nDATA\r\nQUIT\r\nNOOP\r\n";
+    for chunk in [1, 2, 4, 8, 16, 32, input.len()] {
+        let mut session = Session::new(ctx());
+        session.spoke_first();
+        let mut replies: Vec<String> = session
+            .open()
+            .into_iter()
+            .map(|e| match e {
+                Event::Reply(r) => r.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        for piece in input.chunks(chunk) {
+            session.push(piece);
+            while let Some(event) = session.next_event() {
+                match event {
+                    Event::Reply(r) => replies.push(r.to_string()),
+                    other => panic!("no service, yet {other:?}"),
+                }
+            }
+        }
+        let codes: Vec<&str> = replies.iter().map(|r| &r[..3]).collect();
+        assert_eq!(
+            codes,
+            ["554", "503", "503", "503", "503", "221"],
+            "chunks of {chunk}: {replies:?}"
+        );
+        assert!(
+            replies[0].contains("talked before my greeting"),
+            "{replies:?}"
+        );
+        assert!(session.is_closed());
+        let transcript = session.take_transcript();
+        assert!(
+            transcript
+                .iter()
+                .any(|l| l.text.contains("[sent before the greeting]")),
+            "{transcript:?}"
+        );
+    }
+}
