@@ -10,7 +10,7 @@ use tokio::net::{TcpSocket, TcpStream};
 
 use crate::resolve::{MailResolver, ResolveError};
 use crate::smtp::client::{
-    Capabilities, ClientError, Envelope, RecipientOutcome, Response, SmtpClient, Stage,
+    Capabilities, ClientError, RecipientOutcome, Response, Route, SmtpClient, Stage,
 };
 
 /// Why a recipient was not delivered (this time).
@@ -151,8 +151,9 @@ pub struct Job {
     pub mail_from: String,
     /// Its recipients in this domain.
     pub recipients: Vec<String>,
-    /// The message.
-    pub message: Vec<u8>,
+    /// The message, on disk in the queue: read a chunk at a time as it is
+    /// sent, so a delivery's memory does not grow with the message.
+    pub message: crate::store::MessageFile,
     /// What its sender declared at `MAIL` (8-bit body, SMTPUTF8).
     pub body: crate::store::Body,
 }
@@ -264,18 +265,18 @@ pub async fn deliver_domain(
 /// envelope and headers are ASCII goes without it, as RFC 6531 allows).
 fn parameters(job: &Job, caps: &Capabilities) -> Result<Vec<&'static str>, Unsupported> {
     let mut out = Vec::new();
-    let eight_bit = job.body.eight_bit || !job.message.is_ascii();
+    let content = job.message.eight_bit();
+    let eight_bit = job.body.eight_bit || content.any();
     if eight_bit {
         if !caps.eight_bit_mime {
             return Err(Unsupported::EightBitMime);
         }
         out.push("BODY=8BITMIME");
     }
-    let headers = &job.message[..super::dsn::header_end(&job.message)];
     let needs_utf8 = job.body.smtputf8
         && (!job.mail_from.is_ascii()
             || job.recipients.iter().any(|r| !r.is_ascii())
-            || !headers.is_ascii());
+            || content.headers);
     if needs_utf8 {
         if !caps.smtputf8 {
             return Err(Unsupported::SmtpUtf8);
@@ -394,13 +395,14 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
         };
-        let envelope = Envelope {
+        let route = Route {
             mail_from: &job.mail_from,
             recipients: &job.recipients,
-            message: &job.message,
             parameters: &parameters,
         };
-        let tx = client.send_mail(envelope, caps.pipelining).await?;
+        let tx = client
+            .send_mail_from(route, job.message.reader(), caps.pipelining)
+            .await?;
         needs_reset = tx.needs_reset();
         let outcomes: Vec<Outcome> = tx
             .outcomes(job.recipients.len())

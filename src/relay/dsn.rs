@@ -4,6 +4,10 @@ use mail_builder::headers::raw::Raw;
 use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
+/// The most of an original message's header block a bounce quotes: a
+/// bounce is built in memory, so it never holds more of the original.
+pub const MAX_QUOTED_HEADERS: usize = 256 * 1024;
+
 /// Why one recipient could not be reached.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -67,7 +71,7 @@ pub fn bounce(
         )));
     }
 
-    let headers_end = header_end(original);
+    let headers_end = header_end(original).min(MAX_QUOTED_HEADERS);
     let report = MimePart::new(
         mail_builder::headers::content_type::ContentType::new("multipart/report")
             .attribute("report-type", "delivery-status"),
@@ -140,7 +144,7 @@ fn folded(field: &str) -> String {
 }
 
 /// Where the header block ends (after its blank line), or the whole message.
-pub(super) fn header_end(message: &[u8]) -> usize {
+fn header_end(message: &[u8]) -> usize {
     let mut offset = 0;
     for line in message.split_inclusive(|&b| b == b'\n') {
         offset += line.len();

@@ -150,7 +150,7 @@ async fn deliver(
     let mut readable = Vec::with_capacity(shares.len());
     let mut jobs = Vec::with_capacity(shares.len());
     for (entry, recipients) in shares {
-        match host.queue().message(&entry.id) {
+        match host.queue().open_message(&entry.id) {
             Ok(message) => {
                 jobs.push(Job {
                     id: entry.id.to_string(),
@@ -290,7 +290,13 @@ fn settle(host: &MailHost, clock: &RelayClock, done: Done, retries: &mut HashMap
             }
         }
         if !failures.is_empty() {
-            match host.queue().message(&entry.id) {
+            // A bounce quotes the headers only (RFC 3462 text/rfc822-headers).
+            let headers = host
+                .queue()
+                .open_message(&entry.id)
+                .map_err(std::io::Error::other)
+                .and_then(|m| m.headers(dsn::MAX_QUOTED_HEADERS));
+            match headers {
                 Ok(original) => bounce(host, &entry, &failures, &original),
                 Err(error) => {
                     tracing::error!(server = %me, id = %entry.id, error = %crate::error_chain(&error), "cannot read the message to bounce it")

@@ -15,6 +15,7 @@ mod pop3;
 mod process;
 mod relay;
 mod relay_faults;
+mod relay_large;
 mod smtp;
 mod soak;
 mod support;

@@ -69,6 +69,11 @@ impl Up {
         SocketAddr::from(([127, 0, 0, 1], self.ports[server].1))
     }
 
+    /// The process id, for reading its `/proc` files.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// The most memory the process has held (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();

@@ -4,9 +4,11 @@
 //!
 //! - [`response`]: a reply as a client reads it (smtp-proto's parser).
 //! - [`transaction`]: MAIL, RCPT and DATA with a typed outcome per recipient.
+//! - [`stream`]: a message sent from a reader, dot-stuffed a chunk at a time.
 //! - [`Stage`]: which step of a session a reply answered.
 
 mod response;
+mod stream;
 mod transaction;
 
 use std::fmt;
@@ -19,7 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite, BufReader};
 use tokio::net::TcpStream;
 
 pub use response::{Capabilities, Response};
-pub use transaction::{Envelope, RecipientOutcome, Transaction};
+pub use stream::CHUNK;
+pub use transaction::{Envelope, RecipientOutcome, Route, Transaction};
 
 use crate::transcript::Line;
 pub use crate::wire::ClientError;

@@ -18,6 +18,35 @@ pub struct Envelope<'a> {
     pub parameters: &'a [&'a str],
 }
 
+impl<'a> Envelope<'a> {
+    /// The envelope without its message.
+    pub fn route(&self) -> Route<'a> {
+        Route {
+            mail_from: self.mail_from,
+            recipients: self.recipients,
+            parameters: self.parameters,
+        }
+    }
+}
+
+/// Where a message goes, when the message itself is read as it is sent
+/// ([`SmtpClient::send_mail_from`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Route<'a> {
+    /// The reverse path (empty for a bounce).
+    pub mail_from: &'a str,
+    /// The forward paths.
+    pub recipients: &'a [String],
+    /// `MAIL` parameters, e.g. `BODY=8BITMIME`, `SMTPUTF8`.
+    pub parameters: &'a [&'a str],
+}
+
+/// The message of a transaction: in memory, or read as it is sent.
+enum Message<'a, R> {
+    Bytes(&'a [u8]),
+    Stream(R),
+}
+
 /// What became of one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientOutcome {
@@ -88,6 +117,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         envelope: Envelope<'_>,
         pipelining: bool,
     ) -> Result<Transaction, ClientError> {
+        let message: Message<'_, &[u8]> = Message::Bytes(envelope.message);
+        self.transact(envelope.route(), message, pipelining).await
+    }
+
+    /// [`send_mail`](Self::send_mail) with the message read from `message`
+    /// a chunk at a time as it is sent ([`send_message_from`](Self::send_message_from)).
+    pub async fn send_mail_from<R: AsyncRead + Unpin>(
+        &mut self,
+        route: Route<'_>,
+        message: R,
+        pipelining: bool,
+    ) -> Result<Transaction, ClientError> {
+        self.transact(route, Message::Stream(message), pipelining)
+            .await
+    }
+
+    async fn transact<R: AsyncRead + Unpin>(
+        &mut self,
+        envelope: Route<'_>,
+        message: Message<'_, R>,
+        pipelining: bool,
+    ) -> Result<Transaction, ClientError> {
         let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
         for parameter in envelope.parameters {
             mail.push(' ');
@@ -117,11 +168,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         if accepted && data.is_none() {
             data = Some(self.command("DATA").await?);
         }
-        let end = match &data {
-            Some(reply) if reply.code == 354 => Some(
-                self.send_message(if accepted { envelope.message } else { b"" })
-                    .await?,
-            ),
+        let end = match (&data, message) {
+            (Some(reply), _) if reply.code == 354 && !accepted => {
+                Some(self.send_message(b"").await?)
+            }
+            (Some(reply), Message::Bytes(bytes)) if reply.code == 354 => {
+                Some(self.send_message(bytes).await?)
+            }
+            (Some(reply), Message::Stream(stream)) if reply.code == 354 => {
+                Some(self.send_message_from(stream).await?)
+            }
             _ => None,
         };
         Ok(Transaction {
