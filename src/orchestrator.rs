@@ -122,7 +122,8 @@ impl ServerRun {
 }
 
 impl RunningServer {
-    /// Where its `service` listens.
+    /// Where its `service` listens (port 0 for a service it does not run:
+    /// a server without a submission port).
     pub fn addr(&self, service: Service) -> SocketAddr {
         self.listening[service.index()]
     }
@@ -339,7 +340,7 @@ impl RunningNetwork {
         for &i in &selected {
             let server = &network.servers[i];
             let mut bound = Vec::with_capacity(Service::ALL.len());
-            for service in Service::ALL {
+            for service in server.services() {
                 let addr =
                     SocketAddr::new(server.bind.unwrap_or(network.bind), server.port(service));
                 let what = format!("server {}: {service}", server.name);
@@ -591,7 +592,7 @@ impl RunningNetwork {
             return Err(ServerControlError::Running(name.to_string()));
         }
         let mut sockets = Vec::new();
-        for service in Service::ALL {
+        for service in server.host.config().services() {
             let addr = server.addr(service);
             let what = format!("server {}: {service}", server.host.config().name);
             sockets.push((service, bind_tcp(what, addr).await?));

@@ -15,11 +15,20 @@ pub enum Service {
     Smtps,
     /// POP3 over implicit TLS (RFC 8314, port 995).
     Pop3s,
+    /// SMTP message submission (RFC 6409, port 587): the SMTP service
+    /// again, on the port mail user agents use; STARTTLS when TLS is on.
+    Submission,
 }
 
 impl Service {
     /// Every service, in the order they are bound and listed.
-    pub const ALL: [Service; 4] = [Service::Smtp, Service::Pop3, Service::Smtps, Service::Pop3s];
+    pub const ALL: [Service; 5] = [
+        Service::Smtp,
+        Service::Pop3,
+        Service::Smtps,
+        Service::Pop3s,
+        Service::Submission,
+    ];
 
     /// Its position in [`Service::ALL`], for tables with one slot per service.
     pub fn index(self) -> usize {
@@ -33,6 +42,7 @@ impl Service {
             Service::Pop3 => "pop3",
             Service::Smtps => "smtps",
             Service::Pop3s => "pop3s",
+            Service::Submission => "submission",
         }
     }
 
@@ -44,7 +54,7 @@ impl Service {
     /// The protocol spoken inside: SMTP for SMTPS, POP3 for POP3S.
     pub fn protocol(self) -> Service {
         match self {
-            Service::Smtp | Service::Smtps => Service::Smtp,
+            Service::Smtp | Service::Smtps | Service::Submission => Service::Smtp,
             Service::Pop3 | Service::Pop3s => Service::Pop3,
         }
     }
@@ -58,6 +68,7 @@ impl fmt::Display for Service {
             Service::Pop3 => "POP3",
             Service::Smtps => "SMTPS",
             Service::Pop3s => "POP3S",
+            Service::Submission => "Submission",
         })
     }
 }

@@ -25,6 +25,10 @@ pub struct HostFacts {
     pub smtps_port: u16,
     /// Its implicit-TLS POP3 port (RFC 8314), 0 for none.
     pub pop3s_port: u16,
+    /// Its message submission port (RFC 6409); 0 for none, when
+    /// `_submission` names the SMTP port, where such servers take mail
+    /// from users.
+    pub submission_port: u16,
 }
 
 /// Everything the fake DNS publishes.

@@ -124,7 +124,15 @@ impl Zone {
                 zone.insert(Record::from_rdata(
                     service_name("_submission", &domain_name)?,
                     ttl,
-                    RData::SRV(SRV::new(0, 0, host.smtp_port, smtp_host.clone())),
+                    RData::SRV(SRV::new(
+                        0,
+                        0,
+                        match host.submission_port {
+                            0 => host.smtp_port,
+                            port => port,
+                        },
+                        smtp_host.clone(),
+                    )),
                 ));
                 zone.insert(Record::from_rdata(
                     service_name("_pop3", &domain_name)?,
@@ -483,6 +491,7 @@ mod tests {
                     pop3_port: 1210,
                     smtps_port: 0,
                     pop3s_port: 0,
+                    submission_port: 0,
                 },
                 HostFacts {
                     name: "gmail.com".into(),
@@ -495,6 +504,7 @@ mod tests {
                     pop3_port: 2210,
                     smtps_port: 0,
                     pop3s_port: 0,
+                    submission_port: 0,
                 },
             ],
         }
@@ -547,6 +557,20 @@ mod tests {
                 0,
                 0,
                 2125,
+                fqdn("smtp.gmail.com").unwrap()
+            ))]
+        );
+        // With a submission port of its own, `_submission` names it.
+        let mut with_port = facts();
+        with_port.hosts[1].submission_port = 2587;
+        let zone = Zone::build(&with_port).unwrap();
+        let sub = records(zone.lookup_str("_submission._tcp.gmail.com", RecordType::SRV));
+        assert_eq!(
+            sub,
+            vec![RData::SRV(SRV::new(
+                0,
+                0,
+                2587,
                 fqdn("smtp.gmail.com").unwrap()
             ))]
         );

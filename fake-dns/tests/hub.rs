@@ -61,6 +61,7 @@ fn facts(domain: &str, ip: [u8; 4], smtp: u16) -> NetworkFacts {
             pop3_port: smtp + 1,
             smtps_port: 0,
             pop3s_port: 0,
+            submission_port: 0,
         }],
         ttl: 60,
         nameservers: Vec::new(),

@@ -35,6 +35,7 @@ async fn serve() -> (SocketAddr, CancellationToken) {
             pop3_port: 1110,
             smtps_port: 2465,
             pop3s_port: 2995,
+            submission_port: 2587,
         }],
     };
     let zone = ZoneHandle::new(Zone::build(&facts).unwrap());

@@ -60,10 +60,13 @@ pub fn describe(event: &HubEvent) -> String {
                             facts.push(fact)
                         }
                     }
+                    fake_dns::proto::rr::RData::SRV(srv) if owner.starts_with("_smtp._tcp") => {
+                        facts.push(format!("SMTP port {}", srv.port))
+                    }
                     fake_dns::proto::rr::RData::SRV(srv)
                         if owner.starts_with("_submission._tcp") =>
                     {
-                        facts.push(format!("SMTP port {}", srv.port))
+                        facts.push(format!("submission port {}", srv.port))
                     }
                     fake_dns::proto::rr::RData::SRV(srv) if owner.starts_with("_pop3._tcp") => {
                         facts.push(format!("POP3 port {}", srv.port))

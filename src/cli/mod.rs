@@ -171,7 +171,8 @@ pub struct UpArgs {
     #[arg(long, conflicts_with = "standard_ports")]
     pub ephemeral: bool,
     /// Give every server its own loopback address (127.0.0.2, 127.0.0.3, …)
-    /// and the standard ports (SMTP 25, POP3 110), with the DNS on
+    /// and the standard ports (SMTP 25, submission 587, POP3 110, SMTPS 465,
+    /// POP3S 995), with the DNS on
     /// 127.0.0.1:53, so real MTAs find servers by plain MX lookups.
     #[arg(long)]
     pub standard_ports: bool,

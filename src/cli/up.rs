@@ -38,21 +38,25 @@ pub fn table(running: &RunningNetwork) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6}  USERS",
-        "SERVER", "MAIL DOMAINS", "SMTP", "POP3", "SMTPS", "POP3S"
+        "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6} {:>6}  USERS",
+        "SERVER", "MAIL DOMAINS", "SMTP", "POP3", "SMTPS", "POP3S", "SUBMIT"
     );
     for server in &running.servers {
         let config = server.host.config();
         let users: Vec<&str> = config.users.iter().map(|u| u.address.as_str()).collect();
         let _ = writeln!(
             out,
-            "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6}  {}",
+            "{:<16} {:<28} {:>6} {:>6} {:>6} {:>6} {:>6}  {}",
             config.name,
             config.domains.join(","),
             server.addr(Service::Smtp).port(),
             server.addr(Service::Pop3).port(),
             server.addr(Service::Smtps).port(),
             server.addr(Service::Pop3s).port(),
+            match server.addr(Service::Submission).port() {
+                0 => "-".to_string(),
+                port => port.to_string(),
+            },
             users.join(" ")
         );
     }

@@ -194,7 +194,8 @@ pub fn load(config_path: &Path) -> Result<Network, NetworkError> {
             smtp_host: agent.map_or_else(|| format!("smtp.{name_key}"), |h| undot(&h.smtp)),
             pop3_host: agent.map_or_else(|| format!("pop.{name_key}"), |h| undot(&h.pop)),
             domains,
-            ports: [smtp_port, pop3_port, 0, 0],
+            ports: [smtp_port, pop3_port, 0, 0, 0],
+            submission: false,
             advertise: None,
             bind: None,
             users: accounts
@@ -358,7 +359,7 @@ mod tests {
         let dir = course_dir(COURSE_CONFIG, COURSE_FDNS);
         let net = load(&dir.path().join("config.toml")).unwrap();
         let qq = net.server("exmail.qq.com").unwrap();
-        assert_eq!(qq.ports, [1125, 1210, 0, 0]);
+        assert_eq!(qq.ports, [1125, 1210, 0, 0, 0]);
         assert_eq!(qq.domains, vec!["mail.sustech.edu.cn"]);
         assert_eq!(qq.mx, "mxbiz1.qq.com");
         assert_eq!(qq.smtp_host, "smtp.exmail.qq.com");

@@ -43,6 +43,8 @@ pub(super) struct ServerSpec {
     pub smtps: Option<TlsEndpoint>,
     /// Implicit-TLS POP3 (RFC 8314); any free port when not given.
     pub pop3s: Option<TlsEndpoint>,
+    /// Message submission (RFC 6409); any free port when not given.
+    pub submission: Option<TlsEndpoint>,
     pub advertise: Option<IpAddr>,
     #[serde(default)]
     pub users: Vec<UserSpec>,
@@ -58,7 +60,8 @@ pub(super) struct Endpoint {
     pub port: Spanned<u16>,
 }
 
-/// An implicit-TLS port: its host is the plain service's.
+/// A further port of a service (implicit TLS, submission): its host is the
+/// plain service's.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TlsEndpoint {

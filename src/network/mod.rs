@@ -48,6 +48,11 @@ pub struct ServerConfig {
     pub pop3_host: String,
     /// Its port for each service, at [`Service::index`]; 0 picks a free one.
     pub ports: Ports,
+    /// Whether it listens on a port of its own for message submission
+    /// (`submission:` in its file; always with `--standard-ports`). Without
+    /// one, `SRV _submission._tcp` names its SMTP port, where it takes
+    /// users' mail all the same.
+    pub submission: bool,
     /// The address published in `A`/`AAAA` records for this server, if not the network's.
     pub advertise: Option<IpAddr>,
     /// The address this server listens on, if not the network's `bind`
@@ -63,6 +68,13 @@ pub struct ServerConfig {
 pub type Ports = [u16; Service::ALL.len()];
 
 impl ServerConfig {
+    /// The services it listens for, in [`Service::ALL`] order.
+    pub fn services(&self) -> impl Iterator<Item = Service> + '_ {
+        Service::ALL
+            .into_iter()
+            .filter(|s| *s != Service::Submission || self.submission)
+    }
+
     /// Its port for `service` (0: any free one).
     pub fn port(&self, service: Service) -> u16 {
         self.ports[service.index()]
@@ -204,6 +216,7 @@ impl Network {
                 pop3_port: ports[Service::Pop3.index()],
                 smtps_port: ports[Service::Smtps.index()],
                 pop3s_port: ports[Service::Pop3s.index()],
+                submission_port: ports[Service::Submission.index()],
             })
             .collect();
         let dns_ip = self.dns.ip();
@@ -330,6 +343,7 @@ impl Network {
                     pop3_port: 1,
                     smtps_port: 1,
                     pop3s_port: 1,
+                    submission_port: 1,
                 }],
                 ttl: 1,
                 nameservers: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -342,11 +356,13 @@ impl Network {
             }
             let smtps = spec.smtps.as_ref().map(|e| &e.port);
             let pop3s = spec.pop3s.as_ref().map(|e| &e.port);
+            let submission = spec.submission.as_ref().map(|e| &e.port);
             let listed = [
                 (Some(&spec.smtp.port), "SMTP"),
                 (Some(&spec.pop3.port), "POP3"),
                 (smtps, "SMTPS"),
                 (pop3s, "POP3S"),
+                (submission, "submission"),
             ];
             for (port, proto) in listed.iter().filter_map(|(p, n)| p.map(|p| (p, *n))) {
                 if port.value == 0 {
@@ -363,10 +379,7 @@ impl Network {
                 }
             }
             if let Some(dns) = &parsed.dns {
-                for port in [Some(&spec.smtp.port), Some(&spec.pop3.port), smtps, pop3s]
-                    .into_iter()
-                    .flatten()
-                {
+                for port in listed.iter().filter_map(|(p, _)| *p) {
                     if port.value != 0 && port.value == dns.value.port() {
                         return Err(invalid(
                             &port.referenced,
@@ -430,7 +443,9 @@ impl Network {
                     spec.pop3.port.value,
                     smtps.map_or(0, |p| p.value),
                     pop3s.map_or(0, |p| p.value),
+                    submission.map_or(0, |p| p.value),
                 ],
+                submission: submission.is_some(),
                 advertise: spec.advertise,
                 bind: None,
                 users,
@@ -461,7 +476,7 @@ impl Network {
 
     /// Gives every server its own loopback address (`127.0.0.2`, `127.0.0.3`,
     /// …, published in its `A` records) and the standard ports (SMTP 25,
-    /// POP3 110), and puts the DNS on `127.0.0.1:53`: a real MTA finds the
+    /// submission 587, POP3 110, SMTPS 465, POP3S 995), and puts the DNS on `127.0.0.1:53`: a real MTA finds the
     /// servers by a plain `MX` → `A` lookup through the fake DNS, and
     /// packet captures decode without per-port settings.
     pub fn with_standard_ports(mut self) -> Result<Network, TooManyServers> {
@@ -477,6 +492,8 @@ impl Network {
             server.set_port(Service::Pop3, 110);
             server.set_port(Service::Smtps, 465);
             server.set_port(Service::Pop3s, 995);
+            server.set_port(Service::Submission, 587);
+            server.submission = true;
         }
         Ok(self)
     }

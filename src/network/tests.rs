@@ -23,7 +23,7 @@ fn default_network_is_valid_and_has_the_cs305_topology() {
     let net = Network::default_network();
     assert_eq!(net.dns, DEFAULT_DNS);
     let qq = net.server("exmail.qq.com").unwrap();
-    assert_eq!(qq.ports, [1125, 1210, 1465, 1995]);
+    assert_eq!(qq.ports, [1125, 1210, 1465, 1995, 1587]);
     assert_eq!(qq.mx, "mxbiz1.qq.com");
     assert_eq!(qq.domains, vec!["mail.sustech.edu.cn"]);
     assert_eq!(
@@ -31,7 +31,7 @@ fn default_network_is_valid_and_has_the_cs305_topology() {
         "password2"
     );
     let gmail = net.server_for_domain("GMAIL.com").unwrap();
-    assert_eq!(gmail.ports, [2125, 2210, 2465, 2995]);
+    assert_eq!(gmail.ports, [2125, 2210, 2465, 2995, 2587]);
     assert_eq!(gmail.mx, "gmail-smtp-in.l.google.com");
     assert!(net.servers.len() >= 4);
 }
@@ -129,8 +129,9 @@ fn policy_knobs_parse_with_units() {
 fn facts_publish_real_ports_and_advertised_address() {
     let mut net = Network::parse(TWO, "net.yaml").unwrap();
     net.advertise = Some("10.1.2.3".parse().unwrap());
-    let facts = net.facts(&[[1, 2, 5, 6], [3, 4, 7, 8]]);
+    let facts = net.facts(&[[1, 2, 5, 6, 9], [3, 4, 7, 8, 10]]);
     assert_eq!(facts.hosts[1].smtp_port, 3);
+    assert_eq!(facts.hosts[1].submission_port, 10);
     assert_eq!(facts.hosts[1].smtps_port, 7);
     assert_eq!(facts.hosts[1].pop3s_port, 8);
     assert_eq!(
@@ -412,4 +413,37 @@ fn names_the_dns_builds_must_fit_too() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_submission_port_is_opt_in_and_checked_like_the_others() {
+    let net = Network::parse(TWO, "net.yaml").unwrap();
+    assert!(!net.servers[0].submission);
+    assert_eq!(
+        net.servers[0].services().collect::<Vec<_>>(),
+        [Service::Smtp, Service::Pop3, Service::Smtps, Service::Pop3s]
+    );
+    let with = TWO.replacen(
+        "    pop3: { port: 0 }\n",
+        "    pop3: { port: 0 }\n    submission: { port: 0 }\n",
+        1,
+    );
+    let net = Network::parse(&with, "net.yaml").unwrap();
+    assert!(net.servers[0].submission && !net.servers[1].submission);
+    assert_eq!(net.servers[0].services().last(), Some(Service::Submission));
+    let clash = TWO.replacen(
+        "    smtp: { port: 0 }\n    pop3: { port: 0 }\n",
+        "    smtp: { port: 2525 }\n    pop3: { port: 0 }\n    submission: { port: 2525 }\n",
+        1,
+    );
+    assert_eq!(
+        error_of(&clash),
+        "net.yaml:6:25: port 2525 is used twice (submission of `a.test` and SMTP of `a.test`)"
+    );
+    let standard = Network::parse(TWO, "net.yaml")
+        .unwrap()
+        .with_standard_ports()
+        .unwrap();
+    assert!(standard.servers.iter().all(|s| s.submission));
+    assert_eq!(standard.servers[1].port(Service::Submission), 587);
 }

@@ -220,8 +220,9 @@ fn plan(scenario: &Scenario, with_students: bool) -> Result<Plan, String> {
             (Ok(a), Ok(b)) if a != b => [a, b],
             _ => return Err("no free ports for a student server".into()),
         };
-        // A student's server has no implicit-TLS ports: none is published.
-        server.ports = [ports[0], ports[1], 0, 0];
+        // A student's server has no implicit-TLS or submission port: none
+        // is published (`_submission` names its SMTP port).
+        server.ports = [ports[0], ports[1], 0, 0, 0];
         students.push((server.name.clone(), role.domain.clone(), ports));
     }
     Ok(Plan {

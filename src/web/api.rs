@@ -140,6 +140,10 @@ async fn servers(State(state): State<WebState>) -> Json<Value> {
                 "pop3": s.ports[Service::Pop3.index()],
                 "smtps": s.ports[Service::Smtps.index()],
                 "pop3s": s.ports[Service::Pop3s.index()],
+                "submission": match s.ports[Service::Submission.index()] {
+                    0 => Value::Null,
+                    port => json!(port),
+                },
                 "running_here": s.host.is_some(),
                 "users": c.users.iter().map(|u| u.address.clone()).collect::<Vec<_>>(),
                 "dns": dns_records(&state, s),

@@ -87,7 +87,7 @@ pub fn document() -> Value {
             "/api/v1/servers": { "get": op("Servers: names, domains, ports, DNS records", &[], json_ok("Servers", obj(json!({
                 "servers": { "type": "array", "items": obj(json!({
                     "name": s("string"), "domains": { "type": "array", "items": s("string") }, "address": s("string"),
-                    "smtp": s("integer"), "pop3": s("integer"), "smtps": s("integer"), "pop3s": s("integer"),
+                    "smtp": s("integer"), "pop3": s("integer"), "smtps": s("integer"), "pop3s": s("integer"), "submission": opt("integer"),
                     "users": { "type": "array", "items": s("string") }, "dns": { "type": "array", "items": obj(json!({
                         "name": s("string"), "type": s("string"), "ttl": s("integer"), "data": s("string") })) },
                 })) },

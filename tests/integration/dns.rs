@@ -42,8 +42,10 @@ async fn srv_publishes_the_real_ports() {
         (host.as_str(), addr),
         ("pop.gmail.com", gmail.addr(Service::Pop3))
     );
+    // RFC 6409's submission port (2587 in the built-in network).
     let (_, addr) = resolver.service("_submission", "gmail.com").await.unwrap();
-    assert_eq!(addr, gmail.addr(Service::Smtp));
+    assert_eq!(addr, gmail.addr(Service::Submission));
+    assert_ne!(addr.port(), 0);
     // RFC 8314's implicit-TLS services.
     let (_, addr) = resolver.service("_submissions", "gmail.com").await.unwrap();
     assert_eq!(addr, gmail.addr(Service::Smtps));
@@ -82,7 +84,10 @@ async fn parallel_networks_publish_their_own_ports() {
     for net in [&a, &b] {
         let resolver = MailResolver::from_dns(net.dns.unwrap());
         let (_, addr) = resolver.service("_submission", "gmail.com").await.unwrap();
-        assert_eq!(addr, net.server("gmail.com").unwrap().addr(Service::Smtp));
+        assert_eq!(
+            addr,
+            net.server("gmail.com").unwrap().addr(Service::Submission)
+        );
     }
     a.stop().await;
     b.stop().await;

@@ -297,7 +297,7 @@ fn standard_ports_are_found_by_mx_like_a_real_mta() {
         "{out}"
     );
     assert!(
-        out.contains("relayed by MX to 127.0.0.3 port 25 and read on port 110"),
+        out.contains("relayed by MX to 127.0.0.3 port 25, submitted on port 587, read on port 110"),
         "{out}"
     );
 }

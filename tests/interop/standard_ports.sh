@@ -20,21 +20,28 @@ grep '^addresses: ' "$data/out"
 mx=$(dig @127.0.0.1 -p 53 +short gmail.com MX | awk '{print $2}')
 addr=$(dig @127.0.0.1 -p 53 +short "$mx" A)
 echo "mx $mx $addr"
+submission=$(dig @127.0.0.1 -p 53 +short _submission._tcp.mail.sustech.edu.cn SRV)
+echo "submission $submission"
+[ "$(echo "$submission" | awk '{print $3}')" = 587 ] || { echo "SRV _submission is not port 587"; exit 1; }
 python3 - "$addr" <<'PY'
 import poplib, smtplib, sys, time
 gmail = sys.argv[1]
 with smtplib.SMTP("127.0.0.2", 25, timeout=10) as s:   # exmail.qq.com, the first server
     s.sendmail("usr1@mail.sustech.edu.cn", ["usr1@gmail.com"], b"Subject: by MX\r\n\r\nport 25\r\n")
+# A mail user agent submits on 587 (RFC 6409), logged in.
+with smtplib.SMTP("127.0.0.2", 587, timeout=10) as s:
+    s.login("usr1@mail.sustech.edu.cn", "password1")
+    s.sendmail("usr1@mail.sustech.edu.cn", ["usr1@gmail.com"], b"Subject: submitted\r\n\r\nport 587\r\n")
 deadline = time.time() + 15
 while True:
     p = poplib.POP3(gmail, 110, timeout=10)
     p.user("usr1@gmail.com"); p.pass_("password1")
     count = p.stat()[0]
     p.quit()
-    if count:
-        print("relayed by MX to", gmail, "port 25 and read on port 110")
+    if count == 2:
+        print("relayed by MX to", gmail, "port 25, submitted on port 587, read on port 110")
         break
     if time.time() > deadline:
-        sys.exit("the message never arrived")
+        sys.exit(f"{count} of 2 messages arrived")
     time.sleep(0.05)
 PY
