@@ -336,3 +336,120 @@ fn a_second_process_on_one_data_directory_is_refused() {
         .unwrap();
     crate::support::assert_one_line_error(&out, &["is in use by another mailnet (pid"]);
 }
+
+/// A raw connection from `source` (any loopback address: Linux routes
+/// all of 127.0.0.0/8 to `lo`), as if from another host.
+async fn raw_from(source: &str, to: std::net::SocketAddr) -> Raw {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    Raw::from_stream(socket.connect(to).await.unwrap())
+}
+
+#[tokio::test]
+async fn relaying_without_auth_is_for_clients_in_mynetworks_only() {
+    let net = boot_with(
+        |p| p.mynetworks = vec!["127.0.0.2/32".parse().unwrap()],
+        UpOptions::default(),
+    )
+    .await;
+    let qq = net.server("exmail.qq.com").unwrap().addr(Service::Smtp);
+    let relay_from = |source: &'static str| async move {
+        let mut c = raw_from(source, qq).await;
+        assert!(c.reply().await.starts_with("220"));
+        c.cmd("EHLO client.example").await;
+        assert!(c
+            .cmd("MAIL FROM:<usr1@mail.sustech.edu.cn>")
+            .await
+            .starts_with("250"));
+        let local = c.cmd("RCPT TO:<usr2@mail.sustech.edu.cn>").await;
+        let remote = c.cmd("RCPT TO:<usr1@gmail.com>").await;
+        c.cmd("QUIT").await;
+        (local, remote)
+    };
+    // In mynetworks: a local sender relays without logging in.
+    let (local, remote) = relay_from("127.0.0.2").await;
+    assert!(
+        local.starts_with("250") && remote.starts_with("250"),
+        "{local} / {remote}"
+    );
+    // Elsewhere, the same sender must log in first; local mail is still taken.
+    let (local, remote) = relay_from("127.0.0.3").await;
+    assert!(local.starts_with("250"), "{local}");
+    assert!(remote.starts_with("554 5.7.1"), "{remote}");
+    // The servers' own address (here 127.0.0.1) is always trusted: relays
+    // between them need no login.
+    let (_, remote) = relay_from("127.0.0.1").await;
+    assert!(remote.starts_with("250"), "{remote}");
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn a_busy_session_still_ends_at_max_session_time() {
+    let net = boot_with(
+        |p| p.max_session_time = Duration::from_secs(1),
+        UpOptions::default(),
+    )
+    .await;
+    let gmail = net.server("gmail.com").unwrap().addr(Service::Smtp);
+    let mut c = Raw::connect(gmail).await;
+    let opened = Instant::now();
+    assert!(c.reply().await.starts_with("220"));
+    // Never idle: a command whenever the last one is answered.
+    let last = loop {
+        c.send(b"NOOP\r\n").await;
+        let reply = c.reply().await;
+        if !reply.starts_with("250") {
+            break reply;
+        }
+        assert!(opened.elapsed() < Duration::from_secs(10), "never cut");
+    };
+    assert!(last.starts_with("421"), "{last}");
+    let lasted = opened.elapsed();
+    assert!(
+        lasted >= Duration::from_secs(1) && lasted < Duration::from_secs(5),
+        "{lasted:?}"
+    );
+    net.stop().await;
+}
+
+#[tokio::test]
+async fn what_a_killed_run_left_half_written_is_removed_at_start() {
+    let data = tempfile::tempdir().unwrap();
+    let options = || UpOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..UpOptions::default()
+    };
+    let net = mailnet::orchestrator::RunningNetwork::start(
+        mailnet::network::Network::default_network().with_ephemeral_ports(),
+        options(),
+    )
+    .await
+    .unwrap();
+    let config = net.server("gmail.com").unwrap().host.config().clone();
+    net.stop().await;
+    // What kill -9 leaves mid-write: a queue entry before its rename, a
+    // message in a maildrop's tmp/, a DATA spool file. None was acknowledged.
+    let dir = mailnet::network::server_dir(data.path(), &config);
+    let leftovers = [
+        dir.join("queue/.1234.qmsg.tmp"),
+        dir.join("mail/usr1@gmail.com/tmp/1234.half"),
+        dir.join("spool/1234.spool"),
+    ];
+    for file in &leftovers {
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, b"Subject: half\r\n\r\nwritten").unwrap();
+    }
+    let net = mailnet::orchestrator::RunningNetwork::start(
+        mailnet::network::Network::default_network().with_ephemeral_ports(),
+        options(),
+    )
+    .await
+    .unwrap();
+    for file in &leftovers {
+        assert!(!file.exists(), "{} is still there", file.display());
+    }
+    let host = &net.server("gmail.com").unwrap().host;
+    assert!(host.queue().is_empty(), "a half-written entry was queued");
+    assert_eq!(host.store().count("usr1@gmail.com"), 0);
+    net.stop().await;
+}

@@ -38,6 +38,13 @@ impl Raw {
         }
     }
 
+    /// A connection already open.
+    pub fn from_stream(stream: TcpStream) -> Raw {
+        Raw {
+            reader: BufReader::new(stream),
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.reader.get_mut().write_all(bytes).await.expect("write");
     }
