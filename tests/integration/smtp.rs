@@ -316,3 +316,80 @@ async fn two_binary_attachments_arrive_intact_and_inspect_extracts_them() {
     assert_eq!(std::fs::read(out.path().join("data.bin")).unwrap(), bin);
     net.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_ids_are_unique_across_the_network() {
+    let net = boot().await;
+    let qq = net.server("exmail.qq.com").unwrap();
+    let gmail = net.server("gmail.com").unwrap();
+    let routes = [
+        (
+            qq.addr(Service::Smtp),
+            "usr1@mail.sustech.edu.cn",
+            "usr1@gmail.com",
+        ),
+        (
+            gmail.addr(Service::Smtp),
+            "usr1@gmail.com",
+            "usr1@mail.sustech.edu.cn",
+        ),
+    ];
+    let mut acknowledged = Vec::new();
+    for n in 0..20 {
+        for (addr, from, to) in routes {
+            let mut c = Raw::connect(addr).await;
+            assert!(c.reply().await.starts_with("220"));
+            c.cmd("EHLO ids.example").await;
+            assert!(c
+                .cmd(&format!("MAIL FROM:<{from}>"))
+                .await
+                .starts_with("250"));
+            assert!(c.cmd(&format!("RCPT TO:<{to}>")).await.starts_with("250"));
+            assert!(c.cmd("DATA").await.starts_with("354"));
+            c.send(format!("Subject: {n}\r\n\r\nbody\r\n").as_bytes())
+                .await;
+            let reply = c.cmd(".").await;
+            let id = reply
+                .split("queued as ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{reply}"));
+            acknowledged.push(id.trim().to_string());
+            c.cmd("QUIT").await;
+        }
+    }
+    // Every message crossed two servers: each hop wrote its id in `Received:`.
+    let mut seen = std::collections::HashMap::new();
+    for (server, mailbox) in [(gmail, "usr1@gmail.com"), (qq, "usr1@mail.sustech.edu.cn")] {
+        let store = server.host.store();
+        assert!(
+            store
+                .wait_until(Duration::from_secs(20), |s| s.count(mailbox) >= 20)
+                .await,
+            "{mailbox} got {}",
+            store.count(mailbox)
+        );
+        for message in store.messages(mailbox).unwrap() {
+            let text = std::fs::read_to_string(&message.path).unwrap();
+            let head = text.split("\r\n\r\n").next().unwrap();
+            let ids: Vec<&str> = head
+                .split(" id ")
+                .skip(1)
+                .map(|rest| rest.split([';', ' ', '\r']).next().unwrap())
+                .collect();
+            assert_eq!(ids.len(), 2, "two hops:\n{head}");
+            for id in ids {
+                if let Some(other) = seen.insert(id.to_string(), message.uid.clone()) {
+                    panic!("queue id {id} on {other} and {}", message.uid);
+                }
+            }
+        }
+    }
+    assert_eq!(seen.len(), 80);
+    for id in &acknowledged {
+        assert!(
+            seen.contains_key(id),
+            "acknowledged {id} is in no Received:"
+        );
+    }
+    net.stop().await;
+}
