@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 
+use super::downgrade::{self, DowngradeError, Unconvertible};
 use crate::resolve::{MailResolver, ResolveError};
 use crate::smtp::client::{
     Capabilities, ClientError, RecipientOutcome, Response, Route, SmtpClient, Stage,
@@ -31,6 +33,9 @@ pub enum Cause {
     Dns(ResolveError),
     /// DNS says the domain has no mail server.
     NoMailServer(String),
+    /// Something failed here, not at the next server (converting the
+    /// message to 7-bit could not write its copy): try again later.
+    Local(String),
     /// The next server lacks an extension the message needs and it cannot
     /// be converted (RFC 6152 §3, RFC 6531 §3.2).
     Unsupported {
@@ -44,8 +49,9 @@ pub enum Cause {
 /// An extension a message needs that the next server does not offer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsupported {
-    /// 8-bit content to a server without `8BITMIME`.
-    EightBitMime,
+    /// 8-bit content to a server without `8BITMIME`, and the message
+    /// cannot be converted to 7-bit, for this reason.
+    EightBitMime(Unconvertible),
     /// UTF-8 addresses or headers to a server without `SMTPUTF8`.
     SmtpUtf8,
 }
@@ -64,10 +70,11 @@ impl Cause {
         match self {
             Cause::Refused { reply, .. } => reply.status_text(),
             Cause::Unreachable(_) => "4.4.1".into(),
+            Cause::Local(_) => "4.3.0".into(),
             Cause::Dns(e) if e.is_temporary() => "4.4.3".into(),
             Cause::Dns(_) | Cause::NoMailServer(_) => "5.1.2".into(),
             Cause::Unsupported {
-                what: Unsupported::EightBitMime,
+                what: Unsupported::EightBitMime(_),
                 ..
             } => "5.6.3".into(),
             Cause::Unsupported {
@@ -85,13 +92,13 @@ impl fmt::Display for Cause {
             Cause::Refused { reply, stage, .. } => {
                 write!(f, "{reply} (in reply to {})", stage.command())
             }
-            Cause::Unreachable(reason) => f.write_str(reason),
+            Cause::Unreachable(reason) | Cause::Local(reason) => f.write_str(reason),
             Cause::Dns(e) => write!(f, "cannot find the mail server: {e}"),
             Cause::NoMailServer(domain) => write!(f, "no mail server for domain {domain}"),
             Cause::Unsupported { remote, what } => match what {
-                Unsupported::EightBitMime => write!(
+                Unsupported::EightBitMime(why) => write!(
                     f,
-                    "the message has 8-bit content and {remote} does not offer 8BITMIME; it cannot be converted here"
+                    "the message has 8-bit content and {remote} does not offer 8BITMIME; it cannot be converted to 7-bit: {why}"
                 ),
                 Unsupported::SmtpUtf8 => write!(
                     f,
@@ -176,6 +183,9 @@ pub struct Link<'a> {
     /// The network's faults, where each connection is marked as this
     /// server's relay before it is made (for `link:` faults).
     pub faults: &'a crate::fault::Faults,
+    /// Where a 7-bit copy of a message is written for a next server
+    /// without `8BITMIME` (the queue directory: same disk, same limits).
+    pub scratch: &'a Path,
     /// Told each job's outcomes as soon as the next server has answered
     /// its message, before the session goes on: what was accepted is
     /// recorded at once, so neither a crash nor a stop sends it twice.
@@ -259,19 +269,26 @@ pub async fn deliver_domain(
     results
 }
 
-/// The `MAIL` parameters to declare `job` to a server offering `caps`, or
-/// what it lacks: `BODY=8BITMIME` for 8-bit content, `SMTPUTF8` when an
-/// address or the header block is UTF-8 (an SMTPUTF8 message whose
+/// The `MAIL` parameters to declare `job` to a server offering `caps`,
+/// and whether its body must first be converted to 7-bit; or what the
+/// server lacks. `BODY=8BITMIME` goes with 8-bit content (or a sender that
+/// declared it); to a server without `8BITMIME`, 8-bit bodies are
+/// converted (RFC 6152 §3) but 8-bit headers cannot be. `SMTPUTF8` goes when
+/// an address or the header block is UTF-8 (an SMTPUTF8 message whose
 /// envelope and headers are ASCII goes without it, as RFC 6531 allows).
-fn parameters(job: &Job, caps: &Capabilities) -> Result<Vec<&'static str>, Unsupported> {
+fn parameters(job: &Job, caps: &Capabilities) -> Result<(Vec<&'static str>, bool), Unsupported> {
     let mut out = Vec::new();
     let content = job.message.eight_bit();
-    let eight_bit = job.body.eight_bit || content.any();
-    if eight_bit {
-        if !caps.eight_bit_mime {
-            return Err(Unsupported::EightBitMime);
+    let mut convert = false;
+    if caps.eight_bit_mime {
+        if job.body.eight_bit || content.any() {
+            out.push("BODY=8BITMIME");
         }
-        out.push("BODY=8BITMIME");
+    } else if content.headers {
+        return Err(Unsupported::EightBitMime(Unconvertible::Header));
+    } else {
+        // A sender's BODY=8BITMIME over a 7-bit message needs nothing.
+        convert = content.body;
     }
     let needs_utf8 = job.body.smtputf8
         && (!job.mail_from.is_ascii()
@@ -283,7 +300,34 @@ fn parameters(job: &Job, caps: &Capabilities) -> Result<Vec<&'static str>, Unsup
         }
         out.push("SMTPUTF8");
     }
-    Ok(out)
+    Ok((out, convert))
+}
+
+/// A 7-bit copy of `job`'s message for `remote`, or the outcome of every
+/// recipient when there can be none.
+async fn seven_bit(
+    job: &Job,
+    remote: &str,
+    link: Link<'_>,
+) -> Result<crate::store::MessageFile, Outcome> {
+    let (message, scratch) = (job.message.clone(), link.scratch.to_path_buf());
+    // Reading and writing the whole message: off the async threads.
+    let converted = tokio::task::spawn_blocking(move || downgrade::seven_bit(&message, &scratch))
+        .await
+        .unwrap_or_else(|e| Err(DowngradeError::Io(std::io::Error::other(e))));
+    match converted {
+        Ok(copy) => {
+            tracing::info!(server = %link.helo, id = %job.id, %remote, octets = copy.len(), "8-bit parts converted to 7-bit (quoted-printable or base64): the next server does not offer 8BITMIME");
+            Ok(copy)
+        }
+        Err(DowngradeError::Unconvertible(why)) => Err(Outcome::Permanent(Cause::Unsupported {
+            remote: remote.to_string(),
+            what: Unsupported::EightBitMime(why),
+        })),
+        Err(error @ DowngradeError::Io(_)) => {
+            Err(Outcome::Temporary(Cause::Local(error.to_string())))
+        }
+    }
 }
 
 /// One SMTP session carrying `jobs` to `host` at `addr`, over TLS when the
@@ -384,7 +428,7 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
         if needs_reset {
             client.command("RSET").await?;
         }
-        let parameters = match parameters(job, caps) {
+        let (parameters, convert) = match parameters(job, caps) {
             Ok(parameters) => parameters,
             Err(what) => {
                 let cause = Cause::Unsupported {
@@ -395,13 +439,24 @@ async fn carry<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
         };
+        let message = if convert {
+            match seven_bit(job, remote, link).await {
+                Ok(copy) => copy,
+                Err(outcome) => {
+                    results.push(vec![outcome; job.recipients.len()]);
+                    continue;
+                }
+            }
+        } else {
+            job.message.clone()
+        };
         let route = Route {
             mail_from: &job.mail_from,
             recipients: &job.recipients,
             parameters: &parameters,
         };
         let tx = client
-            .send_mail_from(route, job.message.reader(), caps.pipelining)
+            .send_mail_from(route, message.reader(), caps.pipelining)
             .await?;
         needs_reset = tx.needs_reset();
         let outcomes: Vec<Outcome> = tx

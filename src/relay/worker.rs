@@ -206,6 +206,7 @@ async fn deliver(
         acknowledged: Some(&acknowledged),
         faults: host.faults(),
         helo: &me,
+        scratch: host.queue().dir(),
         timeout: SMTP_TIMEOUT,
         tls: connector.as_ref(),
     };

@@ -16,6 +16,7 @@ mod process;
 mod relay;
 mod relay_faults;
 mod relay_large;
+mod relay_mime;
 mod smtp;
 mod soak;
 mod support;

@@ -18,7 +18,7 @@ use crate::support::{send_mail, Raw};
 /// A peer SMTP server on `port` answering each command with what `answer`
 /// says (`None`: say nothing, ever). Every line it receives goes to the
 /// returned channel, and every session's end as `"<closed>"`.
-fn peer(
+pub(crate) fn peer(
     port: u16,
     answer: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
 ) -> mpsc::UnboundedReceiver<String> {
@@ -65,7 +65,7 @@ fn peer(
 }
 
 /// A peer that accepts everything, except what `refuse` picks.
-fn answers(
+pub(crate) fn answers(
     refuse: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static,
 ) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
     move |line: &str| {
@@ -88,7 +88,10 @@ fn answers(
 }
 
 /// Waits for a line starting with `prefix`; returns every line up to it.
-async fn until(lines: &mut mpsc::UnboundedReceiver<String>, prefix: &str) -> Vec<String> {
+pub(crate) async fn until(
+    lines: &mut mpsc::UnboundedReceiver<String>,
+    prefix: &str,
+) -> Vec<String> {
     let mut seen = Vec::new();
     let found = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.recv().await {
@@ -484,7 +487,7 @@ async fn a_stalled_peer_delays_only_its_own_domain() {
 }
 
 /// Submits a UTF-8 message with `BODY=8BITMIME SMTPUTF8` to `to` through qq.
-async fn submit_utf8(server: &mailnet::orchestrator::RunningServer, to: &str) {
+pub(crate) async fn submit_utf8(server: &mailnet::orchestrator::RunningServer, to: &str) {
     let mut c = Raw::connect(server.addr(Service::Smtp)).await;
     assert!(c.reply().await.starts_with("220"));
     assert!(c.cmd("EHLO client.test").await.starts_with("250"));
@@ -504,7 +507,9 @@ async fn submit_utf8(server: &mailnet::orchestrator::RunningServer, to: &str) {
 }
 
 /// A peer offering `extensions` in its EHLO answer, accepting everything.
-fn offering(extensions: &'static str) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+pub(crate) fn offering(
+    extensions: &'static str,
+) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
     let plain = answers(|_| None);
     move |line: &str| {
         if line.to_ascii_uppercase().starts_with("EHLO") {
