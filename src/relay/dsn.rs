@@ -51,8 +51,8 @@ pub fn bounce(
     let mut status = format!("Reporting-MTA: dns; {reporting_mta}\r\nArrival-Date: {date}\r\n");
     for f in failures {
         status.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {}\r\n",
-            seven_bit(&f.recipient),
+            "\r\nFinal-Recipient: {}\r\nAction: failed\r\nStatus: {}\r\n",
+            address_type(&f.recipient),
             f.status
         ));
         if let Some(mta) = &f.remote_mta {
@@ -107,6 +107,24 @@ pub struct BounceError(#[source] pub std::io::Error);
 fn is_smtp_reply(text: &str) -> bool {
     let b = text.as_bytes();
     b.len() >= 4 && b[..3].iter().all(u8::is_ascii_digit) && b[3] == b' '
+}
+
+/// An address field's `type; address` for the 7-bit delivery-status part:
+/// `rfc822` for an ASCII address; for a UTF-8 one, RFC 6533 §3's `utf-8`
+/// type in its 7-bit form (utf-8-addr-xtext), every character outside
+/// QCHAR written `\x{HEX}` (RFC 5137), so the address survives whole.
+fn address_type(address: &str) -> String {
+    if address.is_ascii() {
+        return format!("rfc822; {}", seven_bit(address));
+    }
+    let mut out = String::from("utf-8; ");
+    for c in address.chars() {
+        match c {
+            '!'..='*' | ','..='<' | '>'..='[' | ']'..='~' => out.push(c),
+            _ => out.push_str(&format!("\\x{{{:X}}}", u32::from(c))),
+        }
+    }
+    out
 }
 
 /// `text` with anything outside printable ASCII replaced by `?`.
@@ -214,6 +232,65 @@ mod tests {
         assert!(!is_smtp_reply("delivery time expired"));
         assert!(is_smtp_reply("421 4.3.2 bye"));
     }
+    /// Undoes RFC 6533's utf-8-addr-xtext, as a DSN reader would.
+    fn unxtext(text: &str) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("\\x{") {
+            out.push_str(&rest[..at]);
+            let end = rest[at..].find('}').unwrap() + at;
+            let point = u32::from_str_radix(&rest[at + 3..end], 16).unwrap();
+            out.push(char::from_u32(point).unwrap());
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// A UTF-8 recipient is reported whole (RFC 6533), not as `?`, in a
+    /// delivery-status part that stays 7-bit.
+    #[test]
+    fn a_utf8_recipient_is_reported_decodably() {
+        let recipient = "用户+tag@例子.test";
+        let failures = vec![Failure {
+            recipient: recipient.into(),
+            status: "5.6.7".into(),
+            remote_mta: None,
+            diagnostic: "the next server does not offer SMTPUTF8".into(),
+        }];
+        let raw = bounce(
+            "exmail.qq.com",
+            "usr1@mail.sustech.edu.cn",
+            &failures,
+            b"Subject: x\r\n\r\n",
+            "Mon, 23 Nov 2026 08:00:00 +0000",
+        )
+        .unwrap();
+        let msg = MessageParser::default().parse(&raw).unwrap();
+        let status = msg
+            .parts
+            .iter()
+            .find(|p| {
+                p.content_type()
+                    .is_some_and(|c| c.subtype() == Some("delivery-status"))
+            })
+            .expect("a delivery-status part");
+        assert_eq!(status.content_transfer_encoding(), Some("7bit"));
+        let fields = String::from_utf8(status.contents().to_vec()).unwrap();
+        assert!(fields.is_ascii(), "{fields}");
+        let field = fields
+            .lines()
+            .find_map(|l| l.strip_prefix("Final-Recipient: "))
+            .unwrap();
+        assert_eq!(
+            field,
+            "utf-8; \\x{7528}\\x{6237}\\x{2B}tag@\\x{4F8B}\\x{5B50}.test"
+        );
+        let (kind, address) = field.split_once("; ").unwrap();
+        assert_eq!((kind, unxtext(address).as_str()), ("utf-8", recipient));
+        assert!(!fields.contains('?'), "{fields}");
+    }
+
     /// Replaces what changes from run to run (MIME boundaries, the
     /// Message-ID) with fixed names, so bounces can be compared whole.
     fn normalised(raw: &[u8]) -> String {
