@@ -154,3 +154,73 @@ async fn an_8_bit_header_bounces_with_the_reason() {
     );
     qq.stop().await;
 }
+
+/// The `Final-Recipient` of a bounce's delivery-status part, decoded
+/// (RFC 6533 utf-8-addr-xtext); checks the part is 7-bit.
+fn final_recipient(raw: &[u8]) -> (String, String) {
+    let msg = MessageParser::default().parse(raw).unwrap();
+    let part = msg
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.subtype() == Some("delivery-status"))
+        })
+        .expect("a message/delivery-status part");
+    let fields = String::from_utf8(part.contents().to_vec()).unwrap();
+    assert!(fields.is_ascii(), "{fields}");
+    let field = fields
+        .lines()
+        .find_map(|l| l.strip_prefix("Final-Recipient: "))
+        .expect("Final-Recipient");
+    let (kind, mut rest) = field.split_once("; ").unwrap();
+    let mut address = String::new();
+    while let Some(at) = rest.find("\\x{") {
+        address.push_str(&rest[..at]);
+        let end = at + rest[at..].find('}').unwrap();
+        let point = u32::from_str_radix(&rest[at + 3..end], 16).unwrap();
+        address.push(char::from_u32(point).unwrap());
+        rest = &rest[end + 1..];
+    }
+    address.push_str(rest);
+    (kind.to_string(), address)
+}
+
+/// RFC 6531 §3.2: a UTF-8 address cannot go to a next server without
+/// SMTPUTF8, whatever else it offers, and there is nothing to convert: the
+/// sender gets a 5.6.7 bounce naming the recipient whole, and the next
+/// server is sent nothing.
+#[tokio::test]
+async fn a_utf8_address_bounces_at_a_server_without_smtputf8() {
+    for offered in ["250-8BITMIME\r\n", ""] {
+        let (qq, gmail_port, _data) = qq_alone(|_| {}).await;
+        let mut lines = peer(gmail_port, offering(offered));
+        let server = qq.server("exmail.qq.com").unwrap().clone();
+        // ASCII headers and an 8-bit body: only the address needs SMTPUTF8.
+        submit(
+            &server,
+            "BODY=8BITMIME SMTPUTF8",
+            "δοκιμή@gmail.com",
+            "Subject: hello\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nünïcödé\r\n",
+        )
+        .await;
+        let raw = bounce(&server).await;
+        let text = String::from_utf8_lossy(&raw);
+        assert!(text.contains("Status: 5.6.7"), "{offered:?}: {text}");
+        assert!(
+            text.contains("needs SMTPUTF8") && text.contains("does not offer it"),
+            "{text}"
+        );
+        assert_eq!(
+            final_recipient(&raw),
+            ("utf-8".to_string(), "δοκιμή@gmail.com".to_string())
+        );
+        let session = until(&mut lines, "<closed>").await;
+        assert!(
+            !session.iter().any(|l| l.starts_with("MAIL")),
+            "nothing was sent: {session:?}"
+        );
+        assert!(server.host.queue().wait_until_empty(DEADLINE).await);
+        qq.stop().await;
+    }
+}
