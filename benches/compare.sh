@@ -9,8 +9,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-all}
-cargo build --release -q
-MAILNET=$PWD/target/release/mailnet
+# The release build in CARGO_TARGET_DIR (./target by default), or MAILNET=path as it is.
+if [ -z "${MAILNET:-}" ]; then
+  cargo build --release -q
+  MAILNET=${CARGO_TARGET_DIR:-$PWD/target}/release/mailnet
+fi
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 

@@ -1,7 +1,8 @@
 //! Storing what the SMTP core accepted: into each local recipient's
 //! mailbox with `Return-Path:` and `Received:`, and into the outbound queue
-//! for the remote ones. The message itself is already on disk, in the
-//! session's [`Spool`]; it is copied file to file behind the trace fields.
+//! for the remote ones. The message itself is in the session's [`Spool`]:
+//! in memory when small, written behind the trace fields in one write;
+//! otherwise on disk, copied file to file behind them.
 
 use std::time::SystemTime;
 
@@ -44,16 +45,21 @@ pub fn store(
     client_ip: &str,
 ) -> Result<QueueId, DeliveryError> {
     let size = spool.size();
-    let body = spool.contents().map_err(DeliveryError::Spool)?;
     let date = crate::date::rfc5322(SystemTime::now());
     let me = &host.config().name;
     let id = QueueId::next();
     for rcpt in &envelope.local {
         let received = trace::received(envelope, me, client_ip, id.as_str(), Some(rcpt), &date);
         let prefix = trace::mailbox_prefix(envelope, &received);
-        host.store()
-            .deliver_parts(rcpt, &prefix, body, size)
-            .map_err(DeliveryError::Mailbox)?;
+        let store = host.store();
+        match spool.in_memory().map_err(DeliveryError::Spool)? {
+            Some(body) => store.deliver_prefixed(rcpt, &prefix, body),
+            None => {
+                let body = spool.file().map_err(DeliveryError::Spool)?;
+                store.deliver_parts(rcpt, &prefix, body, size)
+            }
+        }
+        .map_err(DeliveryError::Mailbox)?;
     }
     if !envelope.remote.is_empty() {
         let received = trace::received(envelope, me, client_ip, id.as_str(), None, &date);
@@ -66,7 +72,7 @@ pub fn store(
                     body: envelope.body,
                 },
                 received.as_bytes(),
-                body,
+                spool.file().map_err(DeliveryError::Spool)?,
                 size,
             )
             .map_err(DeliveryError::Queue)?;

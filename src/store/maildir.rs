@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +63,12 @@ struct Inner {
     root: PathBuf,
     fsync: bool,
     seq: AtomicU64,
+    /// Whether new messages are written as unnamed files (`O_TMPFILE`);
+    /// cleared the first time the filesystem refuses one.
+    unnamed: AtomicBool,
+    /// Whether `linkat(AT_EMPTY_PATH)` names them (it needs
+    /// `CAP_DAC_READ_SEARCH` on older kernels); otherwise `/proc/self/fd`.
+    empty_path_link: AtomicBool,
     /// Mailboxes open in a POP3 session. A `std` mutex: held for a set insert, never across `.await`.
     locked: Mutex<HashSet<String>>,
     /// Bumped after every delivery or deletion, so waiters wake on facts, not timers.
@@ -99,6 +105,8 @@ impl Mailstore {
                 root,
                 fsync,
                 seq: AtomicU64::new(0),
+                unnamed: AtomicBool::new(true),
+                empty_path_link: AtomicBool::new(true),
                 locked: Mutex::new(HashSet::new()),
                 changes: watch::channel(0).0,
             }),
@@ -147,6 +155,19 @@ impl Mailstore {
         })
     }
 
+    /// Stores `prefix` (trace fields) followed by `body`, a message with
+    /// CRLF line ends, in `address`'s mailbox, in one write.
+    pub fn deliver_prefixed(
+        &self,
+        address: &str,
+        prefix: &[u8],
+        body: &[u8],
+    ) -> Result<Delivered, StoreError> {
+        self.write_new(address, (prefix.len() + body.len()) as u64, |file| {
+            write_all_vectored(file, prefix, body)
+        })
+    }
+
     /// Stores `prefix` (trace fields) followed by the `body_size` octets of
     /// `body`, a spool file with CRLF line ends, in `address`'s mailbox. The
     /// body is copied file to file (by the kernel where it can), never read
@@ -164,8 +185,11 @@ impl Mailstore {
         })
     }
 
-    /// Writes a new message of `size` octets with `write` into `tmp/`, then
-    /// moves it into `new/`.
+    /// Writes a new message of `size` octets with `write` in `tmp/`, then
+    /// puts it in `new/`: an unnamed file (`O_TMPFILE`) linked into `new/`
+    /// where the filesystem allows it, which is one directory operation per
+    /// message and leaves nothing behind after a crash; otherwise a named
+    /// file renamed into `new/`, as Maildir always did.
     fn write_new(
         &self,
         address: &str,
@@ -179,39 +203,40 @@ impl Mailstore {
         let dir = self.mailbox_path(address);
         let uid = self.unique_id();
         let name = format!("{uid},S={size}");
-        let tmp = dir.join("tmp").join(&name);
         let new = dir.join("new").join(&name);
         // The folders exist after the first delivery: create them only when needed,
         // which saves three lookups a message.
-        let mut file = match fs::File::create(&tmp) {
+        let mut draft = match self.draft(&dir, &name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // `tmp/` last: whoever finds `tmp/` may rely on `new/` and `cur/`.
                 for sub in ["new", "cur", "tmp"] {
                     fs::create_dir_all(dir.join(sub)).map_err(err)?;
                 }
-                fs::File::create(&tmp).map_err(err)?
+                self.draft(&dir, &name).map_err(err)?
             }
             other => other.map_err(err)?,
         };
-        let written = write(&mut file).and_then(|_| {
+        let written = write(draft.file()).and_then(|_| {
             if self.inner.fsync {
-                file.sync_all()
+                draft.file().sync_all()
             } else {
                 Ok(())
             }
         });
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
+            draft.discard();
             return Err(err(e));
         }
-        drop(file);
-        if let Err(e) = fs::rename(&tmp, &new) {
+        if let Err(e) = self.publish(&mut draft, &new) {
             // `new/` removed by hand while we run: make it again, once.
             if e.kind() != io::ErrorKind::NotFound || fs::create_dir_all(dir.join("new")).is_err() {
-                let _ = fs::remove_file(&tmp);
+                draft.discard();
                 return Err(err(e));
             }
-            fs::rename(&tmp, &new).map_err(err)?;
+            if let Err(e) = self.publish(&mut draft, &new) {
+                draft.discard();
+                return Err(err(e));
+            }
         }
         if self.inner.fsync {
             fs::File::open(dir.join("new"))
@@ -220,6 +245,75 @@ impl Mailstore {
         }
         self.inner.changes.send_modify(|n| *n += 1);
         Ok(Delivered { uid, path: new })
+    }
+
+    /// A file to write a new message into, in `dir`'s `tmp/`.
+    fn draft(&self, dir: &Path, name: &str) -> io::Result<Draft> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = dir.join("tmp");
+        if self.inner.unnamed.load(Ordering::Relaxed) {
+            let opened = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_TMPFILE)
+                .open(&tmp);
+            match opened {
+                Ok(file) => return Ok(Draft::Unnamed(file)),
+                // Not on this filesystem (or kernel): name files as before.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    self.inner.unnamed.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let path = tmp.join(name);
+        fs::File::create(&path).map(|file| Draft::Named(file, path))
+    }
+
+    /// Gives the written draft its name in `new/`.
+    fn publish(&self, draft: &mut Draft, new: &Path) -> io::Result<()> {
+        let file = match draft {
+            Draft::Named(_, tmp) => return fs::rename(&*tmp, new),
+            Draft::Unnamed(file) => file,
+        };
+        match link_unnamed(file, new, &self.inner.empty_path_link) {
+            // Neither way of linking an unnamed file works here (no
+            // `/proc`), although `new/` exists: copy it to a named file
+            // instead, and name files from now on.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && new.parent().is_some_and(Path::is_dir) =>
+            {
+                self.inner.unnamed.store(false, Ordering::Relaxed);
+                let tmp = new
+                    .parent()
+                    .and_then(Path::parent)
+                    .map(|dir| dir.join("tmp"))
+                    .unwrap_or_default()
+                    .join(new.file_name().unwrap_or_default());
+                let mut named = fs::File::create(&tmp)?;
+                let size = file.metadata()?.len();
+                let copied = copy_whole(file, &mut named, size)
+                    .and_then(|_| {
+                        if self.inner.fsync {
+                            named.sync_all()
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .and_then(|_| fs::rename(&tmp, new));
+                if copied.is_err() {
+                    let _ = fs::remove_file(&tmp);
+                }
+                copied
+            }
+            other => other,
+        }
     }
 
     fn unique_id(&self) -> String {
@@ -457,6 +551,99 @@ fn finish_deletions(mailbox: &Path) -> io::Result<bool> {
     Ok(true)
 }
 
+/// A new message's file while it is written.
+enum Draft {
+    /// Created with `O_TMPFILE`: no name until it is linked into `new/`;
+    /// gone by itself if it never is.
+    Unnamed(fs::File),
+    /// Created in `tmp/` under this path, renamed into `new/`.
+    Named(fs::File, PathBuf),
+}
+
+impl Draft {
+    fn file(&mut self) -> &mut fs::File {
+        match self {
+            Draft::Unnamed(file) | Draft::Named(file, _) => file,
+        }
+    }
+
+    /// Drops a draft that will not be delivered.
+    fn discard(self) {
+        if let Draft::Named(file, path) = self {
+            drop(file);
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Names the unnamed file `file` `to`: with `linkat(AT_EMPTY_PATH)` while
+/// `empty_path` says it works, else through `/proc/self/fd`.
+fn link_unnamed(file: &fs::File, to: &Path, empty_path: &AtomicBool) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let to = std::ffi::CString::new(to.as_os_str().as_bytes())?;
+    let fd = file.as_raw_fd();
+    if empty_path.load(Ordering::Relaxed) {
+        // SAFETY: `fd` is open for the call; both strings are NUL-terminated.
+        let linked = unsafe {
+            libc::linkat(
+                fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if linked == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not allowed without the capability (or `new/` is missing: the
+            // other way says which).
+            Some(libc::ENOENT | libc::EPERM) => {}
+            _ => return Err(e),
+        }
+    }
+    let proc = std::ffi::CString::new(format!("/proc/self/fd/{fd}"))?;
+    // SAFETY: as above.
+    let linked = unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    };
+    if linked != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // `/proc` linked it: the first way is refused here, not worth trying again.
+    empty_path.store(false, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Writes `head` then `tail` to `file`, in one system call when it takes both.
+fn write_all_vectored(file: &mut fs::File, head: &[u8], tail: &[u8]) -> io::Result<()> {
+    let mut at = 0;
+    let total = head.len() + tail.len();
+    while at < total {
+        let written = if at < head.len() {
+            file.write_vectored(&[io::IoSlice::new(&head[at..]), io::IoSlice::new(tail)])
+        } else {
+            file.write(&tail[at - head.len()..])
+        };
+        match written {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => at += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Copies all of `from` (rewound first) to the end of `to`, checking it
 /// holds `size` octets.
 pub(super) fn copy_whole(from: &mut fs::File, to: &mut fs::File, size: u64) -> io::Result<()> {
@@ -548,6 +735,74 @@ mod tests {
             vec![all[1].clone()]
         );
         assert!(!store.mailbox_path("bob@gmail.com").join(DELETIONS).exists());
+    }
+
+    #[test]
+    fn every_way_of_writing_a_message_stores_the_same_bytes() {
+        // Unnamed and linked with AT_EMPTY_PATH, through /proc, or named
+        // and renamed (a filesystem without O_TMPFILE).
+        for (unnamed, empty_path) in [(true, true), (true, false), (false, false)] {
+            let (_d, store) = store();
+            store.inner.unnamed.store(unnamed, Ordering::Relaxed);
+            store
+                .inner
+                .empty_path_link
+                .store(empty_path, Ordering::Relaxed);
+            let mut spooled = tempfile::tempfile().unwrap();
+            spooled.write_all(b"Subject: b\r\n\r\nbody\r\n").unwrap();
+            let mut delivered = vec![store
+                .deliver_prefixed("a@b.c", b"Return-Path: <>\r\n", b"Subject: a\r\n\r\nx\r\n")
+                .unwrap()];
+            delivered.push(
+                store
+                    .deliver_parts("a@b.c", b"Return-Path: <>\r\n", &mut spooled, 20)
+                    .unwrap(),
+            );
+            let messages = store.messages("a@b.c").unwrap();
+            assert_eq!(messages.len(), 2);
+            assert_eq!(
+                fs::read(&messages[0].path).unwrap(),
+                b"Return-Path: <>\r\nSubject: a\r\n\r\nx\r\n"
+            );
+            assert_eq!(
+                fs::read(&messages[1].path).unwrap(),
+                b"Return-Path: <>\r\nSubject: b\r\n\r\nbody\r\n"
+            );
+            for (message, delivered) in messages.iter().zip(&delivered) {
+                assert_eq!(message.path, delivered.path);
+                assert_eq!(message.size, fs::metadata(&message.path).unwrap().len());
+            }
+            let tmp = store.mailbox_path("a@b.c").join("tmp");
+            assert_eq!(
+                fs::read_dir(tmp).unwrap().count(),
+                0,
+                "nothing left in tmp/"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        for unnamed in [true, false] {
+            let (_d, store) = store();
+            store.deliver("a@b.c", b"x\r\n").unwrap();
+            store.inner.unnamed.store(unnamed, Ordering::Relaxed);
+            let mut short = tempfile::tempfile().unwrap();
+            short.write_all(b"only this").unwrap();
+            assert!(store.deliver_parts("a@b.c", b"", &mut short, 100).is_err());
+            assert_eq!(store.count("a@b.c"), 1);
+            let tmp = store.mailbox_path("a@b.c").join("tmp");
+            assert_eq!(fs::read_dir(tmp).unwrap().count(), 0);
+        }
+    }
+
+    #[test]
+    fn a_new_folder_removed_by_hand_is_made_again() {
+        let (_d, store) = store();
+        store.deliver("a@b.c", b"x\r\n").unwrap();
+        fs::remove_dir_all(store.mailbox_path("a@b.c").join("new")).unwrap();
+        store.deliver("a@b.c", b"y\r\n").unwrap();
+        assert_eq!(store.count("a@b.c"), 1);
     }
 
     #[test]
