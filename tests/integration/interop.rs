@@ -107,6 +107,44 @@ async fn dnspython_resolver() {
     net.stop().await;
 }
 
+/// A domain name of about 200 octets: its `MX` answer does not fit 512.
+fn long_name(first: char) -> String {
+    let labels: Vec<String> = (0..3)
+        .map(|i| std::iter::repeat_n((first as u8 + i) as char, 60).collect())
+        .collect();
+    format!("{}.test", labels.join("."))
+}
+
+/// Truncated UDP answers as dnspython and kdig parse them
+/// (tests/interop/dns_truncation.py).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_answers_parse_in_dnspython_and_kdig() {
+    let has_dnspython = Command::new("python3")
+        .args(["-c", "import dns.message"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_dnspython {
+        eprintln!("skipped: dnspython is not installed");
+        return;
+    }
+    let (domain, mx) = (long_name('a'), long_name('m'));
+    let yaml = format!(
+        "dns: 127.0.0.1:0\nservers:\n  - name: long.test\n    domains: [{domain}]\n    mx: {mx}\n    smtp: {{ port: 0 }}\n    pop3: {{ port: 0 }}\n"
+    );
+    let network = mailnet::network::Network::parse(&yaml, "long.yaml").unwrap();
+    let net = mailnet::orchestrator::RunningNetwork::start(network, Default::default())
+        .await
+        .unwrap();
+    let dns = net.dns.unwrap().port().to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        run(Command::new("python3").args([&script("dns_truncation.py"), &dns, &domain]))
+    })
+    .await
+    .unwrap();
+    assert!(out.contains("all truncation checks passed"), "{out}");
+    net.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_answers() {
     if !have("dig", &["-v"]) {
