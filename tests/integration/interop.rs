@@ -107,6 +107,110 @@ async fn dnspython_resolver() {
     net.stop().await;
 }
 
+/// mailnet relays by MX to aiosmtpd (tests/interop/aiosmtpd_peer.py), a
+/// server it did not write: `SMTPUTF8` and `BODY=8BITMIME` are passed on,
+/// a UTF-8 recipient arrives whole, and the bytes are the sender's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_into_aiosmtpd_passes_smtputf8_8bitmime_and_the_bytes() {
+    let has_aiosmtpd = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_aiosmtpd {
+        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
+            panic!("aiosmtpd is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
+        }
+        eprintln!("skipped: aiosmtpd is not installed (python3-aiosmtpd)");
+        return;
+    }
+    let mut peer = Command::new("python3")
+        .args([&script("aiosmtpd_peer.py"), "2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(peer.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let port: u16 = first
+        .trim()
+        .strip_prefix("port ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("aiosmtpd said {first:?}"));
+    let yaml = format!(
+        "dns: 127.0.0.1:0\nservers:\n  - name: mail.sender.test\n    domains: [sender.test]\n    smtp: {{ port: 0 }}\n    pop3: {{ port: 0 }}\n    users:\n      - {{ address: alice@sender.test, password: pw }}\n  - name: peer.test\n    domains: [peer.test]\n    smtp: {{ port: {port} }}\n    pop3: {{ port: 9 }}\n"
+    );
+    let network = mailnet::network::Network::parse(&yaml, "peer.yaml").unwrap();
+    let net = mailnet::orchestrator::RunningNetwork::start(
+        network,
+        mailnet::orchestrator::UpOptions {
+            skip: vec!["peer.test".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let smtp = net.server("mail.sender.test").unwrap().addr(Service::Smtp);
+    let utf8 = "From: alice@sender.test\r\nTo: 用户@peer.test\r\nSubject: héllo\r\n\r\nnaïve café, 8-bit\r\n";
+    let ascii =
+        "From: alice@sender.test\r\nTo: bob@peer.test\r\nSubject: plain\r\n\r\nseven bits\r\n";
+    for (params, rcpt, body) in [
+        (" SMTPUTF8 BODY=8BITMIME", "用户@peer.test", utf8),
+        ("", "bob@peer.test", ascii),
+    ] {
+        let mut c = crate::support::Raw::connect(smtp).await;
+        assert!(c.reply().await.starts_with("220"));
+        c.cmd("EHLO client.example").await;
+        let mail = c
+            .cmd(&format!("MAIL FROM:<alice@sender.test>{params}"))
+            .await;
+        assert!(mail.starts_with("250"), "{mail}");
+        let rcpt_reply = c.cmd(&format!("RCPT TO:<{rcpt}>")).await;
+        assert!(rcpt_reply.starts_with("250"), "{rcpt_reply}");
+        assert!(c.cmd("DATA").await.starts_with("354"));
+        c.send(body.as_bytes()).await;
+        assert!(c.cmd(".").await.starts_with("250"));
+        c.cmd("QUIT").await;
+    }
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        peer.wait().unwrap();
+        rest
+    })
+    .await
+    .unwrap();
+    let seen: Vec<serde_json::Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("aiosmtpd: {rest}")))
+        .collect();
+    assert_eq!(seen.len(), 2, "{rest}");
+    let of = |rcpt: &str| {
+        seen.iter()
+            .find(|m| m["rcpt_tos"][0] == rcpt)
+            .unwrap_or_else(|| panic!("nothing for {rcpt}: {rest}"))
+    };
+    let content = |m: &serde_json::Value| {
+        let hex = m["content"].as_str().unwrap();
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let options = |m: &serde_json::Value| m["mail_options"].to_string();
+    let first = of("用户@peer.test");
+    assert!(
+        options(first).contains("SMTPUTF8") && options(first).contains("BODY=8BITMIME"),
+        "{}",
+        options(first)
+    );
+    assert!(content(first).ends_with(utf8.as_bytes()), "{rest}");
+    assert!(content(first).starts_with(b"Received: "), "{rest}");
+    let second = of("bob@peer.test");
+    assert!(!options(second).contains("SMTPUTF8"), "{}", options(second));
+    assert!(content(second).ends_with(ascii.as_bytes()), "{rest}");
+    net.stop().await;
+}
+
 /// A domain name of about 200 octets: its `MX` answer does not fit 512.
 fn long_name(first: char) -> String {
     let labels: Vec<String> = (0..3)
