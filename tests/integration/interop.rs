@@ -488,6 +488,7 @@ fn postfix_relays_both_ways_with_standard_ports() {
         "mailnet to postfix: alice@postfix.test has it in Postfix's Maildir",
         "postfix hop: from exmail.qq.com by mx.postfix.test (Postfix)",
         "mailnet hop: by exmail.qq.com (mailnet)",
+        "utf8 to postfix: 用户@postfix.test has it, SMTPUTF8 passed on to strict_smtputf8",
         "postfix relay checks passed",
     ] {
         assert!(out.contains(line), "no {line:?} in:\n{out}");

@@ -177,8 +177,12 @@ queue_run_delay = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 smtp_connect_timeout = 5s
+# UTF-8 addresses only from a client that declared SMTPUTF8 (else 553 5.6.7):
+# mailnet's relay must pass SMTPUTF8 on.
+smtputf8_enable = yes
+strict_smtputf8 = yes
 EOF
-echo "alice@postfix.test alice/" >"$cfg/vmailbox"
+printf '%s\n' "alice@postfix.test alice/" "用户@postfix.test yonghu/" >"$cfg/vmailbox"
 # Debian's master.cf chroots most daemons into the queue directory (which
 # would need its own etc/resolv.conf); ours chroots nothing.
 cat >"$cfg/master.cf" <<'EOF'
@@ -228,10 +232,10 @@ until_ok 20 postfix_greets
 echo "postfix $(postconf -c "$cfg" -h mail_version) listening on $addr:25"
 
 # --- 1. Postfix -> mailnet, and 2. mailnet -> Postfix -----------------------
-python3 - "$addr" "$vmail/alice" <<'PY'
+python3 - "$addr" "$vmail/alice" "$vmail/yonghu" <<'PY'
 import email, email.policy, glob, poplib, smtplib, sys, time
 
-postfix, maildir = sys.argv[1], sys.argv[2]
+postfix, maildir, utf8_maildir = sys.argv[1], sys.argv[2], sys.argv[3]
 
 def received(msg):
     """The Received: fields, unfolded, newest first."""
@@ -297,6 +301,20 @@ assert postfix_hop.startswith("from exmail.qq.com (") and " by mx.postfix.test (
 assert " by exmail.qq.com (mailnet) with ESMTP" in mailnet_hop, mailnet_hop
 print("postfix hop: from exmail.qq.com by mx.postfix.test (Postfix)")
 print("mailnet hop: by exmail.qq.com (mailnet)")
+
+# 3. A UTF-8 recipient through mailnet into Postfix with strict_smtputf8.
+sent = "From: usr1@mail.sustech.edu.cn\r\nTo: 用户@postfix.test\r\nSubject: 你好\r\n\r\nnaïve\r\n".encode()
+with smtplib.SMTP("127.0.0.2", 25, timeout=10) as s:
+    s.sendmail("usr1@mail.sustech.edu.cn", ["用户@postfix.test"], sent, mail_options=["SMTPUTF8"])
+path = poll("用户@postfix.test's Maildir never got the UTF-8 message",
+            lambda: glob.glob(utf8_maildir + "/new/*"))[0]
+with open(path, "rb") as f:
+    stored = f.read()
+msg = email.message_from_bytes(stored, policy=email.policy.default)
+assert msg["To"] == "用户@postfix.test" and msg["Subject"] == "你好", stored
+assert stored.endswith("\n\nnaïve\n".encode()), stored
+assert " by mx.postfix.test (Postfix) with UTF8SMTP " in received(msg)[0], received(msg)[0]
+print("utf8 to postfix: 用户@postfix.test has it, SMTPUTF8 passed on to strict_smtputf8")
 PY
 # Postfix's own word on how it reached gmail.com: the MX host and its address
 # from the fake DNS ("relay=gmail-smtp-in.l.google.com[127.0.0.3]:25").
