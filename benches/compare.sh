@@ -2,7 +2,7 @@
 # Side-by-side measurements: mailnet next to the reference implementations,
 # back to back in one run (the machine is noisy; only ratios from one run count).
 #
-#   benches/compare.sh [boot|dns|smtp|pop3|relay|all]
+#   benches/compare.sh [boot|dns|smtp|pop3|pop3-large|relay|all]
 #
 # Needs (Debian): dnsperf, postfix (smtp-source, smtp-sink), dovecot-pop3d;
 # (PyPI): aiosmtpd, dnslib. Each part says what it skips when a tool is missing.
@@ -84,6 +84,7 @@ bench_smtp() {
 bench_pop3() {
   echo "== POP3: RETR throughput and login to a large mailbox (mailnet bench pop3)"
   "$MAILNET" bench pop3 --messages 10000 --size 4096 --login-messages 100000
+  bench_pop3_large
   echo "== POP3 sessions/s (poplib: USER, PASS, STAT, RETR 1, QUIT), sequential and 8 clients on 8 mailboxes"
   { echo "dns: 127.0.0.1:0"; echo "servers:"; echo "  - name: bench.test"; echo "    domains: [bench.test]"
     echo "    smtp: { port: 0 }"; echo "    pop3: { port: 0 }"; echo "    policy: { login_delay: 0s }"; echo "    users:"
@@ -109,6 +110,30 @@ PY
   kill $(jobs -p) 2>/dev/null; wait 2>/dev/null
 }
 
+bench_pop3_large() { # 10 MiB messages read by curl, which reads in large blocks
+  echo "== POP3: RETR of 10 x 10 MiB: each by curl pop3://…/N (connect, login, RETR, QUIT), then in one session reading 1 MiB blocks"
+  command -v curl >/dev/null || { echo "skipped: curl not installed"; return; }
+  local box="$work/data/gmail.com/mail/hcy@gmail.com"
+  mkdir -p "$box/new" "$box/cur" "$box/tmp"
+  python3 - "$box/new" <<'PY'
+import sys
+line = b"The quick brown fox jumps over the lazy dog. 0123456789 ABCDEFGHIJ\r\n"
+body = b"Subject: big\r\n\r\n" + line * (10 * 1024 * 1024 // len(line))
+for i in range(10):
+    open(f"{sys.argv[1]}/{i:020}.bench,S={len(body)}", "wb").write(body)
+PY
+  start_mailnet
+  local total=0 bytes=0 n out
+  for n in $(seq 1 10); do
+    out=$(curl -s "pop3://hcy%40gmail.com:password3@127.0.0.1:$GMAIL_POP3/$n" -o /dev/null -w '%{size_download} %{time_total}')
+    bytes=$((bytes + ${out% *})); total=$(echo "$total + ${out#* }" | bc -l)
+  done
+  printf 'curl:        %d octets in %.3f s: %.0f MB/s\n' "$bytes" "$total" "$(echo "$bytes / $total / 1000000" | bc -l)"
+  printf 'large reads: '; python3 benches/pop3_retr.py 127.0.0.1 "$GMAIL_POP3" hcy@gmail.com password3 10
+  kill %1 2>/dev/null; wait 2>/dev/null
+  rm -rf "$work/data"
+}
+
 bench_relay() {
   echo "== relay end to end (exmail.qq.com -> gmail.com), against single-hop ingest in the same run"
   "$MAILNET" --quiet bench smtp -n 5000 -c 20 --reuse
@@ -118,7 +143,7 @@ bench_relay() {
 }
 
 case $what in
-  boot) bench_boot ;; dns) bench_dns ;; smtp) bench_smtp ;; pop3) bench_pop3 ;; relay) bench_relay ;;
+  boot) bench_boot ;; dns) bench_dns ;; smtp) bench_smtp ;; pop3) bench_pop3 ;; pop3-large) bench_pop3_large ;; relay) bench_relay ;;
   all) bench_boot; bench_dns; bench_smtp; bench_pop3; bench_relay ;;
-  *) echo "usage: $0 [boot|dns|smtp|pop3|relay|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [boot|dns|smtp|pop3|pop3-large|relay|all]" >&2; exit 2 ;;
 esac

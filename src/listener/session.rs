@@ -52,6 +52,12 @@ impl Outbox {
         self.bytes.extend_from_slice(bytes);
     }
 
+    /// Queues what `write` appends (a large reply written in place, not
+    /// built apart and copied).
+    pub fn push_with<T>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+        write(&mut self.bytes)
+    }
+
     /// Sends what is queued so far, then waits `pause` before the rest (the
     /// back-off after a failed login: the client sees the answer late).
     pub fn pause(&mut self, pause: Duration) {
@@ -199,6 +205,11 @@ enum Wrote {
     Failed,
 }
 
+/// An outbox keeps its buffer between replies up to this capacity (a large
+/// reply is sent in parts of about 256 KiB: each reuses the last one's
+/// memory); beyond it, the memory is given back.
+const OUTBOX_KEEP: usize = 1024 * 1024;
+
 /// Sends `out` with its pauses; every write has `limit` and races `shutdown`.
 async fn send<S: AsyncWrite + Unpin>(
     stream: &mut S,
@@ -206,9 +217,24 @@ async fn send<S: AsyncWrite + Unpin>(
     limit: Duration,
     shutdown: &CancellationToken,
 ) -> Wrote {
-    let bytes = std::mem::take(&mut out.bytes);
+    let wrote = send_queued(stream, out, limit, shutdown).await;
+    out.pauses.clear();
+    out.bytes.clear();
+    if out.bytes.capacity() > OUTBOX_KEEP {
+        out.bytes = Vec::new();
+    }
+    wrote
+}
+
+async fn send_queued<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &Outbox,
+    limit: Duration,
+    shutdown: &CancellationToken,
+) -> Wrote {
+    let bytes = &out.bytes;
     let mut at = 0;
-    let mut pauses = std::mem::take(&mut out.pauses).into_iter();
+    let mut pauses = out.pauses.iter().copied();
     loop {
         let (until, pause) = match pauses.next() {
             Some((offset, pause)) => (offset, Some(pause)),
@@ -234,7 +260,10 @@ async fn send<S: AsyncWrite + Unpin>(
                 _ = shutdown.cancelled() => Wrote::Failed,
             };
         };
-        if stream.flush().await.is_err() {
+        if !matches!(
+            tokio::time::timeout(limit, stream.flush()).await,
+            Ok(Ok(()))
+        ) {
             return Wrote::Failed;
         }
         tokio::select! {

@@ -20,6 +20,9 @@ use crate::transcript::Line;
 /// large messages never holds more than this in memory.
 const SEND_IN_PARTS: usize = 256 * 1024;
 
+/// A message is read from its file in parts of this size.
+const READ_PART: usize = 128 * 1024;
+
 /// Accepts POP3 connections until `shutdown`; each session runs on `tracker`.
 pub async fn serve(
     listener: TcpListener,
@@ -57,6 +60,8 @@ pub struct Pop3Protocol {
     greeted: bool,
     lock: Option<MailboxLock>,
     messages: Vec<StoredMessage>,
+    /// The message RETR is sending, a part at a time.
+    retrieval: Option<content::Retrieval<std::fs::File>>,
 }
 
 impl Pop3Protocol {
@@ -73,6 +78,7 @@ impl Pop3Protocol {
             greeted: false,
             lock: None,
             messages: Vec::new(),
+            retrieval: None,
         }
     }
 
@@ -95,31 +101,60 @@ impl Pop3Protocol {
             .collect())
     }
 
+    /// Starts sending message `index`: RETR a part at a time (see
+    /// [`Pop3Protocol::send_parts`]), TOP from the whole file.
     async fn send(&mut self, status: Vec<u8>, index: usize, top: Option<usize>, out: &mut Outbox) {
         let Some(message) = self.messages.get(index).cloned() else {
             out.push(b"-ERR [SYS/TEMP] no such message\r\n");
             return;
         };
+        let Some(lines) = top else {
+            match std::fs::File::open(&message.path) {
+                Ok(file) => {
+                    // Retrieved whole: now it has been seen (the open file
+                    // reads on whatever its name becomes).
+                    self.seen(index, &message);
+                    out.push(&status);
+                    self.retrieval = Some(content::Retrieval::new(file, READ_PART));
+                }
+                Err(e) => out.push(cannot_read(&e).as_bytes()),
+            }
+            return;
+        };
         match tokio::fs::read(&message.path).await {
             Ok(body) => {
-                if top.is_none() {
-                    // Retrieved whole: now it has been seen.
-                    match self.host.store().mark_seen(&message) {
-                        Ok(seen) => self.messages[index] = seen,
-                        Err(error) => tracing::warn!(%error, "cannot move a message to cur/"),
-                    }
-                }
                 out.push(&status);
-                let part = match top {
-                    Some(n) => content::top(&body, n),
-                    None => &body,
-                };
                 let mut wire = Vec::new();
-                crate::wire::stuffed(part, &mut wire);
+                crate::wire::stuffed(content::top(&body, lines), &mut wire);
                 out.push(&wire);
             }
-            Err(e) => out.push(format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n").as_bytes()),
+            Err(e) => out.push(cannot_read(&e).as_bytes()),
         }
+    }
+
+    fn seen(&mut self, index: usize, message: &StoredMessage) {
+        match self.host.store().mark_seen(message) {
+            Ok(seen) => self.messages[index] = seen,
+            Err(error) => tracing::warn!(%error, "cannot move a message to cur/"),
+        }
+    }
+
+    /// Sends the message being retrieved until about [`SEND_IN_PARTS`] are
+    /// queued; returns whether it is all queued. The parts are read from
+    /// the page cache on the session's thread: a hand-off per part would
+    /// cost more than the read.
+    fn send_parts(&mut self, out: &mut Outbox) -> std::io::Result<bool> {
+        let Some(retrieval) = &mut self.retrieval else {
+            return Ok(true);
+        };
+        while !retrieval.is_done() && out.len() < SEND_IN_PARTS {
+            out.push_with(|bytes| retrieval.next_part(bytes))?;
+        }
+        if retrieval.is_done() {
+            self.retrieval = None;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     async fn commit(&mut self, delete: Vec<usize>) -> Result<(), String> {
@@ -142,6 +177,10 @@ impl Pop3Protocol {
     }
 }
 
+fn cannot_read(e: &std::io::Error) -> String {
+    format!("-ERR [SYS/TEMP] cannot read message: {e}\r\n")
+}
+
 impl Protocol for Pop3Protocol {
     fn push(&mut self, bytes: &[u8]) {
         self.session.push(bytes);
@@ -153,7 +192,20 @@ impl Protocol for Pop3Protocol {
             opening = self.session.open();
         }
         let mut opening = opening.into_iter();
-        while let Some(event) = opening.next().or_else(|| self.session.next_event()) {
+        loop {
+            match self.send_parts(out) {
+                Ok(true) => {}
+                Ok(false) => return Flow::More,
+                Err(error) => {
+                    // The status line went out with `+OK`: the client can
+                    // only be told by closing.
+                    tracing::warn!(%error, "cannot read a message being retrieved");
+                    return Flow::Close;
+                }
+            }
+            let Some(event) = opening.next().or_else(|| self.session.next_event()) else {
+                break;
+            };
             match event {
                 Event::Reply(bytes) => out.push(&bytes),
                 Event::Pause(pause) => out.pause(pause),
