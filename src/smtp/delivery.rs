@@ -15,6 +15,16 @@ use crate::store::Spool;
 /// Messages up to this size are stored on the session's own thread.
 const INLINE_DELIVERY: u64 = 256 * 1024;
 
+/// A message on disk: its id, and its queue entry (for remote recipients)
+/// held back from the relay until the server has announced it.
+#[derive(Debug)]
+pub struct Stored {
+    /// The id given in `250 … queued as`.
+    pub id: QueueId,
+    /// Hands the queue entry to the relay when released or dropped.
+    pub queued: Option<crate::store::Held>,
+}
+
 /// Stores `envelope`, whose message is in `spool`, received from
 /// `client_ip`, and returns its id once everything is on disk. The spool
 /// file is removed either way.
@@ -23,7 +33,7 @@ pub async fn deliver(
     envelope: Envelope,
     mut spool: Spool,
     client_ip: &str,
-) -> Result<QueueId, DeliveryError> {
+) -> Result<Stored, DeliveryError> {
     if envelope.size <= INLINE_DELIVERY && !host.fsync() {
         // A small write to the page cache takes microseconds; a thread
         // hand-off costs more, and many threads creating files in one
@@ -43,7 +53,7 @@ pub fn store(
     envelope: &Envelope,
     spool: &mut Spool,
     client_ip: &str,
-) -> Result<QueueId, DeliveryError> {
+) -> Result<Stored, DeliveryError> {
     let size = spool.size();
     let date = crate::date::rfc5322(SystemTime::now());
     let me = &host.config().name;
@@ -61,9 +71,11 @@ pub fn store(
         }
         .map_err(DeliveryError::Mailbox)?;
     }
+    let mut queued = None;
     if !envelope.remote.is_empty() {
         let received = trace::received(envelope, me, client_ip, id.as_str(), None, &date);
-        host.queue()
+        let held = host
+            .queue()
             .enqueue_parts(
                 &id,
                 crate::store::Outgoing {
@@ -76,6 +88,7 @@ pub fn store(
                 size,
             )
             .map_err(DeliveryError::Queue)?;
+        queued = Some(held);
     }
-    Ok(id)
+    Ok(Stored { id, queued })
 }

@@ -131,10 +131,16 @@ impl Protocol for SmtpProtocol {
                         }
                         Err(error) => Err(DeliveryError::Spool(error)),
                     };
-                    if let Ok(id) = &outcome {
-                        log.write(&self.host.config().name, id);
-                        log.emit(&self.host, id, &self.client_ip);
-                    }
+                    let outcome = outcome.map(|stored| {
+                        log.write(&self.host.config().name, &stored.id);
+                        log.emit(&self.host, &stored.id, &self.client_ip);
+                        // Only now may the relay take it: `queued` is
+                        // announced before anything it does.
+                        if let Some(held) = stored.queued {
+                            held.release();
+                        }
+                        stored.id
+                    });
                     if let Err(error) = &outcome {
                         tracing::error!(
                             server = %self.host.config().name,

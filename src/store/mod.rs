@@ -15,6 +15,6 @@ pub use lock::{DataDirLock, LockError};
 pub use maildir::{Delivered, MailboxLock, Mailstore, StoreError, StoredMessage};
 pub use name::mailbox_folder;
 pub use queue::{
-    Body, EightBit, MessageFile, MessageReader, Outgoing, Queue, QueueError, QueuedMessage,
+    Body, EightBit, Held, MessageFile, MessageReader, Outgoing, Queue, QueueError, QueuedMessage,
 };
 pub use spool::{clean as clean_spool, Spool};

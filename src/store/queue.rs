@@ -128,7 +128,43 @@ impl Queue {
         });
         Ok(())
     }
+}
 
+/// An entry on disk that the relay does not see yet: releasing it (or
+/// dropping it) indexes it and wakes the relay. It lets the SMTP server
+/// announce `queued` before the relay can announce `relayed`.
+#[must_use = "the relay sees the entry only once it is released"]
+pub struct Held {
+    queue: Queue,
+    entry: Option<QueuedMessage>,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held").field("entry", &self.entry).finish()
+    }
+}
+
+impl Held {
+    /// Hands the entry to the relay.
+    pub fn release(mut self) {
+        self.hand_over();
+    }
+
+    fn hand_over(&mut self) {
+        if let Some(entry) = self.entry.take() {
+            self.queue.added(entry);
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+impl Queue {
     /// Indexes an entry just written and wakes the relay.
     fn added(&self, entry: QueuedMessage) {
         self.index().insert(entry.id.clone(), entry);
@@ -137,7 +173,9 @@ impl Queue {
 
     /// Writes a message as entry `id`: `prefix` (this hop's trace field)
     /// then the `body_size` octets of the spool file `body`, copied file to
-    /// file so the message is never whole in memory.
+    /// file so the message is never whole in memory. The entry is on disk
+    /// when this returns; the relay sees it once the [`Held`] is released or
+    /// dropped, so the server can announce it first.
     pub fn enqueue_parts(
         &self,
         id: &QueueId,
@@ -145,7 +183,7 @@ impl Queue {
         prefix: &[u8],
         body: &mut fs::File,
         body_size: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<Held> {
         let Outgoing {
             mail_from,
             recipients,
@@ -169,13 +207,15 @@ impl Queue {
             }
             Ok(())
         })?;
-        self.added(QueuedMessage {
-            id,
-            mail_from: mail_from.to_string(),
-            recipients: recipients.to_vec(),
-            body: declared,
-        });
-        Ok(())
+        Ok(Held {
+            queue: self.clone(),
+            entry: Some(QueuedMessage {
+                id,
+                mail_from: mail_from.to_string(),
+                recipients: recipients.to_vec(),
+                body: declared,
+            }),
+        })
     }
 
     fn path(&self, id: &str) -> PathBuf {
@@ -734,6 +774,40 @@ mod tests {
     }
 
     #[test]
+    fn a_held_entry_is_on_disk_but_unseen_until_released_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path(), false).unwrap();
+        let changes = queue.subscribe();
+        let enqueue = |queue: &Queue| {
+            let mut body = tempfile::tempfile().unwrap();
+            body.write_all(b"m\r\n").unwrap();
+            body.rewind().unwrap();
+            let rcpts = ["a@x.test".to_string()];
+            let envelope = Outgoing {
+                mail_from: "s@z.test",
+                recipients: &rcpts,
+                body: Body::default(),
+            };
+            queue
+                .enqueue_parts(&QueueId::next(), envelope, b"", &mut body, 3)
+                .unwrap()
+        };
+        let held = enqueue(&queue);
+        assert!(queue.is_empty(), "the relay must not see it yet");
+        assert!(!changes.has_changed().unwrap());
+        assert_eq!(
+            Queue::open(dir.path(), false).unwrap().entries().len(),
+            1,
+            "on disk"
+        );
+        held.release();
+        assert_eq!(queue.entries().len(), 1);
+        assert!(changes.has_changed().unwrap());
+        drop(enqueue(&queue));
+        assert_eq!(queue.entries().len(), 2, "dropping releases too");
+    }
+
+    #[test]
     fn unreadable_or_malformed_entries_are_set_aside_not_loaded() {
         let dir = tempfile::tempdir().unwrap();
         let queue = Queue::open(dir.path(), false).unwrap();
@@ -840,7 +914,8 @@ mod tests {
                     &mut spool,
                     message.len() as u64,
                 )
-                .unwrap();
+                .unwrap()
+                .release();
             let id = id.to_string();
             let opened = queue.open_message(&id).unwrap();
             assert_eq!(opened.eight_bit(), expected, "{message:?}");
