@@ -426,28 +426,8 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
     match action {
         Action::Wait => {
             seconds_within_a_day(action, args)?;
-            if let Some(value) = args.get("count") {
-                if !value
-                    .as_f64()
-                    .is_some_and(|c| c.fract() == 0.0 && (0.0..=MAX_WAIT_COUNT).contains(&c))
-                {
-                    return Err(format!(
-                        "`wait` count `{}` is not a whole number from 0 to {MAX_WAIT_COUNT}",
-                        shown(value)
-                    ));
-                }
-            }
-            if let Some(value) = args.get("attempts") {
-                if !value
-                    .as_f64()
-                    .is_some_and(|c| c.fract() == 0.0 && (1.0..=MAX_WAIT_ATTEMPTS).contains(&c))
-                {
-                    return Err(format!(
-                        "`wait` attempts `{}` is not a whole number from 1 to {MAX_WAIT_ATTEMPTS}",
-                        shown(value)
-                    ));
-                }
-            }
+            whole_number(args, "count", 0.0, MAX_WAIT_COUNT)?;
+            whole_number(args, "attempts", 1.0, MAX_WAIT_ATTEMPTS)?;
             match (args.get("queue"), args.get("mailbox")) {
                 (Some(_), Some(_)) => {
                     return Err("`wait` takes `mailbox` or `queue`, not both".into());
@@ -488,6 +468,28 @@ fn check_args(action: Action, args: &BTreeMap<String, Value>) -> Result<(), Stri
         _ => {}
     }
     Ok(())
+}
+
+/// `wait`'s `key`, when given, is a whole number from `min` to `max`.
+fn whole_number(
+    args: &BTreeMap<String, Value>,
+    key: &str,
+    min: f64,
+    max: f64,
+) -> Result<(), String> {
+    match args.get(key) {
+        Some(value)
+            if !value
+                .as_f64()
+                .is_some_and(|n| n.fract() == 0.0 && (min..=max).contains(&n)) =>
+        {
+            Err(format!(
+                "`wait` {key} `{}` is not a whole number from {min} to {max}",
+                shown(value)
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A step's `seconds`, when given, is 0 to a day.

@@ -24,6 +24,22 @@ fn have(tool: &str, probe: &[&str]) -> bool {
     found
 }
 
+/// Whether python3 can import `module` (a Debian package or a venv's);
+/// like [`have`], a missing one fails the run under MAILNET_REQUIRE_INTEROP.
+fn have_python(module: &str, package: &str) -> bool {
+    let found = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
+            panic!("{package} is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
+        }
+        eprintln!("skipped: {package} is not installed");
+    }
+    found
+}
+
 /// Whether the tests run as root (namespaces, ports below 1024).
 fn is_root() -> bool {
     Command::new("id")
@@ -72,16 +88,7 @@ async fn python_smtplib_and_poplib() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dnspython_resolver() {
-    let has_dnspython = Command::new("python3")
-        .args(["-c", "import dns.resolver"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !has_dnspython {
-        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
-            panic!("dnspython is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
-        }
-        eprintln!("skipped: dnspython is not installed");
+    if !have_python("dns.resolver", "dnspython") {
         return;
     }
     let net = boot().await;
@@ -112,15 +119,7 @@ async fn dnspython_resolver() {
 /// a UTF-8 recipient arrives whole, and the bytes are the sender's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_into_aiosmtpd_passes_smtputf8_8bitmime_and_the_bytes() {
-    let has_aiosmtpd = Command::new("python3")
-        .args(["-c", "import aiosmtpd"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_aiosmtpd {
-        if std::env::var_os("MAILNET_REQUIRE_INTEROP").is_some() {
-            panic!("aiosmtpd is required (MAILNET_REQUIRE_INTEROP is set) but is not installed");
-        }
-        eprintln!("skipped: aiosmtpd is not installed (python3-aiosmtpd)");
+    if !have_python("aiosmtpd", "aiosmtpd (python3-aiosmtpd)") {
         return;
     }
     let mut peer = Command::new("python3")
@@ -223,12 +222,7 @@ fn long_name(first: char) -> String {
 /// (tests/interop/dns_truncation.py).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_answers_parse_in_dnspython_and_kdig() {
-    let has_dnspython = Command::new("python3")
-        .args(["-c", "import dns.message"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_dnspython {
-        eprintln!("skipped: dnspython is not installed");
+    if !have_python("dns.message", "dnspython") {
         return;
     }
     let (domain, mx) = (long_name('a'), long_name('m'));
