@@ -39,25 +39,43 @@ impl Reply {
 
     /// The reply as it goes on the wire, CRLF-terminated lines.
     pub fn to_wire(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        let mut out = Vec::with_capacity(self.lines.iter().map(|l| l.len() + 16).sum());
+        self.write_wire(&mut out);
+        out
+    }
+
+    /// Appends the reply as it goes on the wire to `out` (no formatting
+    /// machinery: every reply of every session passes here).
+    pub fn write_wire(&self, out: &mut Vec<u8>) {
+        let code = [
+            b'0' + (self.code / 100 % 10) as u8,
+            b'0' + (self.code / 10 % 10) as u8,
+            b'0' + (self.code % 10) as u8,
+        ];
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            out.extend_from_slice(&code);
+            out.push(if i == last { b' ' } else { b'-' });
+            match self.enhanced {
+                // Enhanced codes go on the first line of a multi-line reply
+                // only when the lines are not an EHLO keyword list.
+                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
+                    out.extend_from_slice(enh.as_bytes());
+                    out.push(b' ');
+                }
+                _ => {}
+            }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            let sep = if i == last { ' ' } else { '-' };
-            match self.enhanced {
-                // Enhanced codes go on the first line of a multi-line reply
-                // only when the lines are not an EHLO keyword list.
-                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
-                    write!(f, "{}{sep}{enh} {line}\r\n", self.code)?
-                }
-                _ => write!(f, "{}{sep}{line}\r\n", self.code)?,
-            }
-        }
-        Ok(())
+        let mut wire = Vec::new();
+        self.write_wire(&mut wire);
+        f.write_str(&String::from_utf8_lossy(&wire))
     }
 }
 
@@ -87,5 +105,8 @@ mod tests {
             lines: vec!["a".into(), "b".into()],
         };
         assert_eq!(help.to_string(), "214-2.0.0 a\r\n214 2.0.0 b\r\n");
+        for reply in [help, ehlo, Reply::plain(354, "go ahead")] {
+            assert_eq!(reply.to_wire(), reply.to_string().into_bytes());
+        }
     }
 }

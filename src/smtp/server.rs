@@ -106,7 +106,7 @@ impl Protocol for SmtpProtocol {
                         // Slow down password guessing: answer a failed login late.
                         out.pause(self.host.config().policy.login_delay);
                     }
-                    out.push(&reply.to_wire());
+                    out.push_with(|bytes| reply.write_wire(bytes));
                 }
                 Event::Body(part) => {
                     let host = &self.host;
@@ -148,7 +148,8 @@ impl Protocol for SmtpProtocol {
                             "could not store a message"
                         );
                     }
-                    out.push(&self.session.delivered(outcome).to_wire());
+                    let reply = self.session.delivered(outcome);
+                    out.push_with(|bytes| reply.write_wire(bytes));
                 }
             }
         }
