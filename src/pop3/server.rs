@@ -91,11 +91,12 @@ impl Pop3Protocol {
             .map_err(|e| OpenError::System(e.to_string()))?;
         self.lock = Some(held);
         self.messages = found;
+        // The core keeps the ids; this side needs only the paths.
         Ok(self
             .messages
-            .iter()
+            .iter_mut()
             .map(|m| Listing {
-                uid: m.uid.clone(),
+                uid: std::mem::take(&mut m.uid),
                 size: m.size,
             })
             .collect())

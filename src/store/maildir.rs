@@ -470,7 +470,7 @@ impl Mailstore {
 }
 
 fn list_dir(dir: &Path) -> io::Result<Vec<StoredMessage>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(1024);
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let os_name = entry.file_name();
@@ -483,8 +483,8 @@ fn list_dir(dir: &Path) -> io::Result<Vec<StoredMessage>> {
         let base = name.split(':').next().unwrap_or(name);
         let (uid, size) = match base.split_once(",S=") {
             Some((uid, rest)) => {
-                let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-                (uid.to_string(), digits.parse().ok())
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                (uid.to_string(), rest[..digits].parse().ok())
             }
             None => (base.to_string(), None),
         };
