@@ -88,9 +88,8 @@ impl<R: Read> Retrieval<R> {
         let Some(&last) = bytes.last() else {
             return;
         };
-        if !has_line_dot(bytes) && !(self.at_line_start && bytes[0] == b'.') {
-            out.extend_from_slice(bytes);
-        } else {
+        let dotted = has_line_dot(bytes) || (self.at_line_start && bytes[0] == b'.');
+        if dotted {
             for line in bytes.split_inclusive(|&b| b == b'\n') {
                 if self.at_line_start && line[0] == b'.' {
                     out.push(b'.');
@@ -98,6 +97,8 @@ impl<R: Read> Retrieval<R> {
                 out.extend_from_slice(line);
                 self.at_line_start = line.last() == Some(&b'\n');
             }
+        } else {
+            out.extend_from_slice(bytes);
         }
         self.at_line_start = last == b'\n';
         self.before_held = last;
