@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::transcript::{Line, SessionTranscript, Stamped, TranscriptLog, SESSION_LINES};
+use crate::transcript::{Line, TranscriptLog};
 
 /// What the loop does after sending a protocol's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,26 +177,10 @@ const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub struct Transcript<'a> {
     /// The server's log for this service.
     pub log: &'a TranscriptLog,
-    /// The session's name in it.
+    /// The session's name in it (the log keeps its latest lines).
     pub name: String,
-    /// The lines kept for the end-of-session record, the latest
-    /// [`SESSION_LINES`]: a ring, so a long session does not shift them
-    /// all at every line (that cost 13% of a reused SMTP session's time).
-    pub lines: std::collections::VecDeque<Stamped>,
     /// The session's bytes, when the network records sessions.
     pub recording: Option<crate::capture::Recording>,
-}
-
-impl Transcript<'_> {
-    /// Adds lines just logged, keeping the latest [`SESSION_LINES`].
-    fn keep(&mut self, logged: Vec<Stamped>) {
-        for line in logged {
-            if self.lines.len() == SESSION_LINES {
-                self.lines.pop_front();
-            }
-            self.lines.push_back(line);
-        }
-    }
 }
 
 /// Who watches a session: the network's event bus and, when sessions are
@@ -307,10 +291,9 @@ where
     let mut deadline = Deadline::new(&limits);
     loop {
         let flow = protocol.advance(&mut out).await;
-        let logged = transcript
+        transcript
             .log
             .write(&transcript.name, protocol.take_transcript());
-        transcript.keep(logged);
         let answered = !out.is_empty();
         if let Some(recording) = &mut transcript.recording {
             recording.server(&out.bytes);
@@ -355,10 +338,9 @@ where
         }
     }
     // The farewell: logged, then sent with a short deadline whatever happens.
-    let logged = transcript
+    transcript
         .log
         .write(&transcript.name, protocol.take_transcript());
-    transcript.keep(logged);
     if let Some(recording) = &mut transcript.recording {
         recording.server(&out.bytes);
     }
@@ -414,7 +396,6 @@ pub async fn run_session<S, P>(
     let mut transcript = Transcript {
         log,
         name,
-        lines: std::collections::VecDeque::new(),
         recording,
     };
     let acceptor = match tls {
@@ -531,9 +512,5 @@ fn finish(
     if let Some(recording) = transcript.recording {
         recording.close();
     }
-    log.finish(SessionTranscript {
-        session: transcript.name,
-        peer: peer.to_string(),
-        lines: transcript.lines.into(),
-    });
+    log.finish(&transcript.name, peer.to_string());
 }
