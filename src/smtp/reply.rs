@@ -71,6 +71,31 @@ impl Reply {
     }
 }
 
+impl Reply {
+    /// Each line as sent, without its CRLF: what a transcript records,
+    /// built without going through [`fmt::Display`] and a copy to split.
+    pub fn each_line(&self, mut line_out: impl FnMut(String)) {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let mut out = String::with_capacity(line.len() + 12);
+            for digit in [self.code / 100 % 10, self.code / 10 % 10, self.code % 10] {
+                out.push(char::from(b'0' + digit as u8));
+            }
+            out.push(if i == last { ' ' } else { '-' });
+            // As `write_wire`: the enhanced code unless on an EHLO keyword list.
+            match self.enhanced {
+                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
+                    out.push_str(enh);
+                    out.push(' ');
+                }
+                _ => {}
+            }
+            out.push_str(line);
+            line_out(out);
+        }
+    }
+}
+
 impl fmt::Display for Reply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut wire = Vec::new();
@@ -99,6 +124,12 @@ mod tests {
             lines: vec!["mx Hello".into(), "PIPELINING".into()],
         };
         assert_eq!(ehlo.to_string(), "250-mx Hello\r\n250 PIPELINING\r\n");
+        // The transcript's lines are the wire's, without CRLF.
+        for reply in [&ehlo, &Reply::new(550, "5.1.1", "No such user")] {
+            let mut lines = Vec::new();
+            reply.each_line(|l| lines.push(l));
+            assert_eq!(lines.join("\r\n") + "\r\n", reply.to_string());
+        }
         let help = Reply {
             code: 214,
             enhanced: Some("2.0.0"),

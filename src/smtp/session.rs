@@ -425,9 +425,7 @@ impl Session {
     }
 
     fn record(&mut self, reply: Reply) -> Reply {
-        for line in reply.to_string().lines() {
-            self.transcript.push(Line::server(line));
-        }
+        reply.each_line(|line| self.transcript.push(Line::server(line)));
         reply
     }
 

@@ -26,27 +26,40 @@ pub fn received(
     } else {
         ""
     };
-    let with = format!("{base}{tls}{auth}");
-    let using = envelope
-        .tls
-        .as_ref()
-        .map(|t| format!("\t(using {} with cipher {})\r\n", t.version, t.cipher))
-        .unwrap_or_default();
-    let by_line = format!("\tby {by} (mailnet) with {with} id {id}");
-    let tail = match for_rcpt {
-        Some(rcpt) => format!("{by_line}\r\n\tfor <{rcpt}>; {date}"),
-        None => format!("{by_line}; {date}"),
-    };
-    format!(
-        "Received: from {} ([{client_ip}])\r\n{using}{tail}\r\n",
-        printable(&envelope.helo)
-    )
+    // Built by pushing pieces: written for every message and recipient,
+    // where five `format!`s were 5% of a reused session's instructions.
+    let helo = printable(&envelope.helo);
+    let mut out = String::with_capacity(160 + helo.len() + by.len() + date.len());
+    for piece in ["Received: from ", &helo, " ([", client_ip, "])\r\n"] {
+        out.push_str(piece);
+    }
+    if let Some(t) = &envelope.tls {
+        for piece in ["\t(using ", &t.version, " with cipher ", &t.cipher, ")\r\n"] {
+            out.push_str(piece);
+        }
+    }
+    for piece in ["\tby ", by, " (mailnet) with ", base, tls, auth, " id ", id] {
+        out.push_str(piece);
+    }
+    if let Some(rcpt) = for_rcpt {
+        for piece in ["\r\n\tfor <", rcpt, ">"] {
+            out.push_str(piece);
+        }
+    }
+    for piece in ["; ", date, "\r\n"] {
+        out.push_str(piece);
+    }
+    out
 }
 
 /// What precedes the message in a local mailbox: `Return-Path:` and this
 /// hop's `Received:`.
 pub fn mailbox_prefix(envelope: &Envelope, received: &str) -> Vec<u8> {
-    format!("Return-Path: <{}>\r\n{received}", envelope.mail_from).into_bytes()
+    let mut out = Vec::with_capacity(18 + envelope.mail_from.len() + received.len());
+    for piece in ["Return-Path: <", &envelope.mail_from, ">\r\n", received] {
+        out.extend_from_slice(piece.as_bytes());
+    }
+    out
 }
 
 /// A client-supplied name as it may appear in a header: printable ASCII
