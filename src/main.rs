@@ -82,6 +82,28 @@ fn quiet_on_broken_stdout() {
     }));
 }
 
+/// The async runtime. For `up`: `--threads` (or `MAILNET_THREADS`)
+/// worker threads, else one fewer than the CPUs, since a running network
+/// shares its machine with the clients it serves (graders, students'
+/// servers, load generators): on 2 cores, one worker took 8,857 new
+/// connections/s from smtp-source where two took 4,381, the threads and
+/// the client fighting over the cores (benches/compare.sh smtp, README
+/// "Performance"). Other commands: one worker per CPU.
+fn runtime(cli: &Cli) -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = match &cli.command {
+        Command::Up(args) => args
+            .threads
+            .map_or(cpus.saturating_sub(1), usize::from)
+            .max(1),
+        _ => cpus,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+}
+
 fn main() -> std::process::ExitCode {
     quiet_on_broken_stdout();
     let cli = Cli::parse();
@@ -90,7 +112,7 @@ fn main() -> std::process::ExitCode {
     if let Err(error) = mailnet::fdlimit::raise() {
         tracing::warn!(%error, "cannot raise the file descriptor limit");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime(&cli) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mailnet: cannot start the async runtime: {e}");

@@ -183,6 +183,10 @@ pub struct UpArgs {
     /// repeats a run's outcomes. A fresh one is chosen and printed when omitted.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Threads serving the network (default: one fewer than the CPUs, at
+    /// least one, so the clients under test keep a core).
+    #[arg(long, value_name = "N", env = "MAILNET_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
     /// Every server is a catch-all: mail for any address of its domains is
     /// taken (policy `accept_any`), for CI that does not want to list users.
     #[arg(long)]

@@ -582,3 +582,32 @@ fn a_closed_pipe_ends_any_subcommand_by_sigpipe_not_a_panic() {
         out.status
     );
 }
+
+/// The tokio worker threads of process `pid`.
+fn workers(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "tokio-rt-worker")
+        .count()
+}
+
+#[test]
+fn up_runs_the_worker_threads_asked_for_else_one_fewer_than_the_cpus() {
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    for (args, want) in [
+        (&["--threads", "3"][..], 3),
+        (&[][..], cpus.saturating_sub(1).max(1)),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let up = crate::process::Up::start(data.path(), args);
+        assert_eq!(workers(up.pid()), want, "{args:?}");
+        drop(up);
+    }
+    let out = Command::new(BIN)
+        .args(["up", "--threads", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads"));
+}
