@@ -105,6 +105,10 @@ pub struct RunningServer {
     /// Its listeners' and relay's stop signal and tasks, while it runs
     /// (`None` while stopped by [`RunningNetwork::stop_server`]).
     run: std::sync::Arc<tokio::sync::Mutex<Option<ServerRun>>>,
+    /// While stopped: its ports, bound but not listening, so connections
+    /// are refused and no other socket takes a port picked at random
+    /// (port 0) before it starts again (that lost a restart in CI).
+    held: std::sync::Arc<std::sync::Mutex<Vec<tokio::net::TcpSocket>>>,
 }
 
 /// What stops one server, and what to wait for.
@@ -224,6 +228,27 @@ fn bind_error(what: String, addr: SocketAddr, source: io::Error) -> UpError {
         UpError::PrivilegedPort { what, addr }
     } else {
         UpError::Bind { what, addr, source }
+    }
+}
+
+/// A socket bound to `addr` that does not listen: connections to it are
+/// refused, and the port stays ours. Without `SO_REUSEADDR` when it can
+/// (then no other socket may bind the port, reuse or not); with it when
+/// connections just closed leave the port in `TIME_WAIT` (then the kernel
+/// still skips the port for sockets asking for any free one).
+fn hold_port(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let bound = |reuse: bool| {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(reuse)?;
+        socket.bind(addr)?;
+        Ok::<_, std::io::Error>(socket)
+    };
+    match bound(false) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => bound(true),
+        other => other,
     }
 }
 
@@ -492,6 +517,7 @@ impl RunningNetwork {
                 host,
                 listening,
                 run: std::sync::Arc::new(tokio::sync::Mutex::new(Some(run))),
+                held: Default::default(),
             });
         }
 
@@ -578,6 +604,16 @@ impl RunningNetwork {
             .take()
             .ok_or_else(|| ServerControlError::Stopped(name.to_string()))?;
         run.end().await;
+        let mut held = server.held.lock().unwrap_or_else(|e| e.into_inner());
+        for service in server.host.config().services() {
+            match hold_port(server.addr(service)) {
+                Ok(socket) => held.push(socket),
+                Err(error) => tracing::warn!(
+                    server = %server.host.config().name, %service, %error,
+                    "cannot hold the port while stopped; another program may take it"
+                ),
+            }
+        }
         tracing::info!(server = %server.host.config().name, "stopped");
         Ok(())
     }
@@ -591,6 +627,12 @@ impl RunningNetwork {
         if run.is_some() {
             return Err(ServerControlError::Running(name.to_string()));
         }
+        // Let go of the ports just before listening on them again.
+        server
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let mut sockets = Vec::new();
         for service in server.host.config().services() {
             let addr = server.addr(service);

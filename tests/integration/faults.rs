@@ -111,6 +111,15 @@ async fn a_stopped_server_refuses_connections_until_started_on_the_same_ports() 
             "{addr}"
         );
     }
+    // The ports stay the server's while it is down: nobody else can take
+    // one (a port picked at random was lost that way before a restart).
+    // The submission port saw no connection, so nothing of it lingers in
+    // TIME_WAIT: it is held outright.
+    let submission = server.addr(Service::Submission);
+    let refused = TcpStream::connect(submission).await.unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    let taken = std::net::TcpListener::bind(submission).unwrap_err();
+    assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "{submission}");
     assert!(net.stop_server("gmail.com").await.is_err(), "stopped twice");
     // Mail for it waits at exmail.qq.com meanwhile.
     let exmail = net.server("exmail.qq.com").unwrap().addr(Service::Smtp);
