@@ -346,13 +346,10 @@ async fn a_batch_cut_short_resends_only_what_was_not_acknowledged() {
     .expect("the three acknowledged messages left the queue");
     // They leave as each is accepted; the retry of the rest is set when
     // the attempt is settled.
-    let left = server.host.queue().entries();
-    let end = std::time::Instant::now() + DEADLINE;
-    while server.host.retry(&left[0].id, "gmail.com").is_none() {
-        assert!(std::time::Instant::now() < end, "the retry was never set");
-        // A poll within the deadline: the retry state sends no notice.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    assert!(
+        server.host.wait_until_tried(1, DEADLINE).await,
+        "the retry was never set"
+    );
 
     *shutting.lock().unwrap() = false;
     qq.clock.advance(Duration::from_secs(31));
