@@ -47,52 +47,50 @@ impl Reply {
     /// Appends the reply as it goes on the wire to `out` (no formatting
     /// machinery: every reply of every session passes here).
     pub fn write_wire(&self, out: &mut Vec<u8>) {
-        let code = [
-            b'0' + (self.code / 100 % 10) as u8,
-            b'0' + (self.code / 10 % 10) as u8,
-            b'0' + (self.code % 10) as u8,
-        ];
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
-            out.extend_from_slice(&code);
-            out.push(if i == last { b' ' } else { b'-' });
-            match self.enhanced {
-                // Enhanced codes go on the first line of a multi-line reply
-                // only when the lines are not an EHLO keyword list.
-                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
-                    out.extend_from_slice(enh.as_bytes());
-                    out.push(b' ');
-                }
-                _ => {}
+        for (prefix, enhanced, line) in self.parts() {
+            out.extend_from_slice(&prefix);
+            if let Some(enh) = enhanced {
+                out.extend_from_slice(enh.as_bytes());
+                out.push(b' ');
             }
             out.extend_from_slice(line.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
     }
-}
 
-impl Reply {
     /// Each line as sent, without its CRLF: what a transcript records,
     /// built without going through [`fmt::Display`] and a copy to split.
     pub fn each_line(&self, mut line_out: impl FnMut(String)) {
-        let last = self.lines.len().saturating_sub(1);
-        for (i, line) in self.lines.iter().enumerate() {
+        for (prefix, enhanced, line) in self.parts() {
             let mut out = String::with_capacity(line.len() + 12);
-            for digit in [self.code / 100 % 10, self.code / 10 % 10, self.code % 10] {
-                out.push(char::from(b'0' + digit as u8));
-            }
-            out.push(if i == last { ' ' } else { '-' });
-            // As `write_wire`: the enhanced code unless on an EHLO keyword list.
-            match self.enhanced {
-                Some(enh) if self.code != 250 || self.lines.len() == 1 => {
-                    out.push_str(enh);
-                    out.push(' ');
-                }
-                _ => {}
+            out.extend(prefix.map(char::from));
+            if let Some(enh) = enhanced {
+                out.push_str(enh);
+                out.push(' ');
             }
             out.push_str(line);
             line_out(out);
         }
+    }
+
+    /// Each line's parts: `250-` or `250 `, the enhanced code where it
+    /// goes, and the text. The one place the wire form's rules live.
+    fn parts(&self) -> impl Iterator<Item = ([u8; 4], Option<&'static str>, &str)> + '_ {
+        let last = self.lines.len().saturating_sub(1);
+        // Enhanced codes go on the lines of a reply unless they are an
+        // EHLO keyword list.
+        let enhanced = self
+            .enhanced
+            .filter(|_| self.code != 250 || self.lines.len() == 1);
+        self.lines.iter().enumerate().map(move |(i, line)| {
+            let prefix = [
+                b'0' + (self.code / 100 % 10) as u8,
+                b'0' + (self.code / 10 % 10) as u8,
+                b'0' + (self.code % 10) as u8,
+                if i == last { b' ' } else { b'-' },
+            ];
+            (prefix, enhanced, line.as_str())
+        })
     }
 }
 
