@@ -60,7 +60,7 @@ impl MailHost {
         live_transcripts: bool,
         fsync: bool,
     ) -> std::io::Result<MailHost> {
-        let store = Mailstore::open(dir.join("mail"), fsync);
+        let store = Mailstore::open(dir.join("mail"), fsync)?;
         // Whatever a killed run left half-written was never acknowledged.
         crate::store::clean_spool(&dir.join("spool"))?;
         store.clean_tmp()?;

@@ -660,5 +660,29 @@ impl RunningNetwork {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        // Mail still in a delivery journal goes to its Maildir now, so the
+        // folders are whole for whoever looks after the stop. Bounded, to
+        // stop in a second or two whatever the backlog; the rest is placed
+        // at the next start.
+        let stores: Vec<_> = self
+            .servers
+            .iter()
+            .map(|s| s.host.store().clone())
+            .collect();
+        let flushed = tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(1500);
+            for store in stores {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                match store.flush_journal(left) {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(
+                        "{}: some mail is still in the delivery journal; it reaches its Maildir at the next start",
+                        store.root().display()
+                    ),
+                    Err(e) => tracing::error!("{}: placing journalled mail: {e}", store.root().display()),
+                }
+            }
+        });
+        let _ = flushed.await;
     }
 }

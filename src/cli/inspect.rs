@@ -9,27 +9,20 @@ use mailnet::mime::describe;
 /// Runs `mailnet inspect`.
 pub fn run(args: &super::InspectArgs) -> anyhow::Result<()> {
     let path = &args.path;
-    if path.is_dir() && !path.join("cur").is_dir() && !path.join("new").is_dir() {
+    if path.is_dir() && !is_mailbox(path) {
         return list_data(path);
     }
     if path.is_dir() {
-        let mut files = Vec::new();
-        for sub in ["cur", "new"] {
-            if let Ok(entries) = std::fs::read_dir(path.join(sub)) {
-                files.extend(entries.flatten().map(|e| e.path()));
-            }
-        }
-        if files.is_empty() {
+        let messages = maildir_messages(path)?;
+        if messages.is_empty() {
             anyhow::bail!(
                 "{}: no messages (expected a Maildir with cur/ or new/)",
                 path.display()
             );
         }
-        files.sort();
-        for (i, file) in files.iter().enumerate() {
-            println!("== message {} ({})", i + 1, file.display());
-            let raw =
-                std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+        for (i, message) in messages.iter().enumerate() {
+            println!("== message {} ({})", i + 1, message.label());
+            let raw = message.bytes()?;
             let extract = args
                 .extract
                 .as_ref()
@@ -73,32 +66,30 @@ fn list_data(path: &Path) -> anyhow::Result<()> {
             .map(|e| e.path())
             .filter(|p| p.is_dir())
             .collect();
+        // A mailbox whose first message is still in the journal has no folder yet.
+        for message in mailnet::store::journalled(&server.join("mail"))? {
+            let folder = server.join("mail").join(&message.folder);
+            if !mailboxes.contains(&folder) {
+                mailboxes.push(folder);
+            }
+        }
         mailboxes.sort();
         for mailbox in mailboxes {
-            let mut files: Vec<PathBuf> = ["new", "cur"]
-                .iter()
-                .filter_map(|sub| std::fs::read_dir(mailbox.join(sub)).ok())
-                .flat_map(|entries| entries.flatten().map(|e| e.path()))
-                .collect();
-            files.sort_by_key(|f| f.file_name().map(|n| n.to_os_string()));
-            let total: u64 = files
-                .iter()
-                .filter_map(|f| f.metadata().ok())
-                .map(|m| m.len())
-                .sum();
+            let messages = maildir_messages(&mailbox)?;
+            let sizes: Vec<u64> = messages.iter().map(Message::size).collect();
+            let total: u64 = sizes.iter().sum();
             let folder = mailbox.file_name().unwrap_or_default().to_string_lossy();
             writeln!(
                 out,
                 "  {folder}: {}, {total} octets",
-                mailnet::text::count(files.len() as u64, "message")
+                mailnet::text::count(messages.len() as u64, "message")
             )?;
-            for (i, file) in files.iter().enumerate() {
-                let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            for (i, (message, size)) in messages.iter().zip(sizes).enumerate() {
                 writeln!(
                     out,
                     "    {:>3}  {size:>9} octets  {}",
                     i + 1,
-                    subject_of(file)
+                    message.subject()
                 )?;
             }
         }
@@ -106,10 +97,105 @@ fn list_data(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `path` is a Maildir (or one whose mail is all still journalled).
+fn is_mailbox(path: &Path) -> bool {
+    path.join("cur").is_dir()
+        || path.join("new").is_dir()
+        || journalled_in(path).is_ok_and(|found| !found.is_empty())
+}
+
+/// A message of a mailbox: its file, or its record in the server's
+/// delivery journal (accepted, its file not made yet).
+enum Message {
+    File(PathBuf),
+    Journalled(mailnet::store::Journalled),
+}
+
+impl Message {
+    fn name(&self) -> std::ffi::OsString {
+        match self {
+            Message::File(path) => path.file_name().unwrap_or_default().to_os_string(),
+            Message::Journalled(j) => j.name.clone().into(),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Message::File(path) => path.display().to_string(),
+            Message::Journalled(j) => format!("{}, in the delivery journal", j.name),
+        }
+    }
+
+    fn bytes(&self) -> anyhow::Result<Vec<u8>> {
+        match self {
+            Message::File(path) => {
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+            }
+            Message::Journalled(j) => Ok(j.bytes.clone()),
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Message::File(path) => path.metadata().map(|m| m.len()).unwrap_or(0),
+            Message::Journalled(j) => j.bytes.len() as u64,
+        }
+    }
+
+    fn subject(&self) -> String {
+        match self {
+            Message::File(path) => {
+                let mut head = Vec::with_capacity(8192);
+                let _ = std::fs::File::open(path)
+                    .and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+                subject_of(&head)
+            }
+            Message::Journalled(j) => subject_of(&j.bytes),
+        }
+    }
+}
+
+/// The journal records of the Maildir at `mailbox` (`<mail root>/<folder>`).
+fn journalled_in(mailbox: &Path) -> std::io::Result<Vec<mailnet::store::Journalled>> {
+    let (Some(root), Some(folder)) = (mailbox.parent(), mailbox.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let mut found = mailnet::store::journalled(root)?;
+    found.retain(|j| folder == std::ffi::OsStr::new(&j.folder));
+    Ok(found)
+}
+
+/// Every message of the Maildir at `mailbox`, in delivery order (file
+/// names start with the delivery time): its files in `new/` and `cur/`,
+/// and what the server's delivery journal still holds for it.
+fn maildir_messages(mailbox: &Path) -> anyhow::Result<Vec<Message>> {
+    let mut messages: Vec<Message> = ["new", "cur"]
+        .iter()
+        .filter_map(|sub| std::fs::read_dir(mailbox.join(sub)).ok())
+        .flat_map(|entries| entries.flatten().map(|e| Message::File(e.path())))
+        .collect();
+    let placed: std::collections::HashSet<String> = messages
+        .iter()
+        .map(|m| {
+            let name = m.name().to_string_lossy().into_owned();
+            name.split(':').next().unwrap_or_default().to_string()
+        })
+        .collect();
+    let journalled = journalled_in(mailbox)
+        .with_context(|| format!("cannot read the delivery journal of {}", mailbox.display()))?;
+    messages.extend(
+        journalled
+            .into_iter()
+            .filter(|j| !placed.contains(&j.name))
+            .map(Message::Journalled),
+    );
+    messages.sort_by_key(Message::name);
+    Ok(messages)
+}
+
 /// A stored message's subject, read from its header block only.
-fn subject_of(file: &Path) -> String {
-    let mut head = Vec::with_capacity(8192);
-    let _ = std::fs::File::open(file).and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+fn subject_of(head: &[u8]) -> String {
+    let head = &head[..head.len().min(64 * 1024)];
     let end = head
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
+use super::journal;
 use super::name::mailbox_folder;
 
 /// A store failure, naming the mailbox.
@@ -73,6 +74,44 @@ struct Inner {
     locked: Mutex<HashSet<String>>,
     /// Bumped after every delivery or deletion, so waiters wake on facts, not timers.
     changes: watch::Sender<u64>,
+    /// Where small messages go first; `None` with `fsync`, where every
+    /// message is flushed into its own file before it is acknowledged.
+    journal: Option<Journal>,
+}
+
+/// The delivery journal of a store, and the thread that places its records.
+struct Journal {
+    path: PathBuf,
+    /// Held while appending. Lock order: `head`, then `tail`.
+    tail: Mutex<journal::Tail>,
+    /// Held while placing records, and while a mailbox is listed, so that
+    /// what a reader lists has its placement committed (a message deleted
+    /// after it was listed is never placed again after a crash).
+    head: Mutex<journal::Head>,
+    /// Records appended so far: the placing thread waits for it to stand
+    /// still for [`QUIET`] before it starts.
+    appended: AtomicU64,
+    /// Whether the placing thread sleeps until the next append.
+    sleeping: AtomicBool,
+    /// The placing thread, once started (`None`: it could not be).
+    worker: std::sync::OnceLock<Option<std::thread::Thread>>,
+}
+
+/// How long ingest must pause before records are placed in the background:
+/// while messages arrive, the CPU goes to the sessions.
+const QUIET: Duration = Duration::from_millis(2);
+/// Past this many octets waiting in the journal, records are placed even
+/// while ingest goes on, so the journal cannot grow without bound.
+const BACKLOG: u64 = 256 * 1024 * 1024;
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The placing thread holds only a weak reference: wake it to see
+        // the store is gone, and end.
+        if let Some(Some(thread)) = self.journal.as_ref().and_then(|j| j.worker.get()) {
+            thread.unpark();
+        }
+    }
 }
 
 /// Holds a mailbox open for one POP3 session; dropping it releases the mailbox
@@ -98,9 +137,27 @@ impl Mailstore {
     /// `fsync`, every delivery is flushed to the disk before it is
     /// acknowledged; without it, a delivery survives a crash of the process
     /// (the kernel has it) but not of the machine.
-    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> Mailstore {
+    ///
+    /// Without `fsync`, small messages go through the delivery journal
+    /// (see [`super::journal`]); what a previous run left in it is placed
+    /// in the Maildirs here, before anything reads them.
+    pub fn open(root: impl Into<PathBuf>, fsync: bool) -> io::Result<Mailstore> {
         let root = root.into();
-        Mailstore {
+        let journal = if fsync {
+            None
+        } else {
+            let path = journal::path_for(&root);
+            let (tail, head) = journal::open(&path)?;
+            Some(Journal {
+                path,
+                tail: Mutex::new(tail),
+                head: Mutex::new(head),
+                appended: AtomicU64::new(0),
+                sleeping: AtomicBool::new(false),
+                worker: std::sync::OnceLock::new(),
+            })
+        };
+        let store = Mailstore {
             inner: Arc::new(Inner {
                 root,
                 fsync,
@@ -109,8 +166,14 @@ impl Mailstore {
                 empty_path_link: AtomicBool::new(true),
                 locked: Mutex::new(HashSet::new()),
                 changes: watch::channel(0).0,
+                journal,
             }),
+        };
+        if let Some(journal) = &store.inner.journal {
+            let mut head = lock(&journal.head);
+            store.place_pending(journal, &mut head, usize::MAX)?;
         }
+        Ok(store)
     }
 
     /// The folder that holds `address`'s mail.
@@ -150,6 +213,9 @@ impl Mailstore {
     /// so the stored size is the size POP3 reports.
     pub fn deliver(&self, address: &str, message: &[u8]) -> Result<Delivered, StoreError> {
         let normalized = crlf(message);
+        if self.inner.journal.is_some() {
+            return self.append(address, &[&normalized]);
+        }
         self.write_new(address, normalized.len() as u64, |file| {
             file.write_all(&normalized)
         })
@@ -163,9 +229,140 @@ impl Mailstore {
         prefix: &[u8],
         body: &[u8],
     ) -> Result<Delivered, StoreError> {
+        if self.inner.journal.is_some() {
+            return self.append(address, &[prefix, body]);
+        }
         self.write_new(address, (prefix.len() + body.len()) as u64, |file| {
             write_all_vectored(file, prefix, body)
         })
+    }
+
+    /// Stores a message (`parts` in order) in the delivery journal: one
+    /// write and no file made, yet it survives the process being killed
+    /// from here on. Its Maildir file comes later, under the name chosen
+    /// now.
+    fn append(&self, address: &str, parts: &[&[u8]]) -> Result<Delivered, StoreError> {
+        let journal = self.inner.journal.as_ref().expect("called with a journal");
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        let folder = mailbox_folder(address);
+        let uid = self.unique_id();
+        let name = format!("{uid},S={size}");
+        journal::append(
+            &journal.path,
+            &mut lock(&journal.tail),
+            &folder,
+            &name,
+            parts,
+        )
+        .map_err(|source| StoreError::Io {
+            mailbox: address.to_string(),
+            source,
+        })?;
+        journal.appended.fetch_add(1, Ordering::SeqCst);
+        self.wake_placer(journal);
+        self.inner.changes.send_modify(|n| *n += 1);
+        let path = self.inner.root.join(&folder).join("new").join(&name);
+        Ok(Delivered { uid, path })
+    }
+
+    /// Makes sure the placing thread runs, and wakes it if it sleeps.
+    fn wake_placer(&self, journal: &Journal) {
+        let worker = journal.worker.get_or_init(|| {
+            let weak = Arc::downgrade(&self.inner);
+            let spawned = std::thread::Builder::new()
+                .name("mail-journal".into())
+                .spawn(move || place_in_background(weak));
+            match spawned {
+                Ok(handle) => Some(handle.thread().clone()),
+                Err(e) => {
+                    // Readers still place what they list: nothing is lost.
+                    tracing::warn!("cannot start the journal thread: {e}");
+                    None
+                }
+            }
+        });
+        if journal.sleeping.swap(false, Ordering::SeqCst) {
+            if let Some(thread) = worker {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Places up to `limit` records waiting in the journal into their
+    /// Maildirs and commits how far it got; returns how many it placed.
+    /// The caller holds `head`. When the journal is then empty, it is cut
+    /// back to its header.
+    fn place_pending(
+        &self,
+        journal: &Journal,
+        head: &mut journal::Head,
+        limit: usize,
+    ) -> io::Result<usize> {
+        let end = lock(&journal.tail).end;
+        if head.done >= end {
+            return Ok(0);
+        }
+        head.ensure_open(&journal.path)?;
+        let mut at = head.done;
+        let mut placed = 0;
+        while placed < limit {
+            let Some(record) = journal::read_record(head, at, end)? else {
+                break;
+            };
+            let body = journal::read_body(head, &record)?;
+            let dir = self.inner.root.join(&record.folder);
+            match self.write_named(&dir, &record.name, |file| file.write_all(&body)) {
+                Ok(()) => {}
+                // Placed before a crash, whose commit did not happen.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    head.commit(at)?;
+                    return Err(e);
+                }
+            }
+            at = record.next;
+            placed += 1;
+        }
+        let mut tail = lock(&journal.tail);
+        if at >= tail.end {
+            head.reset(&mut tail)?;
+        } else {
+            drop(tail);
+            head.commit(at)?;
+        }
+        Ok(placed)
+    }
+
+    /// Places every record waiting in the journal, holding the journal
+    /// until the returned guard is dropped (nothing is placed meanwhile).
+    fn settle(&self) -> io::Result<Option<std::sync::MutexGuard<'_, journal::Head>>> {
+        let Some(journal) = &self.inner.journal else {
+            return Ok(None);
+        };
+        let mut head = lock(&journal.head);
+        self.place_pending(journal, &mut head, usize::MAX)?;
+        Ok(Some(head))
+    }
+
+    /// Places what the journal holds now, for up to `within`: at a clean
+    /// stop, so the Maildirs are complete for whoever reads them next.
+    /// Returns whether everything was placed; what is left is placed at
+    /// the next [`Mailstore::open`].
+    pub fn flush_journal(&self, within: Duration) -> io::Result<bool> {
+        let Some(journal) = &self.inner.journal else {
+            return Ok(true);
+        };
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mut head = lock(&journal.head);
+            self.place_pending(journal, &mut head, 256)?;
+            if head.done >= lock(&journal.tail).end {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+        }
     }
 
     /// Stores `prefix` (trace fields) followed by the `body_size` octets of
@@ -203,18 +400,32 @@ impl Mailstore {
         let dir = self.mailbox_path(address);
         let uid = self.unique_id();
         let name = format!("{uid},S={size}");
+        self.write_named(&dir, &name, write).map_err(err)?;
+        self.inner.changes.send_modify(|n| *n += 1);
         let new = dir.join("new").join(&name);
+        Ok(Delivered { uid, path: new })
+    }
+
+    /// Writes a message named `name` into the Maildir `dir` with `write`
+    /// (see [`Mailstore::write_new`]). `AlreadyExists` when `new/` has it.
+    fn write_named(
+        &self,
+        dir: &Path,
+        name: &str,
+        write: impl FnOnce(&mut fs::File) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let new = dir.join("new").join(name);
         // The folders exist after the first delivery: create them only when needed,
         // which saves three lookups a message.
-        let mut draft = match self.draft(&dir, &name) {
+        let mut draft = match self.draft(dir, name) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // `tmp/` last: whoever finds `tmp/` may rely on `new/` and `cur/`.
                 for sub in ["new", "cur", "tmp"] {
-                    fs::create_dir_all(dir.join(sub)).map_err(err)?;
+                    fs::create_dir_all(dir.join(sub))?;
                 }
-                self.draft(&dir, &name).map_err(err)?
+                self.draft(dir, name)?
             }
-            other => other.map_err(err)?,
+            other => other?,
         };
         let written = write(draft.file()).and_then(|_| {
             if self.inner.fsync {
@@ -225,26 +436,23 @@ impl Mailstore {
         });
         if let Err(e) = written {
             draft.discard();
-            return Err(err(e));
+            return Err(e);
         }
         if let Err(e) = self.publish(&mut draft, &new) {
             // `new/` removed by hand while we run: make it again, once.
             if e.kind() != io::ErrorKind::NotFound || fs::create_dir_all(dir.join("new")).is_err() {
                 draft.discard();
-                return Err(err(e));
+                return Err(e);
             }
             if let Err(e) = self.publish(&mut draft, &new) {
                 draft.discard();
-                return Err(err(e));
+                return Err(e);
             }
         }
         if self.inner.fsync {
-            fs::File::open(dir.join("new"))
-                .and_then(|d| d.sync_all())
-                .map_err(err)?;
+            fs::File::open(dir.join("new")).and_then(|d| d.sync_all())?;
         }
-        self.inner.changes.send_modify(|n| *n += 1);
-        Ok(Delivered { uid, path: new })
+        Ok(())
     }
 
     /// A file to write a new message into, in `dir`'s `tmp/`.
@@ -365,6 +573,9 @@ impl Mailstore {
             mailbox: address.to_string(),
             source,
         };
+        // Whatever the journal holds reaches its Maildir first; the journal
+        // stays held while listing (see `Journal::head`).
+        let _placed = self.settle().map_err(err)?;
         let mut all = Vec::new();
         for sub in ["cur", "new"] {
             match list_dir(&dir.join(sub)) {
@@ -466,6 +677,66 @@ impl Mailstore {
     /// A receiver that changes after every delivery or deletion.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
+    }
+}
+
+/// Locks a `std` mutex, whether or not a thread panicked holding it (the
+/// data it guards is consistent between statements).
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The placing thread: sleeps until records wait, lets ingest pause for
+/// [`QUIET`] (or the backlog pass [`BACKLOG`]), then places them a batch at
+/// a time. It ends when the store is dropped.
+fn place_in_background(weak: std::sync::Weak<Inner>) {
+    const BATCH: usize = 256;
+    let upgrade = || weak.upgrade().map(|inner| Mailstore { inner });
+    loop {
+        let Some(store) = upgrade() else {
+            return;
+        };
+        let journal = store
+            .inner
+            .journal
+            .as_ref()
+            .expect("spawned with a journal");
+        let seen = journal.appended.load(Ordering::SeqCst);
+        let done = lock(&journal.head).done;
+        let end = lock(&journal.tail).end;
+        if done >= end {
+            journal.sleeping.store(true, Ordering::SeqCst);
+            // An append after this check finds `sleeping` set and unparks
+            // us, so `park` returns at once; one before it changed `appended`.
+            if journal.appended.load(Ordering::SeqCst) == seen {
+                drop(store);
+                std::thread::park();
+            } else {
+                journal.sleeping.store(false, Ordering::SeqCst);
+            }
+            continue;
+        }
+        drop(store);
+        std::thread::park_timeout(QUIET);
+        let Some(store) = upgrade() else {
+            return;
+        };
+        let journal = store
+            .inner
+            .journal
+            .as_ref()
+            .expect("spawned with a journal");
+        if journal.appended.load(Ordering::SeqCst) != seen && end - done < BACKLOG {
+            continue;
+        }
+        let placed = store.place_pending(journal, &mut lock(&journal.head), BATCH);
+        if let Err(e) = placed {
+            // Readers place what they list and report the error themselves;
+            // try again later rather than spin on a full disk.
+            tracing::warn!("placing journalled mail: {e}");
+            drop(store);
+            std::thread::park_timeout(Duration::from_secs(1));
+        }
     }
 }
 
@@ -682,7 +953,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Mailstore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Mailstore::open(dir.path().join("mail"), false);
+        let store = Mailstore::open(dir.path().join("mail"), false).unwrap();
         (dir, store)
     }
 
@@ -800,6 +1071,7 @@ mod tests {
     fn a_new_folder_removed_by_hand_is_made_again() {
         let (_d, store) = store();
         store.deliver("a@b.c", b"x\r\n").unwrap();
+        store.flush_journal(Duration::from_secs(10)).unwrap();
         fs::remove_dir_all(store.mailbox_path("a@b.c").join("new")).unwrap();
         store.deliver("a@b.c", b"y\r\n").unwrap();
         assert_eq!(store.count("a@b.c"), 1);
@@ -809,6 +1081,7 @@ mod tests {
     fn leftover_tmp_files_are_cleaned() {
         let (_d, store) = store();
         store.deliver("bob@gmail.com", b"x\r\n").unwrap();
+        store.flush_journal(Duration::from_secs(10)).unwrap();
         let tmp = store.mailbox_path("bob@gmail.com").join("tmp");
         fs::write(tmp.join("half"), b"half a message").unwrap();
         assert_eq!(store.clean_tmp().unwrap(), 1);
@@ -867,14 +1140,86 @@ mod tests {
     #[test]
     fn uids_survive_reopening_a_store() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Mailstore::open(dir.path(), false);
+        let first = Mailstore::open(dir.path(), false).unwrap();
         first.deliver("a@b.c", b"x\r\n").unwrap();
         let before = first.messages("a@b.c").unwrap();
-        let second = Mailstore::open(dir.path(), false);
+        let second = Mailstore::open(dir.path(), false).unwrap();
         second.deliver("a@b.c", b"y\r\n").unwrap();
         let after = second.messages("a@b.c").unwrap();
         assert_eq!(after[0].uid, before[0].uid);
         assert_ne!(after[1].uid, before[0].uid);
+    }
+
+    #[test]
+    fn a_journalled_message_is_listed_at_once_and_placed_in_the_background() {
+        let (_d, store) = store();
+        let delivered = store.deliver("a@b.c", b"Subject: j\r\n\r\nx\r\n").unwrap();
+        // No reader asks: the placing thread makes the file once ingest pauses.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !delivered.path.exists() {
+            assert!(std::time::Instant::now() < deadline, "never placed");
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        assert_eq!(
+            fs::read(&delivered.path).unwrap(),
+            b"Subject: j\r\n\r\nx\r\n"
+        );
+        let journal = journal::path_for(store.root());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while fs::metadata(&journal).unwrap().len() != journal::HEADER_LEN {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "journal never emptied"
+            );
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn what_a_killed_run_left_in_the_journal_is_placed_once_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("mail");
+        let path = journal::path_for(&root);
+        // A run killed with three records appended, the first one already
+        // placed and then deleted by a POP3 client, its commit written.
+        let (mut tail, mut head) = journal::open(&path).unwrap();
+        for (name, body) in [("1,S=3", "one"), ("2,S=3", "two"), ("3,S=5", "three")] {
+            journal::append(&path, &mut tail, "a@b.c", name, &[body.as_bytes()]).unwrap();
+        }
+        head.ensure_open(&path).unwrap();
+        let first = journal::read_record(&head, head.done, tail.end)
+            .unwrap()
+            .unwrap();
+        head.commit(first.next).unwrap();
+        // ...and the second placed, but killed before its commit.
+        let new = root.join("a@b.c").join("new");
+        fs::create_dir_all(&new).unwrap();
+        fs::write(new.join("2,S=3"), b"two").unwrap();
+        let store = Mailstore::open(&root, false).unwrap();
+        let listed: Vec<_> = store
+            .messages("a@b.c")
+            .unwrap()
+            .iter()
+            .map(|m| (m.uid.clone(), fs::read_to_string(&m.path).unwrap()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("2".to_string(), "two".to_string()),
+                ("3".into(), "three".into())
+            ],
+            "the deleted one stays deleted; none twice"
+        );
+        assert_eq!(fs::metadata(&path).unwrap().len(), journal::HEADER_LEN);
+    }
+
+    #[test]
+    fn with_fsync_every_message_gets_its_file_before_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Mailstore::open(dir.path().join("mail"), true).unwrap();
+        let delivered = store.deliver("a@b.c", b"x\r\n").unwrap();
+        assert!(delivered.path.exists());
+        assert!(!journal::path_for(store.root()).exists());
     }
 
     #[test]

@@ -5,12 +5,14 @@
 //! that cannot escape their folder, write-then-rename, stable unique ids) hold
 //! for every reader and writer.
 
+mod journal;
 mod lock;
 mod maildir;
 mod name;
 mod queue;
 mod spool;
 
+pub use journal::{pending as journalled, Journalled};
 pub use lock::{DataDirLock, LockError};
 pub use maildir::{Delivered, MailboxLock, Mailstore, StoreError, StoredMessage};
 pub use name::mailbox_folder;

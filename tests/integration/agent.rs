@@ -514,6 +514,52 @@ async fn send_with_headers_raw_data_and_mixed_recipients() {
     net.stop().await;
 }
 
+/// A message acknowledged but still in the server's delivery journal (the
+/// server was killed before making its Maildir file) is shown by `inspect`
+/// like the others, and once only when its file exists too.
+#[test]
+fn inspect_shows_mail_still_in_the_delivery_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mail = dir.path().join("gmail.com/mail");
+    let placed = mail.join("bob@gmail.com/new");
+    std::fs::create_dir_all(&placed).unwrap();
+    let first = "Subject: placed\r\n\r\nx\r\n";
+    let second = "Subject: journalled\r\n\r\ny\r\n";
+    std::fs::write(placed.join("1,S=22"), first).unwrap();
+    // The journal's format: a header saying how far records are placed
+    // (0x28: none), then `M <size> <name> <folder>` lines, each followed by
+    // the message. The first record is placed already, its commit lost.
+    let mut journal = b"mailnet-journal 1 done=0000000000000028\n".to_vec();
+    for (name, folder, body) in [
+        ("1,S=22", "bob@gmail.com", first),
+        ("2,S=26", "bob@gmail.com", second),
+        ("3,S=26", "alice@gmail.com", second),
+    ] {
+        journal.extend_from_slice(format!("M {} {name} {folder}\n{body}", body.len()).as_bytes());
+    }
+    std::fs::write(mail.join(".deliveries"), journal).unwrap();
+    let (ok, stdout, stderr) = mailnet(&["inspect", dir.path().to_str().unwrap()], b"");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("  alice@gmail.com: 1 message, 26 octets\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  bob@gmail.com: 2 messages, 48 octets\n"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("octets  placed\n"), "{stdout}");
+    assert!(stdout.contains("octets  journalled\n"), "{stdout}");
+    let bob = mail.join("bob@gmail.com");
+    let (ok, stdout, stderr) = mailnet(&["inspect", bob.to_str().unwrap()], b"");
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("== message 2 (2,S=26, in the delivery journal)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("== message 3"), "{stdout}");
+}
+
 /// `inspect DATA_DIR` lists every server, mailbox and message with sizes
 /// and subjects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
