@@ -64,6 +64,9 @@ struct Inner {
     root: PathBuf,
     fsync: bool,
     seq: AtomicU64,
+    /// This process's id, in every message's name (read once: `getpid` is a
+    /// system call each time).
+    pid: u32,
     /// Whether new messages are written as unnamed files (`O_TMPFILE`);
     /// cleared the first time the filesystem refuses one.
     unnamed: AtomicBool,
@@ -162,6 +165,7 @@ impl Mailstore {
                 root,
                 fsync,
                 seq: AtomicU64::new(0),
+                pid: std::process::id(),
                 unnamed: AtomicBool::new(true),
                 empty_path_link: AtomicBool::new(true),
                 locked: Mutex::new(HashSet::new()),
@@ -530,7 +534,7 @@ impl Mailstore {
             .unwrap_or(Duration::ZERO)
             .as_nanos();
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{nanos:020}.P{}Q{seq}.mailnet", std::process::id())
+        format!("{nanos:020}.P{}Q{seq}.mailnet", self.inner.pid)
     }
 
     /// Moves a message from `new/` to `cur/` (flagged seen, as Maildir readers
