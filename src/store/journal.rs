@@ -156,7 +156,14 @@ pub fn append(
     parts: &[&[u8]],
 ) -> io::Result<()> {
     let size: usize = parts.iter().map(|p| p.len()).sum();
-    let line = format!("M {size} {name} {folder}\n");
+    let mut line = String::with_capacity(name.len() + folder.len() + 24);
+    line.push_str("M ");
+    super::name::push_decimal(&mut line, size as u64, 0);
+    line.push(' ');
+    line.push_str(name);
+    line.push(' ');
+    line.push_str(folder);
+    line.push('\n');
     if tail.file.is_none() {
         tail.file = Some(create(path)?);
         tail.end = tail.end.max(HEADER_LEN);

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::journal;
-use super::name::mailbox_folder;
+use super::name::{mailbox_folder, push_decimal};
 
 /// A store failure, naming the mailbox.
 #[derive(Debug, thiserror::Error)]
@@ -250,7 +250,7 @@ impl Mailstore {
         let size: usize = parts.iter().map(|p| p.len()).sum();
         let folder = mailbox_folder(address);
         let uid = self.unique_id();
-        let name = format!("{uid},S={size}");
+        let name = Self::file_name(&uid, size as u64);
         journal::append(
             &journal.path,
             &mut lock(&journal.tail),
@@ -265,7 +265,12 @@ impl Mailstore {
         journal.appended.fetch_add(1, Ordering::SeqCst);
         self.wake_placer(journal);
         self.inner.changes.send_modify(|n| *n += 1);
-        let path = self.inner.root.join(&folder).join("new").join(&name);
+        let root = self.inner.root.as_os_str();
+        let mut path = PathBuf::with_capacity(root.len() + folder.len() + name.len() + 8);
+        path.push(root);
+        path.push(&folder);
+        path.push("new");
+        path.push(&name);
         Ok(Delivered { uid, path })
     }
 
@@ -403,7 +408,7 @@ impl Mailstore {
         };
         let dir = self.mailbox_path(address);
         let uid = self.unique_id();
-        let name = format!("{uid},S={size}");
+        let name = Self::file_name(&uid, size);
         self.write_named(&dir, &name, write).map_err(err)?;
         self.inner.changes.send_modify(|n| *n += 1);
         let new = dir.join("new").join(&name);
@@ -528,13 +533,33 @@ impl Mailstore {
         }
     }
 
+    /// `<nanoseconds since 1970, 20 digits>.P<pid>Q<sequence>.mailnet`.
     fn unique_id(&self) -> String {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO)
             .as_nanos();
+        // u64 nanoseconds last until 2554; u128 formatting is slow.
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{nanos:020}.P{}Q{seq}.mailnet", self.inner.pid)
+        let mut id = String::with_capacity(64);
+        push_decimal(&mut id, nanos, 20);
+        id.push_str(".P");
+        push_decimal(&mut id, self.inner.pid.into(), 0);
+        id.push('Q');
+        push_decimal(&mut id, seq, 0);
+        id.push_str(".mailnet");
+        id
+    }
+
+    /// A message's file name: its unique id and its size (`,S=`), so a
+    /// listing needs no `stat`.
+    fn file_name(uid: &str, size: u64) -> String {
+        let mut name = String::with_capacity(uid.len() + 24);
+        name.push_str(uid);
+        name.push_str(",S=");
+        push_decimal(&mut name, size, 0);
+        name
     }
 
     /// Moves a message from `new/` to `cur/` (flagged seen, as Maildir readers
