@@ -369,6 +369,9 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
         for _ in 0..count {
             store.deliver(user, &message)?;
         }
+        // Into their Maildir files now, so the login below measures a
+        // listing, not the making of the files.
+        store.flush_journal(Duration::MAX)?;
         let password = gmail
             .host
             .config()
@@ -402,6 +405,7 @@ async fn pop3(messages: usize, size: usize, login_messages: usize) -> anyhow::Re
     for _ in 0..login_messages {
         store.deliver(user, &small)?;
     }
+    store.flush_journal(Duration::MAX)?;
     let (mut client, _) =
         Pop3Client::connect(gmail.addr(Service::Pop3), Duration::from_secs(60)).await?;
     client.command(&format!("USER {user}")).await?;

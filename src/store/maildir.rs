@@ -361,14 +361,14 @@ impl Mailstore {
         let Some(journal) = &self.inner.journal else {
             return Ok(true);
         };
-        let deadline = std::time::Instant::now() + within;
+        let deadline = std::time::Instant::now().checked_add(within);
         loop {
             let mut head = lock(&journal.head);
             self.place_pending(journal, &mut head, 256)?;
             if head.done >= lock(&journal.tail).end {
                 return Ok(true);
             }
-            if std::time::Instant::now() >= deadline {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                 return Ok(false);
             }
         }
