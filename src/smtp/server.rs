@@ -113,6 +113,7 @@ impl Protocol for SmtpProtocol {
                     if let Ok(spool) = self.spool.get_or_insert_with(|| host.spool()) {
                         spool.append(&part);
                     }
+                    self.session.recycle(part);
                 }
                 Event::Discard(reply) => {
                     self.spool = None;

@@ -118,6 +118,11 @@ pub struct Session {
     /// wait for it): the session greets with `554` and serves nothing but
     /// `QUIT`, as RFC 5321 §3.1 says of a `554` greeting.
     no_service: bool,
+    /// The memory of a message part already written, handed back by
+    /// [`Session::recycle`] for the next part to be decoded into.
+    spare: Vec<u8>,
+    /// The memory of the last message's preview, for the next one's.
+    spare_preview: Vec<u8>,
 }
 
 impl Session {
@@ -138,6 +143,8 @@ impl Session {
             relay_from: None,
             pending: VecDeque::new(),
             no_service: false,
+            spare: Vec::new(),
+            spare_preview: Vec::new(),
         }
     }
 
@@ -345,6 +352,9 @@ impl Session {
             match &mut self.state {
                 State::Closed | State::AwaitingDelivery => return None,
                 State::Data(reader) => {
+                    if reader.needs_buffer() && self.spare.capacity() > 0 {
+                        reader.give_buffer(std::mem::take(&mut self.spare));
+                    }
                     let used = reader.feed(&self.input);
                     let decoded = reader.take_decoded();
                     match used {
@@ -387,6 +397,14 @@ impl Session {
                     }
                 }
             }
+        }
+    }
+
+    /// Hands back a part of [`Event::Body`] once it is written: its memory
+    /// decodes the next part (one buffer of a bounded size is kept).
+    pub fn recycle(&mut self, part: Vec<u8>) {
+        if part.capacity() <= super::data::MAX_ROOM && part.capacity() > self.spare.capacity() {
+            self.spare = part;
         }
     }
 
@@ -799,7 +817,9 @@ impl Session {
         } else {
             usize::MAX
         };
-        self.state = State::Data(DataReader::new(policy.max_message_size as u64, max_line));
+        let mut reader = DataReader::new(policy.max_message_size as u64, max_line);
+        reader.give_preview_buffer(std::mem::take(&mut self.spare_preview));
+        self.state = State::Data(reader);
         self.reply(Reply::plain(
             354,
             "Start mail input; end with <CRLF>.<CRLF>",
@@ -830,6 +850,7 @@ impl Session {
         };
         self.transcript
             .extend(abbreviate(&facts.preview, facts.lines, facts.size));
+        self.spare_preview = facts.preview;
         let hops = facts.received;
         if hops > self.ctx.server.policy.max_hops {
             return Event::Discard(self.record(Reply::new(
