@@ -95,6 +95,14 @@ pub trait Protocol: Send {
     /// Transcript lines recorded since the last call.
     fn take_transcript(&mut self) -> Vec<Line>;
 
+    /// Writes the transcript lines recorded since the last call to `log`
+    /// as session `name`. A protocol that records into a buffer it keeps
+    /// can hand it over to be drained, rather than give up its memory at
+    /// every reply.
+    fn log_transcript(&mut self, log: &TranscriptLog, name: &str) {
+        log.write(name, self.take_transcript());
+    }
+
     /// Whether the client is sending a message, which may take longer
     /// than one command as long as it keeps the minimum rate.
     fn receiving_message(&self) -> bool {
@@ -291,9 +299,7 @@ where
     let mut deadline = Deadline::new(&limits);
     loop {
         let flow = protocol.advance(&mut out).await;
-        transcript
-            .log
-            .write(&transcript.name, protocol.take_transcript());
+        protocol.log_transcript(transcript.log, &transcript.name);
         let answered = !out.is_empty();
         if let Some(recording) = &mut transcript.recording {
             recording.server(&out.bytes);
@@ -338,9 +344,7 @@ where
         }
     }
     // The farewell: logged, then sent with a short deadline whatever happens.
-    transcript
-        .log
-        .write(&transcript.name, protocol.take_transcript());
+    protocol.log_transcript(transcript.log, &transcript.name);
     if let Some(recording) = &mut transcript.recording {
         recording.server(&out.bytes);
     }

@@ -51,6 +51,9 @@ pub async fn serve(
     .await
 }
 
+/// The transcript buffer a session keeps between replies, in lines.
+const KEPT_TRANSCRIPT_LINES: usize = 64;
+
 /// SMTP as the session loop drives it.
 pub struct SmtpProtocol {
     session: Session,
@@ -171,6 +174,16 @@ impl Protocol for SmtpProtocol {
 
     fn take_transcript(&mut self) -> Vec<Line> {
         self.session.take_transcript()
+    }
+
+    fn log_transcript(&mut self, log: &crate::transcript::TranscriptLog, name: &str) {
+        let lines = self.session.transcript_mut();
+        log.write_drain(name, lines);
+        // A burst of pipelined commands may have grown it; keep what a
+        // usual exchange needs.
+        if lines.capacity() > KEPT_TRANSCRIPT_LINES {
+            *lines = Vec::new();
+        }
     }
 
     fn receiving_message(&self) -> bool {

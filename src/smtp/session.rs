@@ -337,6 +337,13 @@ impl Session {
         std::mem::take(&mut self.transcript)
     }
 
+    /// The transcript lines recorded since they were last taken or
+    /// drained, to be drained in place (the buffer keeps its memory for
+    /// the next lines).
+    pub fn transcript_mut(&mut self) -> &mut Vec<Line> {
+        &mut self.transcript
+    }
+
     /// Hands received bytes to the session.
     pub fn push(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
