@@ -84,13 +84,18 @@ pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
 /// The transcript lines for a message of `lines` lines and `size` octets
 /// that begins with `preview`: its first four lines, then a count of the rest.
 pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
-    let text = String::from_utf8_lossy(preview);
-    let mut out: Vec<Line> = text.lines().take(4).map(Line::client).collect();
+    // A preview is nearly always valid UTF-8, then read where it is.
+    let text = match std::str::from_utf8(preview) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(preview),
+    };
+    let mut out: Vec<Line> = Vec::with_capacity(6);
+    out.extend(text.lines().take(4).map(Line::client));
     if lines > 4 {
-        out.push(Line::client(format!(
-            "[... {} more lines, {size} octets in all]",
-            lines - 4
-        )));
+        let (more, size) = ((lines - 4).to_string(), size.to_string());
+        out.push(Line::client(
+            ["[... ", &more, " more lines, ", &size, " octets in all]"].concat(),
+        ));
     }
     out.push(Line::client("."));
     out

@@ -440,7 +440,11 @@ impl Session {
         self.state = State::Command;
         self.tx = None;
         match outcome {
-            Ok(id) => self.record(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
+            Ok(id) => self.record(Reply::new(
+                250,
+                "2.0.0",
+                ["Ok: queued as ", id.as_str()].concat(),
+            )),
             Err(error) => self.record(Reply::new(
                 451,
                 "4.3.0",
@@ -460,27 +464,31 @@ impl Session {
 
     /// Handles one complete line (with its line end) outside DATA.
     fn line(&mut self, raw: &[u8]) -> Option<Event> {
-        let text = String::from_utf8_lossy(raw);
-        let text = text.trim_end_matches(['\r', '\n']).to_string();
+        // Commands are nearly always valid UTF-8, and then borrowed as they are.
+        let decoded = match std::str::from_utf8(raw) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
+        let text = decoded.trim_end_matches(['\r', '\n']);
         match std::mem::replace(&mut self.state, State::Command) {
             State::AuthLogin { user } => {
                 self.transcript.push(Line::client(if user.is_some() {
                     "[password]".into()
                 } else {
-                    text.clone()
+                    text.to_string()
                 }));
-                return Some(self.auth_login_step(user, &text));
+                return Some(self.auth_login_step(user, text));
             }
             State::AuthPlain => {
                 self.transcript.push(Line::client("[credentials]"));
-                return Some(self.auth_plain(&text));
+                return Some(self.auth_plain(text));
             }
             _ => {}
         }
         self.transcript
-            .push(Line::client(without_credentials(&text)));
+            .push(Line::client(without_credentials(text)));
         if self.no_service {
-            return Some(self.without_service(&text));
+            return Some(self.without_service(text));
         }
         if text.is_empty() {
             return Some(self.reply(Reply::new(
@@ -491,9 +499,9 @@ impl Session {
         }
 
         if self.ctx.server.policy.strict {
-            match strict::check(&text) {
+            match strict::check(text) {
                 Verdict::Ok => {}
-                Verdict::Unrecognized => return Some(self.unrecognized(&text)),
+                Verdict::Unrecognized => return Some(self.unrecognized(text)),
                 Verdict::BadArgument(what) => {
                     return Some(self.reply(Reply::new(
                         501,
@@ -506,7 +514,7 @@ impl Session {
 
         let request = match Request::parse(&mut raw.iter()) {
             Ok(request) => request,
-            Err(error) => return Some(self.parse_error(error, &text)),
+            Err(error) => return Some(self.parse_error(error, text)),
         };
         let event = match request {
             Request::Helo { host } => {
@@ -518,7 +526,7 @@ impl Session {
                 None => {
                     // smtp-proto wraps a SIZE too large for usize; read it from
                     // the text, where any run of digits compares correctly.
-                    let size = declared_size(&text).unwrap_or(from.size);
+                    let size = declared_size(text).unwrap_or(from.size);
                     let body = Body {
                         eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
                         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
@@ -532,11 +540,16 @@ impl Session {
                 if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
                     self.unadvertised("NOTIFY/ORCPT (DSN) or RRVS")
                 } else {
-                    self.faulted(Point::Rcpt, &[&to.address], |s| s.rcpt(&to.address, &text))
+                    self.faulted(Point::Rcpt, &[&to.address], |s| s.rcpt(&to.address, text))
                 }
             }
             Request::Data => {
-                let recipients = self.recipients();
+                // Only a fault matches recipients: without one, they are not copied.
+                let recipients = if self.ctx.faults.is_empty() {
+                    Vec::new()
+                } else {
+                    self.recipients()
+                };
                 let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
                 self.faulted(Point::Data, &recipients, |s| s.data())
             }
@@ -755,7 +768,11 @@ impl Session {
             local: Vec::new(),
             remote: Vec::new(),
         });
-        self.reply(Reply::new(250, "2.1.0", format!("Sender <{from}> OK")))
+        self.reply(Reply::new(
+            250,
+            "2.1.0",
+            ["Sender <", from, "> OK"].concat(),
+        ))
     }
 
     fn rcpt(&mut self, to: &str, text: &str) -> Event {
@@ -795,14 +812,18 @@ impl Session {
                 if !tx.local.iter().any(|r| r.eq_ignore_ascii_case(to)) {
                     tx.local.push(to.to_string());
                 }
-                Reply::new(250, "2.1.5", format!("Recipient <{to}> OK"))
+                Reply::new(250, "2.1.5", ["Recipient <", to, "> OK"].concat())
             }
         } else if tx.submission {
             let tx = self.tx.as_mut().expect("checked above");
             if !tx.remote.iter().any(|r| r.eq_ignore_ascii_case(to)) {
                 tx.remote.push(to.to_string());
             }
-            Reply::new(250, "2.1.5", format!("Recipient <{to}> OK, will relay"))
+            Reply::new(
+                250,
+                "2.1.5",
+                ["Recipient <", to, "> OK, will relay"].concat(),
+            )
         } else {
             Reply::new(554, "5.7.1", format!("<{to}>: Relay access denied"))
         };
