@@ -90,15 +90,45 @@ pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
         Err(_) => String::from_utf8_lossy(preview),
     };
     let mut out: Vec<Line> = Vec::with_capacity(6);
-    out.extend(text.lines().take(4).map(Line::client));
+    // `text.lines().take(4)`, with the line ends found by memchr.
+    let mut rest: &str = &text;
+    while out.len() < 4 && !rest.is_empty() {
+        let (line, next) = match crate::wire::find_byte(b'\n', rest.as_bytes()) {
+            Some(lf) => {
+                let line = &rest[..lf];
+                (line.strip_suffix('\r').unwrap_or(line), &rest[lf + 1..])
+            }
+            None => (rest, ""),
+        };
+        out.push(Line::client(line));
+        rest = next;
+    }
     if lines > 4 {
-        let (more, size) = ((lines - 4).to_string(), size.to_string());
-        out.push(Line::client(
-            ["[... ", &more, " more lines, ", &size, " octets in all]"].concat(),
-        ));
+        let mut count = String::with_capacity(64);
+        count.push_str("[... ");
+        push_number(&mut count, lines - 4);
+        count.push_str(" more lines, ");
+        push_number(&mut count, size);
+        count.push_str(" octets in all]");
+        out.push(Line::client(count));
     }
     out.push(Line::client("."));
     out
+}
+
+/// Appends `n` in decimal, as `to_string` writes it.
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Where a server's finished and ongoing transcripts go: a log file per
@@ -291,7 +321,7 @@ impl TranscriptLog {
             return;
         }
         let now = SystemTime::now();
-        let mut text = String::new();
+        let mut text: Vec<u8> = Vec::new();
         {
             let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             let entry = match active.get_mut(session) {
@@ -303,36 +333,43 @@ impl TranscriptLog {
             let room = SESSION_LOG_LINES.saturating_sub(logged_before).min(count);
             if room > 0 {
                 let clock = crate::date::clock_digits(now);
-                let clock = std::str::from_utf8(&clock).unwrap_or_default();
                 let fixed = self.server.len() + session.len() + clock.len() + 9;
                 let size: usize = lines[..room]
                     .iter()
                     .map(|line| fixed + line.text.len().min(LINE_TEXT + 32))
                     .sum();
                 text.reserve(size);
-                for line in &lines[..room] {
-                    let clipped = clipped(&line.text);
-                    for piece in [
-                        "[",
-                        &self.server,
-                        " ",
-                        session,
-                        "] ",
-                        clock,
-                        line.dir.prefix(),
-                        &clipped,
-                        "\n",
-                    ] {
-                        text.push_str(piece);
+                // `[server session] time`, the same for every line of the
+                // call: written once, then copied.
+                for piece in [
+                    b"[",
+                    self.server.as_bytes(),
+                    b" ",
+                    session.as_bytes(),
+                    b"] ",
+                ] {
+                    text.extend_from_slice(piece);
+                }
+                text.extend_from_slice(&clock);
+                let stamp = text.len();
+                for (i, line) in lines[..room].iter().enumerate() {
+                    if i > 0 {
+                        text.extend_from_within(..stamp);
                     }
+                    text.extend_from_slice(line.dir.prefix().as_bytes());
+                    text.extend_from_slice(clipped(&line.text).as_bytes());
+                    text.push(b'\n');
                 }
             }
             entry.logged = (logged_before + count).min(SESSION_LOG_LINES + 1);
             if logged_before <= SESSION_LOG_LINES && entry.logged > SESSION_LOG_LINES {
-                text.push_str(&format!(
-                    "[{} {session}] ... further lines of this session are not logged\n",
-                    self.server
-                ));
+                text.extend_from_slice(
+                    format!(
+                        "[{} {session}] ... further lines of this session are not logged\n",
+                        self.server
+                    )
+                    .as_bytes(),
+                );
             }
             for line in lines.drain(..) {
                 if entry.lines.len() == SESSION_LINES {
@@ -352,7 +389,7 @@ impl TranscriptLog {
         }
         if self.live {
             use std::io::Write;
-            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            let _ = std::io::stdout().lock().write_all(&text);
         }
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if file.is_none() {
@@ -379,7 +416,7 @@ impl TranscriptLog {
                     }
                 }
             }
-            if open.writer.write_all(text.as_bytes()).is_ok() {
+            if open.writer.write_all(&text).is_ok() {
                 open.bytes += text.len() as u64;
             }
         }
@@ -446,6 +483,68 @@ impl TranscriptLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_shows_what_str_lines_would_show() {
+        for preview in [
+            &b""[..],
+            b"a",
+            b"a\r\nb\nc\r\r\nd\re\r\nf\r\n",
+            b"\n\n\r\n\nx",
+            b"one\r\ntwo\r\n\xff\xfe three\r\nfour\r",
+            "Subject: é\r\n\r\nbody".as_bytes(),
+        ] {
+            for (lines, size) in [(0u64, 0u64), (4, 10), (5, 1234), (u64::MAX, u64::MAX)] {
+                let text = String::from_utf8_lossy(preview);
+                let mut want: Vec<Line> = text.lines().take(4).map(Line::client).collect();
+                if lines > 4 {
+                    want.push(Line::client(format!(
+                        "[... {} more lines, {size} octets in all]",
+                        lines - 4
+                    )));
+                }
+                want.push(Line::client("."));
+                assert_eq!(abbreviate(preview, lines, size), want, "{preview:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_logged_line_has_the_server_session_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("smtp.log");
+        let log = TranscriptLog::open("gmail.com", Some(&path), false);
+        let long = "x".repeat(LINE_TEXT + 1);
+        log.write(
+            "smtp#7",
+            vec![
+                Line::client("MAIL FROM:<a@b.c>"),
+                Line::server("250 2.1.0 Ok"),
+                Line::client(long.clone()),
+            ],
+        );
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        let time = &lines[0]["[gmail.com smtp#7] ".len()..][..12];
+        assert!(
+            time.as_bytes()[2] == b':' && time.as_bytes()[8] == b'.',
+            "{time}"
+        );
+        assert_eq!(
+            lines[0],
+            format!("[gmail.com smtp#7] {time} C: MAIL FROM:<a@b.c>")
+        );
+        assert_eq!(
+            lines[1],
+            format!("[gmail.com smtp#7] {time} S: 250 2.1.0 Ok")
+        );
+        assert_eq!(
+            lines[2],
+            format!("[gmail.com smtp#7] {time} C: {}", clip(long))
+        );
+    }
 
     #[test]
     fn long_lines_are_clipped_at_a_character_boundary() {

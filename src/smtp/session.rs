@@ -443,7 +443,7 @@ impl Session {
             Ok(id) => self.record(Reply::new(
                 250,
                 "2.0.0",
-                ["Ok: queued as ", id.as_str()].concat(),
+                joined(&["Ok: queued as ", id.as_str()]),
             )),
             Err(error) => self.record(Reply::new(
                 451,
@@ -465,11 +465,17 @@ impl Session {
     /// Handles one complete line (with its line end) outside DATA.
     fn line(&mut self, raw: &[u8]) -> Option<Event> {
         // Commands are nearly always valid UTF-8, and then borrowed as they are.
-        let decoded = match std::str::from_utf8(raw) {
+        // Its line end off first: CR and LF are whole characters in any
+        // decoding, so this is what trimming the decoded text gave.
+        let end = raw
+            .iter()
+            .rposition(|&b| b != b'\r' && b != b'\n')
+            .map_or(0, |last| last + 1);
+        let text = match std::str::from_utf8(&raw[..end]) {
             Ok(text) => std::borrow::Cow::Borrowed(text),
-            Err(_) => String::from_utf8_lossy(raw),
+            Err(_) => String::from_utf8_lossy(&raw[..end]),
         };
-        let text = decoded.trim_end_matches(['\r', '\n']);
+        let text: &str = &text;
         match std::mem::replace(&mut self.state, State::Command) {
             State::AuthLogin { user } => {
                 self.transcript.push(Line::client(if user.is_some() {
@@ -771,7 +777,7 @@ impl Session {
         self.reply(Reply::new(
             250,
             "2.1.0",
-            ["Sender <", from, "> OK"].concat(),
+            joined(&["Sender <", from, "> OK"]),
         ))
     }
 
@@ -812,7 +818,7 @@ impl Session {
                 if !tx.local.iter().any(|r| r.eq_ignore_ascii_case(to)) {
                     tx.local.push(to.to_string());
                 }
-                Reply::new(250, "2.1.5", ["Recipient <", to, "> OK"].concat())
+                Reply::new(250, "2.1.5", joined(&["Recipient <", to, "> OK"]))
             }
         } else if tx.submission {
             let tx = self.tx.as_mut().expect("checked above");
@@ -822,7 +828,7 @@ impl Session {
             Reply::new(
                 250,
                 "2.1.5",
-                ["Recipient <", to, "> OK, will relay"].concat(),
+                joined(&["Recipient <", to, "> OK, will relay"]),
             )
         } else {
             Reply::new(554, "5.7.1", format!("<{to}>: Relay access denied"))
@@ -1073,6 +1079,10 @@ fn unadvertised_mail_parameter<T>(from: &MailFrom<T>) -> Option<&'static str> {
 /// The `SIZE=` parameter of a `MAIL` line, saturated at `usize::MAX`
 /// (RFC 1870: a size over the server's limit gets `552`, however large).
 fn declared_size(text: &str) -> Option<usize> {
+    if !text.contains('=') {
+        // No parameter at all, as in most MAIL commands.
+        return None;
+    }
     let param = text.split_whitespace().skip(2).find_map(|p| {
         p.get(..5)
             .filter(|k| k.eq_ignore_ascii_case("SIZE="))
@@ -1084,7 +1094,23 @@ fn declared_size(text: &str) -> Option<usize> {
     Some(param.parse().unwrap_or(usize::MAX))
 }
 
+/// The pieces one after the other, in a String of their exact size (what
+/// `concat` makes, without its generic machinery: replies to every
+/// `MAIL`, `RCPT` and message are built so).
+fn joined(pieces: &[&str]) -> String {
+    let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        text.push_str(piece);
+    }
+    text
+}
+
 fn without_credentials(text: &str) -> String {
+    let verb = text.trim_start().get(..4);
+    if !verb.is_some_and(|verb| verb.eq_ignore_ascii_case("AUTH")) {
+        // Not AUTH (every command but one): nothing to hide.
+        return text.to_string();
+    }
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some(verb), Some(mechanism), Some(_))
