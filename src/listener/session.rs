@@ -427,14 +427,18 @@ pub async fn run_session<S, P>(
     };
     let acceptor = match tls {
         TlsMode::Implicit(acceptor) => {
-            over_tls(
+            // Boxed, here and below: a TLS stream's state is kilobytes,
+            // which inline would make every session's future that large,
+            // and a task's future is copied as it is spawned (that was
+            // most of a plain connection's instructions).
+            Box::pin(over_tls(
                 &acceptor,
                 stream,
                 &mut protocol,
                 limits,
                 shutdown,
                 &mut transcript,
-            )
+            ))
             .await;
             return finish(log, transcript, peer, &observe, &session_id);
         }
@@ -453,14 +457,14 @@ pub async fn run_session<S, P>(
         (SessionEnd::UpgradeTls, Some(acceptor)) => {
             // Whatever the client pipelined after STARTTLS/STLS in clear
             // was dropped by the core; the session goes on encrypted.
-            over_tls(
+            Box::pin(over_tls(
                 &acceptor,
                 stream,
                 &mut protocol,
                 limits,
                 shutdown,
                 &mut transcript,
-            )
+            ))
             .await;
         }
         _ => close(&mut stream, limits).await,
