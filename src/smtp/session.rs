@@ -723,7 +723,10 @@ impl Session {
         if self.tx.is_some() {
             return self.reply(Reply::new(503, "5.5.1", "Error: nested MAIL command"));
         }
-        let policy = self.ctx.server.policy.clone();
+        // The context, not a copy of its policy (whose network list is an
+        // allocation, for every MAIL).
+        let ctx = Arc::clone(&self.ctx);
+        let policy = &ctx.server.policy;
         if size > policy.max_message_size {
             return self.reply(Reply::new(
                 552,
