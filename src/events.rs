@@ -243,7 +243,7 @@ mod tests {
         events.emit(Event::new(EventKind::Received, "a").message("q1"));
         let mut rx = events.subscribe();
         events.emit(Event::new(EventKind::Delivered, "a").message("q1"));
-        drop(rx.try_recv().map(|e| assert_eq!(e.seq, 2)).unwrap());
+        assert_eq!(rx.try_recv().unwrap().seq, 2);
         assert!(
             rx.try_recv().is_err(),
             "only what followed the subscription"

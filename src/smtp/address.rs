@@ -33,7 +33,7 @@ pub fn valid_domain(domain: &str) -> bool {
     }
     let domain = domain.strip_suffix('.').unwrap_or(domain);
     !domain.is_empty()
-        && domain.split(|c| c == '.').all(|label| {
+        && domain.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
                 && !label.starts_with('-')
