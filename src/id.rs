@@ -15,8 +15,9 @@ fn pid() -> u32 {
     *PID.get_or_init(std::process::id)
 }
 
-/// Appends `n` in decimal, zero-padded to `width` digits.
-fn push_decimal(out: &mut String, mut n: u128, width: usize) {
+/// Writes `n` in decimal, zero-padded to `width` digits, into `out` at
+/// `at` (which has room: 39 digits for any u128); returns where it ended.
+fn push_decimal(out: &mut [u8], at: usize, mut n: u128, width: usize) -> usize {
     let mut digits = [b'0'; 39];
     let mut start = digits.len();
     while n > u128::from(u64::MAX) {
@@ -32,7 +33,9 @@ fn push_decimal(out: &mut String, mut n: u128, width: usize) {
         n /= 10;
     }
     start = start.min(digits.len() - width.max(1));
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+    let digits = &digits[start..];
+    out[at..at + digits.len()].copy_from_slice(digits);
+    at + digits.len()
 }
 
 /// A message id, unique across processes on one machine: the time in
@@ -51,16 +54,16 @@ impl QueueId {
         // As `format!("{nanos:020}.{pid}.{seq}")` wrote it, without the
         // formatting machinery (padding a u128 was most of an id's cost,
         // and an id is made for every message).
-        let mut id = String::with_capacity(48);
-        push_decimal(&mut id, nanos, 20);
-        id.push('.');
-        push_decimal(&mut id, u128::from(pid()), 1);
-        id.push('.');
-        push_decimal(
-            &mut id,
-            u128::from(SEQUENCE.fetch_add(1, Ordering::Relaxed)),
-            1,
-        );
+        let mut id = [0u8; 80];
+        let mut len = push_decimal(&mut id, 0, nanos, 20);
+        id[len] = b'.';
+        len = push_decimal(&mut id, len + 1, u128::from(pid()), 1);
+        id[len] = b'.';
+        let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+        len = push_decimal(&mut id, len + 1, u128::from(seq), 1);
+        let id = std::str::from_utf8(&id[..len])
+            .unwrap_or_default()
+            .to_owned();
         QueueId(id)
     }
 
@@ -100,19 +103,20 @@ mod tests {
 
     #[test]
     fn ids_are_written_as_the_format_wrote_them() {
+        let written = |n: u128, width: usize| {
+            let mut out = [0u8; 48];
+            let end = push_decimal(&mut out, 2, n, width);
+            String::from_utf8(out[2..end].to_vec()).unwrap()
+        };
         for (n, width) in [
             (0u128, 20),
             (7, 20),
             (1_795_422_257_123_456_789, 20),
             (0, 1),
         ] {
-            let mut out = String::new();
-            push_decimal(&mut out, n, width);
-            assert_eq!(out, format!("{n:0width$}"));
+            assert_eq!(written(n, width), format!("{n:0width$}"));
         }
-        let mut out = String::new();
-        push_decimal(&mut out, u128::MAX, 20);
-        assert_eq!(out, u128::MAX.to_string());
+        assert_eq!(written(u128::MAX, 20), u128::MAX.to_string());
         let id = QueueId::next();
         let parts: Vec<&str> = id.as_str().split('.').collect();
         assert_eq!(parts.len(), 3, "{id}");
