@@ -102,12 +102,34 @@ pub fn rfc3339(time: SystemTime) -> String {
 
 /// `08:24:17.123`, for transcripts.
 pub fn clock_time(time: SystemTime) -> String {
+    let digits = clock_digits(time);
+    String::from_utf8_lossy(&digits).into_owned()
+}
+
+/// [`clock_time`] as ASCII bytes, without allocating: written before every
+/// transcript line.
+pub fn clock_digits(time: SystemTime) -> [u8; 12] {
     let (_, secs) = split(time);
-    let mut out = String::with_capacity(12);
-    push_clock(&mut out, secs);
-    out.push('.');
-    push_digits(&mut out, millis(time), 3);
-    out
+    let secs = secs as u32;
+    let millis = millis(time);
+    let two = |n: u32| [b'0' + (n / 10 % 10) as u8, b'0' + (n % 10) as u8];
+    let [h1, h2] = two(secs / 3600);
+    let [m1, m2] = two(secs / 60 % 60);
+    let [s1, s2] = two(secs % 60);
+    [
+        h1,
+        h2,
+        b':',
+        m1,
+        m2,
+        b':',
+        s1,
+        s2,
+        b'.',
+        b'0' + (millis / 100 % 10) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+    ]
 }
 
 #[cfg(test)]

@@ -170,16 +170,28 @@ impl Events {
 
     /// Publishes an event: numbered, kept in the history, sent to subscribers.
     pub fn emit(&self, mut event: Event) {
-        {
+        // With nobody subscribed (as when no web page watches) the event
+        // goes to the history alone, not copied for a send that would drop
+        // it: each copy is a dozen allocations, for every message.
+        let listened = self.sender.receiver_count() > 0;
+        let sent = {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             history.0 += 1;
             event.seq = history.0;
             if history.1.len() == HISTORY {
                 history.1.pop_front();
             }
-            history.1.push_back(event.clone());
+            if listened {
+                history.1.push_back(event.clone());
+                Some(event)
+            } else {
+                history.1.push_back(event);
+                None
+            }
+        };
+        if let Some(event) = sent {
+            let _ = self.sender.send(event);
         }
-        let _ = self.sender.send(event);
     }
 
     /// Events from now on.
@@ -223,6 +235,23 @@ mod tests {
         let json = serde_json::to_value(&kept[1]).unwrap();
         assert_eq!(json["type"], "delivered");
         assert_eq!(json["recipient"], "usr1@gmail.com");
+    }
+
+    #[test]
+    fn events_are_kept_whether_or_not_anyone_listens() {
+        let events = Events::new();
+        events.emit(Event::new(EventKind::Received, "a").message("q1"));
+        let mut rx = events.subscribe();
+        events.emit(Event::new(EventKind::Delivered, "a").message("q1"));
+        assert_eq!(rx.try_recv().unwrap().seq, 2);
+        assert!(
+            rx.try_recv().is_err(),
+            "only what followed the subscription"
+        );
+        drop(rx);
+        events.emit(Event::new(EventKind::Queued, "a").message("q1"));
+        let kept: Vec<u64> = events.history(|_| true).iter().map(|e| e.seq).collect();
+        assert_eq!(kept, [1, 2, 3]);
     }
 
     #[test]

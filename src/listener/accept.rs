@@ -148,7 +148,11 @@ pub async fn accept_loop<F, Fut>(
         };
         match limit.clone().try_acquire_owned() {
             Ok(permit) => {
-                let running = session(stream, peer);
+                // On the heap, so what is spawned is a pointer: tokio moves
+                // a task's future by value several times as it starts and
+                // ends it, and a session's is kilobytes (those copies were
+                // most of a short connection's instructions).
+                let running = Box::pin(session(stream, peer));
                 tracker.spawn(async move {
                     running.await;
                     drop((permit, slot));

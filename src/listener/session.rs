@@ -95,6 +95,14 @@ pub trait Protocol: Send {
     /// Transcript lines recorded since the last call.
     fn take_transcript(&mut self) -> Vec<Line>;
 
+    /// Writes the transcript lines recorded since the last call to `log`
+    /// as session `name`. A protocol that records into a buffer it keeps
+    /// can hand it over to be drained, rather than give up its memory at
+    /// every reply.
+    fn log_transcript(&mut self, log: &TranscriptLog, name: &str) {
+        log.write(name, self.take_transcript());
+    }
+
     /// Whether the client is sending a message, which may take longer
     /// than one command as long as it keeps the minimum rate.
     fn receiving_message(&self) -> bool {
@@ -239,12 +247,7 @@ async fn send_queued<S: AsyncWrite + Unpin>(
             None => (bytes.len(), None),
         };
         if until > at {
-            let write = tokio::time::timeout(limit, stream.write_all(&bytes[at..until]));
-            let written = tokio::select! {
-                written = write => matches!(written, Ok(Ok(()))),
-                _ = shutdown.cancelled() => false,
-            };
-            if !written {
+            if !within(stream.write_all(&bytes[at..until]), limit, shutdown).await {
                 return Wrote::Failed;
             }
             at = until;
@@ -252,10 +255,9 @@ async fn send_queued<S: AsyncWrite + Unpin>(
         let Some(pause) = pause else {
             // TLS keeps records buffered until flushed; a plain socket's
             // flush is free.
-            let flush = tokio::time::timeout(limit, stream.flush());
-            return tokio::select! {
-                flushed = flush => if matches!(flushed, Ok(Ok(()))) { Wrote::All } else { Wrote::Failed },
-                _ = shutdown.cancelled() => Wrote::Failed,
+            return match within(stream.flush(), limit, shutdown).await {
+                true => Wrote::All,
+                false => Wrote::Failed,
             };
         };
         if !matches!(
@@ -268,6 +270,25 @@ async fn send_queued<S: AsyncWrite + Unpin>(
             _ = tokio::time::sleep(pause) => {}
             _ = shutdown.cancelled() => return Wrote::Failed,
         }
+    }
+}
+
+/// Runs `io` to its end within `limit`, racing `shutdown`; whether it
+/// succeeded. It is polled once first: a write to a socket with room, as
+/// nearly every reply is, is done then, and needs no timer set and no
+/// shutdown watched (they were a fifth of the loop's cost per reply).
+async fn within<F>(io: F, limit: Duration, shutdown: &CancellationToken) -> bool
+where
+    F: Future<Output = std::io::Result<()>>,
+{
+    let mut io = std::pin::pin!(io);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(io.as_mut().poll(cx))).await;
+    if let std::task::Poll::Ready(done) = first {
+        return done.is_ok();
+    }
+    tokio::select! {
+        done = tokio::time::timeout(limit, io) => matches!(done, Ok(Ok(()))),
+        _ = shutdown.cancelled() => false,
     }
 }
 
@@ -289,11 +310,15 @@ where
     // Spare capacity, not zeroed memory: `read_buf` fills it without a memset per session.
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut deadline = Deadline::new(&limits);
+    // One timer and one shutdown watch for the session's reads, moved
+    // rather than made anew for each read: moving a timer's deadline later
+    // is one atomic operation, registering one takes the timer's lock.
+    let timer = tokio::time::sleep_until(deadline.next(&limits, false));
+    let mut timer = std::pin::pin!(timer);
+    let mut cancelled = std::pin::pin!(shutdown.cancelled());
     loop {
         let flow = protocol.advance(&mut out).await;
-        transcript
-            .log
-            .write(&transcript.name, protocol.take_transcript());
+        protocol.log_transcript(transcript.log, &transcript.name);
         let answered = !out.is_empty();
         if let Some(recording) = &mut transcript.recording {
             recording.server(&out.bytes);
@@ -311,17 +336,21 @@ where
             Flow::Read => {}
         }
         let in_message = protocol.receiving_message();
-        let until = deadline.next(&limits, in_message);
+        timer.as_mut().reset(deadline.next(&limits, in_message));
+        // Shutdown first, then the read, then its deadline (a read that is
+        // ready wins over a deadline just passed, as with `timeout`).
         let read = tokio::select! {
-            read = tokio::time::timeout_at(until, stream.read_buf(&mut buf)) => read,
-            _ = shutdown.cancelled() => {
+            biased;
+            _ = &mut cancelled => {
                 protocol.shutting_down(&mut out);
                 break;
             }
+            read = stream.read_buf(&mut buf) => Some(read),
+            _ = &mut timer => None,
         };
         match read {
-            Ok(Ok(0)) | Ok(Err(_)) => return SessionEnd::Closed,
-            Ok(Ok(n)) => {
+            Some(Ok(0)) | Some(Err(_)) => return SessionEnd::Closed,
+            Some(Ok(n)) => {
                 if in_message {
                     deadline.octets += n as u64;
                 }
@@ -331,16 +360,14 @@ where
                 protocol.push(&buf);
                 buf.clear();
             }
-            Err(_) => {
+            None => {
                 protocol.idle(&mut out);
                 break;
             }
         }
     }
     // The farewell: logged, then sent with a short deadline whatever happens.
-    transcript
-        .log
-        .write(&transcript.name, protocol.take_transcript());
+    protocol.log_transcript(transcript.log, &transcript.name);
     if let Some(recording) = &mut transcript.recording {
         recording.server(&out.bytes);
     }
@@ -400,14 +427,18 @@ pub async fn run_session<S, P>(
     };
     let acceptor = match tls {
         TlsMode::Implicit(acceptor) => {
-            over_tls(
+            // Boxed, here and below: a TLS stream's state is kilobytes,
+            // which inline would make every session's future that large,
+            // and a task's future is copied as it is spawned (that was
+            // most of a plain connection's instructions).
+            Box::pin(over_tls(
                 &acceptor,
                 stream,
                 &mut protocol,
                 limits,
                 shutdown,
                 &mut transcript,
-            )
+            ))
             .await;
             return finish(log, transcript, peer, &observe, &session_id);
         }
@@ -426,14 +457,14 @@ pub async fn run_session<S, P>(
         (SessionEnd::UpgradeTls, Some(acceptor)) => {
             // Whatever the client pipelined after STARTTLS/STLS in clear
             // was dropped by the core; the session goes on encrypted.
-            over_tls(
+            Box::pin(over_tls(
                 &acceptor,
                 stream,
                 &mut protocol,
                 limits,
                 shutdown,
                 &mut transcript,
-            )
+            ))
             .await;
         }
         _ => close(&mut stream, limits).await,

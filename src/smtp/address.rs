@@ -4,14 +4,18 @@
 /// non-empty local part without spaces or angle brackets, and a domain that is
 /// a dotted name or an address literal. Returns `(local, domain)`.
 pub fn split_address(address: &str) -> Option<(&str, &str)> {
-    let (local, domain) = address.rsplit_once('@')?;
+    // Byte searches: '@', ' ' and '.' are ASCII, never inside a multi-byte
+    // character, and the char searchers cost more than these short
+    // strings take to scan.
+    let at = address.bytes().rposition(|b| b == b'@')?;
+    let (local, domain) = (&address[..at], &address[at + 1..]);
     if local.is_empty() || local.len() > 64 || domain.is_empty() || domain.len() > 255 {
         return None;
     }
     if local
         .bytes()
         .any(|b| b.is_ascii_control() || b == b'<' || b == b'>')
-        || (!local.starts_with('"') && local.contains(' '))
+        || (!local.starts_with('"') && local.bytes().any(|b| b == b' '))
     {
         return None;
     }
@@ -28,16 +32,41 @@ pub fn valid_domain(domain: &str) -> bool {
         return domain.len() > 2;
     }
     let domain = domain.strip_suffix('.').unwrap_or(domain);
-    !domain.is_empty()
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-' || c == '_')
-        })
+    if domain.is_empty() {
+        return false;
+    }
+    // `domain.split('.')`, by hand: a char searcher costs more than these
+    // few bytes take to scan.
+    let bytes = domain.as_bytes();
+    let mut start = 0;
+    loop {
+        let end = bytes[start..]
+            .iter()
+            .position(|&b| b == b'.')
+            .map_or(bytes.len(), |dot| start + dot);
+        if !valid_label(&domain[start..end]) {
+            return false;
+        }
+        if end == bytes.len() {
+            return true;
+        }
+        start = end + 1;
+    }
+}
+
+/// One label of a dotted domain: letters, digits, `-` (not first or
+/// last), `_` and non-ASCII letters.
+fn valid_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && (label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            || label
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '-' || c == '_'))
 }
 
 /// The domain of an address, lower-cased.
@@ -58,6 +87,61 @@ mod tests {
             "bob", "bob@", "@x.y", "a b@x.y", "a@x..y", "a@-x.y", "a@x y",
         ] {
             assert_eq!(split_address(bad), None, "{bad}");
+        }
+        for odd in [
+            "a@b@c.d",
+            "@",
+            "a@",
+            "x@[]",
+            "x@[1]",
+            "\"a b\"@c.d",
+            "a\tb@c.d",
+            "a@b.",
+            "a@.",
+            "a@b_c.d",
+            "a@é.fr",
+            "a@x\u{2028}y.z",
+            "a@x.y-",
+            "<a>@b.c",
+        ] {
+            let reference = odd.rsplit_once('@').filter(|(local, domain)| {
+                !local.is_empty()
+                    && local.len() <= 64
+                    && !domain.is_empty()
+                    && domain.len() <= 255
+                    && !local
+                        .chars()
+                        .any(|c| c.is_ascii_control() || c == '<' || c == '>')
+                    && (local.starts_with('"') || !local.contains(' '))
+                    && valid_domain(domain)
+            });
+            assert_eq!(split_address(odd), reference, "{odd}");
+        }
+        for domain in [
+            "",
+            ".",
+            "..",
+            "a",
+            "a.",
+            "a..b",
+            ".a",
+            "a.b.c",
+            "-a.b",
+            "a-.b",
+            "a_b.c",
+            "é.fr",
+            "x\u{2028}.y",
+            "[1.2.3.4]",
+            "[]",
+            "ab.c.",
+        ] {
+            let stripped = domain.strip_suffix('.').unwrap_or(domain);
+            let reference = if domain.starts_with('[') && domain.ends_with(']') {
+                domain.len() > 2
+            } else {
+                !stripped.is_empty() && stripped.split('.').all(valid_label)
+            };
+            assert_eq!(valid_domain(domain), reference, "{domain:?}");
         }
         assert_eq!(
             domain_of("a@MAIL.Sustech.edu.cn"),

@@ -51,6 +51,9 @@ pub async fn serve(
     .await
 }
 
+/// The transcript buffer a session keeps between replies, in lines.
+const KEPT_TRANSCRIPT_LINES: usize = 64;
+
 /// SMTP as the session loop drives it.
 pub struct SmtpProtocol {
     session: Session,
@@ -113,6 +116,7 @@ impl Protocol for SmtpProtocol {
                     if let Ok(spool) = self.spool.get_or_insert_with(|| host.spool()) {
                         spool.append(&part);
                     }
+                    self.session.recycle(part);
                 }
                 Event::Discard(reply) => {
                     self.spool = None;
@@ -172,6 +176,16 @@ impl Protocol for SmtpProtocol {
         self.session.take_transcript()
     }
 
+    fn log_transcript(&mut self, log: &crate::transcript::TranscriptLog, name: &str) {
+        let lines = self.session.transcript_mut();
+        log.write_drain(name, lines);
+        // A burst of pipelined commands may have grown it; keep what a
+        // usual exchange needs.
+        if lines.capacity() > KEPT_TRANSCRIPT_LINES {
+            *lines = Vec::new();
+        }
+    }
+
     fn receiving_message(&self) -> bool {
         self.session.in_data()
     }
@@ -208,18 +222,25 @@ impl MessageLog {
         use crate::events::{Event, EventKind};
         let server = &host.config().name;
         let events = host.events();
-        let all: Vec<&str> = self
-            .local
-            .iter()
-            .chain(&self.remote)
-            .map(String::as_str)
-            .collect();
-        events.emit(
-            Event::new(EventKind::Received, server)
-                .message(id)
-                .from(&self.from)
-                .detail(format!("from [{client}] for {}", all.join(", "))),
+        // `from [client] for a, b`, built in place: this runs for every message.
+        let all = self.local.iter().chain(&self.remote);
+        let mut detail = String::with_capacity(
+            16 + client.len() + all.clone().map(|r| r.len() + 2).sum::<usize>(),
         );
+        for piece in ["from [", client, "] for "] {
+            detail.push_str(piece);
+        }
+        for (i, rcpt) in all.enumerate() {
+            if i > 0 {
+                detail.push_str(", ");
+            }
+            detail.push_str(rcpt);
+        }
+        let mut received = Event::new(EventKind::Received, server)
+            .message(id.as_str())
+            .from(&self.from);
+        received.detail = Some(detail);
+        events.emit(received);
         for (kind, list) in [
             (EventKind::Delivered, &self.local),
             (EventKind::Queued, &self.remote),
@@ -227,7 +248,7 @@ impl MessageLog {
             for rcpt in list {
                 events.emit(
                     Event::new(kind, server)
-                        .message(id)
+                        .message(id.as_str())
                         .from(&self.from)
                         .recipient(rcpt),
                 );

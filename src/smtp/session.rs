@@ -118,6 +118,11 @@ pub struct Session {
     /// wait for it): the session greets with `554` and serves nothing but
     /// `QUIT`, as RFC 5321 §3.1 says of a `554` greeting.
     no_service: bool,
+    /// The memory of a message part already written, handed back by
+    /// [`Session::recycle`] for the next part to be decoded into.
+    spare: Vec<u8>,
+    /// The memory of the last message's preview, for the next one's.
+    spare_preview: Vec<u8>,
 }
 
 impl Session {
@@ -138,6 +143,8 @@ impl Session {
             relay_from: None,
             pending: VecDeque::new(),
             no_service: false,
+            spare: Vec::new(),
+            spare_preview: Vec::new(),
         }
     }
 
@@ -330,6 +337,13 @@ impl Session {
         std::mem::take(&mut self.transcript)
     }
 
+    /// The transcript lines recorded since they were last taken or
+    /// drained, to be drained in place (the buffer keeps its memory for
+    /// the next lines).
+    pub fn transcript_mut(&mut self) -> &mut Vec<Line> {
+        &mut self.transcript
+    }
+
     /// Hands received bytes to the session.
     pub fn push(&mut self, bytes: &[u8]) {
         self.input.extend_from_slice(bytes);
@@ -345,6 +359,9 @@ impl Session {
             match &mut self.state {
                 State::Closed | State::AwaitingDelivery => return None,
                 State::Data(reader) => {
+                    if reader.needs_buffer() && self.spare.capacity() > 0 {
+                        reader.give_buffer(std::mem::take(&mut self.spare));
+                    }
                     let used = reader.feed(&self.input);
                     let decoded = reader.take_decoded();
                     match used {
@@ -390,6 +407,14 @@ impl Session {
         }
     }
 
+    /// Hands back a part of [`Event::Body`] once it is written: its memory
+    /// decodes the next part (one buffer of a bounded size is kept).
+    pub fn recycle(&mut self, part: Vec<u8>) {
+        if part.capacity() <= super::data::MAX_ROOM && part.capacity() > self.spare.capacity() {
+            self.spare = part;
+        }
+    }
+
     /// After a `554` greeting: `QUIT` ends the session, anything else gets
     /// `503` (RFC 5321 §3.1).
     fn without_service(&mut self, text: &str) -> Event {
@@ -415,7 +440,11 @@ impl Session {
         self.state = State::Command;
         self.tx = None;
         match outcome {
-            Ok(id) => self.record(Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))),
+            Ok(id) => self.record(Reply::new(
+                250,
+                "2.0.0",
+                joined(&["Ok: queued as ", id.as_str()]),
+            )),
             Err(error) => self.record(Reply::new(
                 451,
                 "4.3.0",
@@ -435,27 +464,37 @@ impl Session {
 
     /// Handles one complete line (with its line end) outside DATA.
     fn line(&mut self, raw: &[u8]) -> Option<Event> {
-        let text = String::from_utf8_lossy(raw);
-        let text = text.trim_end_matches(['\r', '\n']).to_string();
+        // Commands are nearly always valid UTF-8, and then borrowed as they are.
+        // Its line end off first: CR and LF are whole characters in any
+        // decoding, so this is what trimming the decoded text gave.
+        let end = raw
+            .iter()
+            .rposition(|&b| b != b'\r' && b != b'\n')
+            .map_or(0, |last| last + 1);
+        let text = match std::str::from_utf8(&raw[..end]) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&raw[..end]),
+        };
+        let text: &str = &text;
         match std::mem::replace(&mut self.state, State::Command) {
             State::AuthLogin { user } => {
                 self.transcript.push(Line::client(if user.is_some() {
                     "[password]".into()
                 } else {
-                    text.clone()
+                    text.to_string()
                 }));
-                return Some(self.auth_login_step(user, &text));
+                return Some(self.auth_login_step(user, text));
             }
             State::AuthPlain => {
                 self.transcript.push(Line::client("[credentials]"));
-                return Some(self.auth_plain(&text));
+                return Some(self.auth_plain(text));
             }
             _ => {}
         }
         self.transcript
-            .push(Line::client(without_credentials(&text)));
+            .push(Line::client(without_credentials(text)));
         if self.no_service {
-            return Some(self.without_service(&text));
+            return Some(self.without_service(text));
         }
         if text.is_empty() {
             return Some(self.reply(Reply::new(
@@ -466,9 +505,9 @@ impl Session {
         }
 
         if self.ctx.server.policy.strict {
-            match strict::check(&text) {
+            match strict::check(text) {
                 Verdict::Ok => {}
-                Verdict::Unrecognized => return Some(self.unrecognized(&text)),
+                Verdict::Unrecognized => return Some(self.unrecognized(text)),
                 Verdict::BadArgument(what) => {
                     return Some(self.reply(Reply::new(
                         501,
@@ -481,7 +520,7 @@ impl Session {
 
         let request = match Request::parse(&mut raw.iter()) {
             Ok(request) => request,
-            Err(error) => return Some(self.parse_error(error, &text)),
+            Err(error) => return Some(self.parse_error(error, text)),
         };
         let event = match request {
             Request::Helo { host } => {
@@ -493,7 +532,7 @@ impl Session {
                 None => {
                     // smtp-proto wraps a SIZE too large for usize; read it from
                     // the text, where any run of digits compares correctly.
-                    let size = declared_size(&text).unwrap_or(from.size);
+                    let size = declared_size(text).unwrap_or(from.size);
                     let body = Body {
                         eight_bit: from.flags & MAIL_BODY_8BITMIME != 0,
                         smtputf8: from.flags & MAIL_SMTPUTF8 != 0,
@@ -507,11 +546,16 @@ impl Session {
                 if to.orcpt.is_some() || to.flags != 0 || to.rrvs != 0 {
                     self.unadvertised("NOTIFY/ORCPT (DSN) or RRVS")
                 } else {
-                    self.faulted(Point::Rcpt, &[&to.address], |s| s.rcpt(&to.address, &text))
+                    self.faulted(Point::Rcpt, &[&to.address], |s| s.rcpt(&to.address, text))
                 }
             }
             Request::Data => {
-                let recipients = self.recipients();
+                // Only a fault matches recipients: without one, they are not copied.
+                let recipients = if self.ctx.faults.is_empty() {
+                    Vec::new()
+                } else {
+                    self.recipients()
+                };
                 let recipients: Vec<&str> = recipients.iter().map(String::as_str).collect();
                 self.faulted(Point::Data, &recipients, |s| s.data())
             }
@@ -679,7 +723,10 @@ impl Session {
         if self.tx.is_some() {
             return self.reply(Reply::new(503, "5.5.1", "Error: nested MAIL command"));
         }
-        let policy = self.ctx.server.policy.clone();
+        // The context, not a copy of its policy (whose network list is an
+        // allocation, for every MAIL).
+        let ctx = Arc::clone(&self.ctx);
+        let policy = &ctx.server.policy;
         if size > policy.max_message_size {
             return self.reply(Reply::new(
                 552,
@@ -730,7 +777,11 @@ impl Session {
             local: Vec::new(),
             remote: Vec::new(),
         });
-        self.reply(Reply::new(250, "2.1.0", format!("Sender <{from}> OK")))
+        self.reply(Reply::new(
+            250,
+            "2.1.0",
+            joined(&["Sender <", from, "> OK"]),
+        ))
     }
 
     fn rcpt(&mut self, to: &str, text: &str) -> Event {
@@ -770,14 +821,18 @@ impl Session {
                 if !tx.local.iter().any(|r| r.eq_ignore_ascii_case(to)) {
                     tx.local.push(to.to_string());
                 }
-                Reply::new(250, "2.1.5", format!("Recipient <{to}> OK"))
+                Reply::new(250, "2.1.5", joined(&["Recipient <", to, "> OK"]))
             }
         } else if tx.submission {
             let tx = self.tx.as_mut().expect("checked above");
             if !tx.remote.iter().any(|r| r.eq_ignore_ascii_case(to)) {
                 tx.remote.push(to.to_string());
             }
-            Reply::new(250, "2.1.5", format!("Recipient <{to}> OK, will relay"))
+            Reply::new(
+                250,
+                "2.1.5",
+                joined(&["Recipient <", to, "> OK, will relay"]),
+            )
         } else {
             Reply::new(554, "5.7.1", format!("<{to}>: Relay access denied"))
         };
@@ -799,7 +854,9 @@ impl Session {
         } else {
             usize::MAX
         };
-        self.state = State::Data(DataReader::new(policy.max_message_size as u64, max_line));
+        let mut reader = DataReader::new(policy.max_message_size as u64, max_line);
+        reader.give_preview_buffer(std::mem::take(&mut self.spare_preview));
+        self.state = State::Data(reader);
         self.reply(Reply::plain(
             354,
             "Start mail input; end with <CRLF>.<CRLF>",
@@ -830,6 +887,7 @@ impl Session {
         };
         self.transcript
             .extend(abbreviate(&facts.preview, facts.lines, facts.size));
+        self.spare_preview = facts.preview;
         let hops = facts.received;
         if hops > self.ctx.server.policy.max_hops {
             return Event::Discard(self.record(Reply::new(
@@ -1024,6 +1082,10 @@ fn unadvertised_mail_parameter<T>(from: &MailFrom<T>) -> Option<&'static str> {
 /// The `SIZE=` parameter of a `MAIL` line, saturated at `usize::MAX`
 /// (RFC 1870: a size over the server's limit gets `552`, however large).
 fn declared_size(text: &str) -> Option<usize> {
+    if !text.contains('=') {
+        // No parameter at all, as in most MAIL commands.
+        return None;
+    }
     let param = text.split_whitespace().skip(2).find_map(|p| {
         p.get(..5)
             .filter(|k| k.eq_ignore_ascii_case("SIZE="))
@@ -1035,7 +1097,23 @@ fn declared_size(text: &str) -> Option<usize> {
     Some(param.parse().unwrap_or(usize::MAX))
 }
 
+/// The pieces one after the other, in a String of their exact size (what
+/// `concat` makes, without its generic machinery: replies to every
+/// `MAIL`, `RCPT` and message are built so).
+fn joined(pieces: &[&str]) -> String {
+    let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
+    for piece in pieces {
+        text.push_str(piece);
+    }
+    text
+}
+
 fn without_credentials(text: &str) -> String {
+    let verb = text.trim_start().get(..4);
+    if !verb.is_some_and(|verb| verb.eq_ignore_ascii_case("AUTH")) {
+        // Not AUTH (every command but one): nothing to hide.
+        return text.to_string();
+    }
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some(verb), Some(mechanism), Some(_))

@@ -50,7 +50,10 @@ fn run_chunked(ctx: Arc<SmtpContext>, input: &[u8], chunk: usize) -> (Vec<String
                 }
                 Event::Body(part) => {
                     assert!(part.len() <= 2 * chunk, "parts are as small as the reads");
-                    message.extend(part);
+                    message.extend_from_slice(&part);
+                    // As the server does: the next part reuses its memory,
+                    // which must not leak old bytes into it.
+                    session.recycle(part);
                 }
                 Event::Discard(r) => {
                     message.clear();
