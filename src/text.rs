@@ -11,6 +11,26 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
     }
 }
 
+/// Appends `n` in decimal, zero-padded to `width` digits (0: as
+/// `to_string` writes it). For what is written per message (file names,
+/// transcript lines): `format!` of a padded integer costs over a thousand
+/// instructions.
+pub fn push_decimal(out: &mut String, n: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut at = digits.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let start = at.min(digits.len().saturating_sub(width));
+    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+}
+
 /// `file:line:column: message`, the one format of every file error
 /// (`file: message` when the place is unknown, as for a file that cannot
 /// be read at all).
@@ -46,6 +66,23 @@ pub fn yaml_message(error: &serde_saphyr::Error) -> (Option<(u64, u64)>, String)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn decimals_are_padded_like_format() {
+        for (n, width) in [
+            (0, 0),
+            (0, 3),
+            (7, 1),
+            (42, 20),
+            (u64::MAX, 20),
+            (u64::MAX, 5),
+            (123, 2),
+        ] {
+            let mut out = String::from("x");
+            super::push_decimal(&mut out, n, width);
+            assert_eq!(out, format!("x{n:0width$}"));
+        }
+    }
+
     #[test]
     fn one_is_singular_everything_else_plural() {
         assert_eq!(super::count(1u32, "message"), "1 message");

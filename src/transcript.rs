@@ -106,29 +106,14 @@ pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
     if lines > 4 {
         let mut count = String::with_capacity(64);
         count.push_str("[... ");
-        push_number(&mut count, lines - 4);
+        crate::text::push_decimal(&mut count, lines - 4, 0);
         count.push_str(" more lines, ");
-        push_number(&mut count, size);
+        crate::text::push_decimal(&mut count, size, 0);
         count.push_str(" octets in all]");
         out.push(Line::client(count));
     }
     out.push(Line::client("."));
     out
-}
-
-/// Appends `n` in decimal, as `to_string` writes it.
-fn push_number(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Where a server's finished and ongoing transcripts go: a log file per

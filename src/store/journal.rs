@@ -158,7 +158,7 @@ pub fn append(
     let size: usize = parts.iter().map(|p| p.len()).sum();
     let mut line = String::with_capacity(name.len() + folder.len() + 24);
     line.push_str("M ");
-    super::name::push_decimal(&mut line, size as u64, 0);
+    crate::text::push_decimal(&mut line, size as u64, 0);
     line.push(' ');
     line.push_str(name);
     line.push(' ');

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use super::journal;
-use super::name::{mailbox_folder, push_decimal};
+use super::name::mailbox_folder;
+use crate::text::push_decimal;
 
 /// A store failure, naming the mailbox.
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +247,7 @@ impl Mailstore {
     /// from here on. Its Maildir file comes later, under the name chosen
     /// now.
     fn append(&self, address: &str, parts: &[&[u8]]) -> Result<Delivered, StoreError> {
-        let journal = self.inner.journal.as_ref().expect("called with a journal");
+        let journal = self.journal();
         let size: usize = parts.iter().map(|p| p.len()).sum();
         let folder = mailbox_folder(address);
         let uid = self.unique_id();
@@ -272,6 +273,11 @@ impl Mailstore {
         path.push("new");
         path.push(&name);
         Ok(Delivered { uid, path })
+    }
+
+    /// The delivery journal of a store that has one.
+    fn journal(&self) -> &Journal {
+        self.inner.journal.as_ref().expect("a store with a journal")
     }
 
     /// Makes sure the placing thread runs, and wakes it if it sleeps.
@@ -725,11 +731,7 @@ fn place_in_background(weak: std::sync::Weak<Inner>) {
         let Some(store) = upgrade() else {
             return;
         };
-        let journal = store
-            .inner
-            .journal
-            .as_ref()
-            .expect("spawned with a journal");
+        let journal = store.journal();
         let seen = journal.appended.load(Ordering::SeqCst);
         let done = lock(&journal.head).done;
         let end = lock(&journal.tail).end;
@@ -750,11 +752,7 @@ fn place_in_background(weak: std::sync::Weak<Inner>) {
         let Some(store) = upgrade() else {
             return;
         };
-        let journal = store
-            .inner
-            .journal
-            .as_ref()
-            .expect("spawned with a journal");
+        let journal = store.journal();
         if journal.appended.load(Ordering::SeqCst) != seen && end - done < BACKLOG {
             continue;
         }

@@ -47,25 +47,6 @@ pub fn mailbox_folder(address: &str) -> String {
     out
 }
 
-/// Appends `n` in decimal, zero-padded to `width` digits: message names
-/// are made per message, and `format!` of a padded integer costs over a
-/// thousand instructions.
-pub(super) fn push_decimal(out: &mut String, n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    let start = at.min(digits.len().saturating_sub(width));
-    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,22 +87,5 @@ mod tests {
         let b = mailbox_folder(&format!("{}@b.test", "x".repeat(5000)));
         assert!(a.len() <= 120);
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn decimals_are_padded_like_format() {
-        for (n, width) in [
-            (0, 0),
-            (0, 3),
-            (7, 1),
-            (42, 20),
-            (u64::MAX, 20),
-            (u64::MAX, 5),
-            (123, 2),
-        ] {
-            let mut out = String::from("x");
-            push_decimal(&mut out, n, width);
-            assert_eq!(out, format!("x{n:0width$}"));
-        }
     }
 }
