@@ -85,15 +85,9 @@ pub fn open(path: &Path) -> io::Result<(Tail, Head)> {
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    let mut header = [0u8; HEADER_LEN as usize];
-    let done = if len < HEADER_LEN {
-        // Killed while the header was first written: nothing after it yet.
-        None
-    } else {
-        file.read_exact_at(&mut header, 0)?;
-        parse_header(&header)
-    };
-    let done = match done {
+    // `None` when shorter than a header: killed while the header was first
+    // written, nothing after it yet.
+    let done = match read_done(&file, len)? {
         Some(done) => done.clamp(HEADER_LEN, len),
         None if len <= HEADER_LEN => HEADER_LEN,
         None => {
@@ -107,7 +101,7 @@ pub fn open(path: &Path) -> io::Result<(Tail, Head)> {
             return open(path);
         }
     };
-    let mut head = Head {
+    let head = Head {
         file: Some(file),
         done,
     };
@@ -121,7 +115,6 @@ pub fn open(path: &Path) -> io::Result<(Tail, Head)> {
         file.set_len(end)?;
     }
     write_header(file, done)?;
-    head.done = done;
     let tail = Tail {
         file: Some(append_handle(path)?),
         end,
@@ -129,9 +122,20 @@ pub fn open(path: &Path) -> io::Result<(Tail, Head)> {
     Ok((tail, head))
 }
 
-fn parse_header(header: &[u8]) -> Option<u64> {
-    let digits = header.strip_prefix(MAGIC)?.strip_suffix(b"\n")?;
-    u64::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+/// `done` from the header of the journal `file`, `len` octets long;
+/// `None` when it has no header or not one of ours.
+fn read_done(file: &File, len: u64) -> io::Result<Option<u64>> {
+    if len < HEADER_LEN {
+        return Ok(None);
+    }
+    let mut header = [0u8; HEADER_LEN as usize];
+    file.read_exact_at(&mut header, 0)?;
+    let parsed = header
+        .strip_prefix(MAGIC)
+        .and_then(|rest| rest.strip_suffix(b"\n"))
+        .and_then(|digits| std::str::from_utf8(digits).ok())
+        .and_then(|digits| u64::from_str_radix(digits, 16).ok());
+    Ok(parsed)
 }
 
 fn write_header(file: &File, done: u64) -> io::Result<()> {
@@ -165,8 +169,12 @@ pub fn append(
     line.push_str(folder);
     line.push('\n');
     if tail.file.is_none() {
-        tail.file = Some(create(path)?);
+        let file = create(path)?;
         tail.end = tail.end.max(HEADER_LEN);
+        // After a failed cut (below) the file may still hold half a record
+        // past `end`: it goes now, before anything is appended after it.
+        file.set_len(tail.end)?;
+        tail.file = Some(file);
     }
     let file = tail.file.as_mut().expect("opened above");
     let mut slices = Vec::with_capacity(parts.len() + 1);
@@ -180,8 +188,8 @@ pub fn append(
         Err(e) => {
             let cut = file.set_len(tail.end);
             if cut.is_err() {
-                // Where the next record would go is unknown: start from the
-                // file as it is next time.
+                // Half a record may stay: the next append opens the file
+                // again and cuts it first.
                 tail.file = None;
             }
             Err(e)
@@ -344,12 +352,7 @@ pub fn pending(root: &Path) -> io::Result<Vec<Journalled>> {
         Err(e) => return Err(e),
     };
     let len = file.metadata()?.len();
-    let mut header = [0u8; HEADER_LEN as usize];
-    if len < HEADER_LEN {
-        return Ok(Vec::new());
-    }
-    file.read_exact_at(&mut header, 0)?;
-    let Some(done) = parse_header(&header) else {
+    let Some(done) = read_done(&file, len)? else {
         return Ok(Vec::new());
     };
     let head = Head {
@@ -438,6 +441,21 @@ mod tests {
             assert_eq!(got[0].1, b"whole");
             assert_eq!(fs::metadata(&copy).unwrap().len(), whole, "tail dropped");
         }
+    }
+
+    #[test]
+    fn half_a_record_left_by_a_failed_cut_goes_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_for(dir.path());
+        let (mut tail, _) = open(&path).unwrap();
+        append(&path, &mut tail, "a", "1", &[b"one"]).unwrap();
+        // A write that failed halfway, and a cut that failed after it.
+        let mut file = fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"M 100 2 a\nhalf").unwrap();
+        tail.file = None;
+        append(&path, &mut tail, "a", "3", &[b"three"]).unwrap();
+        let got: Vec<Vec<u8>> = records(&path).into_iter().map(|(_, body)| body).collect();
+        assert_eq!(got, [b"one".to_vec(), b"three".to_vec()]);
     }
 
     #[test]

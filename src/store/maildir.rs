@@ -127,12 +127,7 @@ pub struct MailboxLock {
 
 impl Drop for MailboxLock {
     fn drop(&mut self) {
-        self.store
-            .inner
-            .locked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.folder);
+        lock(&self.store.inner.locked).remove(&self.folder);
     }
 }
 
@@ -174,10 +169,7 @@ impl Mailstore {
                 journal,
             }),
         };
-        if let Some(journal) = &store.inner.journal {
-            let mut head = lock(&journal.head);
-            store.place_pending(journal, &mut head, usize::MAX)?;
-        }
+        store.settle()?;
         Ok(store)
     }
 
@@ -677,7 +669,7 @@ impl Mailstore {
     /// Opens `address`'s maildrop exclusively, or `None` when another session holds it.
     pub fn lock(&self, address: &str) -> Option<MailboxLock> {
         let folder = mailbox_folder(address);
-        let mut locked = self.inner.locked.lock().unwrap_or_else(|e| e.into_inner());
+        let mut locked = lock(&self.inner.locked);
         if !locked.insert(folder.clone()) {
             return None;
         }
