@@ -1,5 +1,6 @@
 //! Dates as mail headers write them (RFC 5322), in UTC; no time-zone database needed.
 
+use crate::text::push_decimal;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
@@ -29,25 +30,14 @@ fn split(time: SystemTime) -> (i64, i64) {
     (secs.div_euclid(86_400), secs.rem_euclid(86_400))
 }
 
-/// Appends `n` (below 10^width) as `width` digits, zero-padded. Dates are
-/// written on every message and event, so without `format!` (its padding
-/// machinery was ~5% of a reused SMTP session's instructions).
-fn push_digits(out: &mut String, n: u32, width: u32) {
-    let mut div = 10u32.pow(width.saturating_sub(1));
-    while div > 0 {
-        out.push(char::from(b'0' + (n / div % 10) as u8));
-        div /= 10;
-    }
-}
-
 /// `hh:mm:ss` of `secs` into the day.
 fn push_clock(out: &mut String, secs: i64) {
     let secs = secs as u32;
-    push_digits(out, secs / 3600, 2);
+    push_decimal(out, u64::from(secs / 3600), 2);
     out.push(':');
-    push_digits(out, secs / 60 % 60, 2);
+    push_decimal(out, u64::from(secs / 60 % 60), 2);
     out.push(':');
-    push_digits(out, secs % 60, 2);
+    push_decimal(out, u64::from(secs % 60), 2);
 }
 
 fn millis(time: SystemTime) -> u32 {
@@ -63,12 +53,12 @@ pub fn rfc5322(time: SystemTime) -> String {
     let mut out = String::with_capacity(31);
     out.push_str(DAYS[days.rem_euclid(7) as usize]);
     out.push_str(", ");
-    push_digits(&mut out, day, if day < 10 { 1 } else { 2 });
+    push_decimal(&mut out, day.into(), 0);
     out.push(' ');
     out.push_str(MONTHS[month as usize - 1]);
     out.push(' ');
     if (0..=9999).contains(&year) {
-        push_digits(&mut out, year as u32, 4);
+        push_decimal(&mut out, year as u64, 4);
     } else {
         out.push_str(&year.to_string());
     }
@@ -84,18 +74,18 @@ pub fn rfc3339(time: SystemTime) -> String {
     let (year, month, day) = civil_from_days(days);
     let mut out = String::with_capacity(24);
     if (0..=9999).contains(&year) {
-        push_digits(&mut out, year as u32, 4);
+        push_decimal(&mut out, year as u64, 4);
     } else {
         out.push_str(&format!("{year:04}"));
     }
     out.push('-');
-    push_digits(&mut out, month, 2);
+    push_decimal(&mut out, u64::from(month), 2);
     out.push('-');
-    push_digits(&mut out, day, 2);
+    push_decimal(&mut out, u64::from(day), 2);
     out.push('T');
     push_clock(&mut out, secs);
     out.push('.');
-    push_digits(&mut out, millis(time), 3);
+    push_decimal(&mut out, u64::from(millis(time)), 3);
     out.push('Z');
     out
 }

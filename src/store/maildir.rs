@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -65,9 +65,6 @@ struct Inner {
     root: PathBuf,
     fsync: bool,
     seq: AtomicU64,
-    /// This process's id, in every message's name (read once: `getpid` is a
-    /// system call each time).
-    pid: u32,
     /// Whether new messages are written as unnamed files (`O_TMPFILE`);
     /// cleared the first time the filesystem refuses one.
     unnamed: AtomicBool,
@@ -161,7 +158,6 @@ impl Mailstore {
                 root,
                 fsync,
                 seq: AtomicU64::new(0),
-                pid: std::process::id(),
                 unnamed: AtomicBool::new(true),
                 empty_path_link: AtomicBool::new(true),
                 locked: Mutex::new(HashSet::new()),
@@ -533,17 +529,11 @@ impl Mailstore {
 
     /// `<nanoseconds since 1970, 20 digits>.P<pid>Q<sequence>.mailnet`.
     fn unique_id(&self) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_nanos();
-        // u64 nanoseconds last until 2554; u128 formatting is slow.
-        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let mut id = String::with_capacity(64);
-        push_decimal(&mut id, nanos, 20);
+        push_decimal(&mut id, crate::id::unix_nanos(), 20);
         id.push_str(".P");
-        push_decimal(&mut id, self.inner.pid.into(), 0);
+        push_decimal(&mut id, crate::id::pid().into(), 0);
         id.push('Q');
         push_decimal(&mut id, seq, 0);
         id.push_str(".mailnet");
