@@ -93,7 +93,7 @@ pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
     // `text.lines().take(4)`, with the line ends found by memchr.
     let mut rest: &str = &text;
     while out.len() < 4 && !rest.is_empty() {
-        let (line, next) = match crate::wire::find_byte(b'\n', rest.as_bytes()) {
+        let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(lf) => {
                 let line = &rest[..lf];
                 (line.strip_suffix('\r').unwrap_or(line), &rest[lf + 1..])

@@ -160,7 +160,7 @@ impl DataReader {
         let mut run = i;
         loop {
             let rest = &input[i..];
-            let (len, ends_line) = match crate::wire::find_byte(b'\n', rest) {
+            let (len, ends_line) = match memchr::memchr(b'\n', rest) {
                 Some(p) => {
                     let before = if p > 0 { rest[p - 1] } else { self.raw_last };
                     if before != b'\r' {

@@ -238,7 +238,7 @@ pub fn read_record(head: &Head, at: u64, end: u64) -> io::Result<Option<Record>>
     }
     let mut buf = vec![0u8; MAX_LINE.min((end - at) as usize)];
     let n = read_some_at(file, &mut buf, at)?;
-    let Some(nl) = buf[..n].iter().position(|&b| b == b'\n') else {
+    let Some(nl) = memchr::memchr(b'\n', &buf[..n]) else {
         return Ok(None);
     };
     let Some((size, name, folder)) = parse_line(&buf[..nl]) else {

@@ -22,7 +22,7 @@ impl LineFramer {
     /// are needed. An unterminated line over `limit` is dropped as it arrives,
     /// so the buffer never holds more than `limit` bytes of one line.
     pub fn next_line(&mut self, input: &mut Vec<u8>, limit: usize) -> Option<Framed> {
-        let Some(lf) = super::find_byte(b'\n', input) else {
+        let Some(lf) = memchr::memchr(b'\n', input) else {
             if input.len() > limit {
                 self.discarding = true;
                 input.clear();
