@@ -9,11 +9,17 @@ use mailnet::mime::describe;
 /// Runs `mailnet inspect`.
 pub fn run(args: &super::InspectArgs) -> anyhow::Result<()> {
     let path = &args.path;
-    if path.is_dir() && !is_mailbox(path) {
-        return list_data(path);
-    }
     if path.is_dir() {
-        let messages = maildir_messages(path)?;
+        let journalled = journalled_in(path);
+        let mailbox = path.join("cur").is_dir()
+            || path.join("new").is_dir()
+            || journalled.as_ref().is_ok_and(|found| !found.is_empty());
+        if !mailbox {
+            return list_data(path);
+        }
+        let journalled = journalled
+            .with_context(|| format!("cannot read the delivery journal of {}", path.display()))?;
+        let messages = maildir_messages(path, journalled);
         if messages.is_empty() {
             anyhow::bail!(
                 "{}: no messages (expected a Maildir with cur/ or new/)",
@@ -66,19 +72,26 @@ fn list_data(path: &Path) -> anyhow::Result<()> {
             .map(|e| e.path())
             .filter(|p| p.is_dir())
             .collect();
-        // A mailbox whose first message is still in the journal has no folder yet.
+        // The journal read once for the whole server, its records by folder.
+        // A mailbox whose first message is still there has no folder yet.
+        let mut journalled: std::collections::HashMap<String, Vec<_>> = Default::default();
         for message in mailnet::store::journalled(&server.join("mail"))? {
             let folder = server.join("mail").join(&message.folder);
             if !mailboxes.contains(&folder) {
                 mailboxes.push(folder);
             }
+            journalled
+                .entry(message.folder.clone())
+                .or_default()
+                .push(message);
         }
         mailboxes.sort();
         for mailbox in mailboxes {
-            let messages = maildir_messages(&mailbox)?;
+            let folder = mailbox.file_name().unwrap_or_default().to_string_lossy();
+            let pending = journalled.remove(folder.as_ref()).unwrap_or_default();
+            let messages = maildir_messages(&mailbox, pending);
             let sizes: Vec<u64> = messages.iter().map(Message::size).collect();
             let total: u64 = sizes.iter().sum();
-            let folder = mailbox.file_name().unwrap_or_default().to_string_lossy();
             writeln!(
                 out,
                 "  {folder}: {}, {total} octets",
@@ -95,13 +108,6 @@ fn list_data(path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Whether `path` is a Maildir (or one whose mail is all still journalled).
-fn is_mailbox(path: &Path) -> bool {
-    path.join("cur").is_dir()
-        || path.join("new").is_dir()
-        || journalled_in(path).is_ok_and(|found| !found.is_empty())
 }
 
 /// A message of a mailbox: its file, or its record in the server's
@@ -167,8 +173,9 @@ fn journalled_in(mailbox: &Path) -> std::io::Result<Vec<mailnet::store::Journall
 
 /// Every message of the Maildir at `mailbox`, in delivery order (file
 /// names start with the delivery time): its files in `new/` and `cur/`,
-/// and what the server's delivery journal still holds for it.
-fn maildir_messages(mailbox: &Path) -> anyhow::Result<Vec<Message>> {
+/// and `journalled`, what the server's delivery journal still holds for
+/// it (those already placed counted once).
+fn maildir_messages(mailbox: &Path, journalled: Vec<mailnet::store::Journalled>) -> Vec<Message> {
     let mut messages: Vec<Message> = ["new", "cur"]
         .iter()
         .filter_map(|sub| std::fs::read_dir(mailbox.join(sub)).ok())
@@ -181,8 +188,6 @@ fn maildir_messages(mailbox: &Path) -> anyhow::Result<Vec<Message>> {
             name.split(':').next().unwrap_or_default().to_string()
         })
         .collect();
-    let journalled = journalled_in(mailbox)
-        .with_context(|| format!("cannot read the delivery journal of {}", mailbox.display()))?;
     messages.extend(
         journalled
             .into_iter()
@@ -190,7 +195,7 @@ fn maildir_messages(mailbox: &Path) -> anyhow::Result<Vec<Message>> {
             .map(Message::Journalled),
     );
     messages.sort_by_key(Message::name);
-    Ok(messages)
+    messages
 }
 
 /// A stored message's subject, read from its header block only.
