@@ -708,6 +708,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// a time. It ends when the store is dropped.
 fn place_in_background(weak: std::sync::Weak<Inner>) {
     const BATCH: usize = 256;
+    idle_priority();
     let upgrade = || weak.upgrade().map(|inner| Mailstore { inner });
     loop {
         let Some(store) = upgrade() else {
@@ -745,6 +746,28 @@ fn place_in_background(weak: std::sync::Weak<Inner>) {
             tracing::warn!("placing journalled mail: {e}");
             drop(store);
             std::thread::park_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Puts the calling thread at idle priority (`SCHED_IDLE`): placing is
+/// deferred work, so it takes a core only when nothing else wants one,
+/// never from the sessions or from the clients they serve on the same
+/// machine (on 2 cores, its running beside `smtp-source` cost ~4% of new
+/// connections/s). A saturated machine still gives it a sliver, and every
+/// reader places what it lists, so nothing waits on it for correctness.
+/// Best effort: where the kernel refuses, the thread keeps its priority.
+fn idle_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: a system call on the calling thread (pid 0) with a parameter we own.
+        let refused = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
+        if refused {
+            tracing::debug!(
+                "journal thread stays at normal priority: {}",
+                io::Error::last_os_error()
+            );
         }
     }
 }
@@ -1182,6 +1205,39 @@ mod tests {
             );
             std::thread::park_timeout(Duration::from_millis(5));
         }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_placing_thread_runs_at_idle_priority() {
+        let (_d, store) = store();
+        let delivered = store.deliver("a@b.c", b"Subject: j\r\n\r\nx\r\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !delivered.path.exists() {
+            assert!(std::time::Instant::now() < deadline, "never placed");
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
+        // /proc/self/task/<tid>/stat: field 41 is the scheduling policy
+        // (SCHED_IDLE is 5); fields are counted after the `(comm)` field.
+        let mut policies = Vec::new();
+        for task in fs::read_dir("/proc/self/task").unwrap() {
+            let task = task.unwrap().path();
+            let comm = fs::read_to_string(task.join("comm")).unwrap_or_default();
+            if comm.trim_end() != "mail-journal" {
+                continue;
+            }
+            let Ok(stat) = fs::read_to_string(task.join("stat")) else {
+                continue; // a thread of another test, ended meanwhile
+            };
+            let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
+            let policy: i32 = after_comm.split(' ').nth(41 - 3).unwrap().parse().unwrap();
+            policies.push(policy);
+        }
+        assert!(!policies.is_empty(), "no placing thread found");
+        assert!(
+            policies.iter().all(|&p| p == libc::SCHED_IDLE),
+            "{policies:?}"
+        );
     }
 
     #[test]
