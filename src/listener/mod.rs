@@ -67,9 +67,10 @@ pub async fn serve<P, F>(
                 let log = host.log(service);
                 let observe = Observe {
                     server: host.config().name.clone(),
-                    local: stream.local_addr().unwrap_or(peer),
                     events: host.events().clone(),
-                    recorder: host.recorder().cloned(),
+                    recorder: host
+                        .recorder()
+                        .map(|r| (r.clone(), stream.local_addr().unwrap_or(peer))),
                 };
                 run_session(
                     stream,
