@@ -51,6 +51,10 @@ impl EventKind {
     }
 }
 
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(&crate::date::rfc3339(*time))
+}
+
 /// One event, as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -59,8 +63,10 @@ pub struct Event {
     /// What happened.
     #[serde(rename = "type")]
     pub kind: EventKind,
-    /// When (RFC 3339).
-    pub time: String,
+    /// When; written as RFC 3339 only when the event is shown, since most
+    /// events (every message makes two) are never read.
+    #[serde(serialize_with = "rfc3339")]
+    pub time: SystemTime,
     /// The server it happened at.
     pub server: String,
     /// The message's queue id at that server (as in its `Received:` field).
@@ -85,7 +91,7 @@ impl Event {
         Event {
             seq: 0,
             kind,
-            time: crate::date::rfc3339(SystemTime::now()),
+            time: SystemTime::now(),
             server: server.to_string(),
             message: None,
             from: None,
@@ -235,6 +241,13 @@ mod tests {
         let json = serde_json::to_value(&kept[1]).unwrap();
         assert_eq!(json["type"], "delivered");
         assert_eq!(json["recipient"], "usr1@gmail.com");
+        // The time is shown as RFC 3339, as it was taken when the event happened.
+        assert_eq!(json["time"], crate::date::rfc3339(kept[1].time));
+        let time = json["time"].as_str().unwrap();
+        assert!(
+            time.len() == 24 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
+            "{time}"
+        );
     }
 
     #[test]

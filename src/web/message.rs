@@ -238,7 +238,7 @@ fn hop(e: Event) -> Hop {
     Hop {
         server: e.server,
         event: e.kind.name().to_string(),
-        time: e.time,
+        time: crate::date::rfc3339(e.time),
         reply: e.reply,
         recipient: e.recipient,
         to: e.to,
