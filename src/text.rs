@@ -13,22 +13,17 @@ pub fn count(n: impl Into<u64>, noun: &str) -> String {
 
 /// Appends `n` in decimal, zero-padded to `width` digits (0: as
 /// `to_string` writes it). For what is written per message (file names,
-/// transcript lines): `format!` of a padded integer costs over a thousand
-/// instructions.
+/// queue ids, transcript lines): `format!` of a padded integer costs over a
+/// thousand instructions, and `itoa`'s two-digits-a-step writer about a
+/// third of a digit-by-digit loop's.
 pub fn push_decimal(out: &mut String, n: u64, width: usize) {
-    let mut digits = [b'0'; 20];
-    let mut at = digits.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    out.reserve(width.max(digits.len()));
+    for _ in digits.len()..width {
+        out.push('0');
     }
-    let start = at.min(digits.len().saturating_sub(width));
-    out.push_str(std::str::from_utf8(&digits[start..]).expect("ASCII digits"));
+    out.push_str(digits);
 }
 
 /// `file:line:column: message`, the one format of every file error
