@@ -244,6 +244,11 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every listener bound and serving");
+    // Polls a little before the serving threads sleep (see the module for
+    // why); ends with this function.
+    let _spinner = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        mailnet::listener::spin::SERVING.spin(std::time::Duration::from_micros(args.spin.into())),
+    ));
     let joined = match (args.join, &key) {
         (Some(hub), Some(key)) => {
             let advertised = running

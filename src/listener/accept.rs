@@ -108,6 +108,7 @@ pub async fn accept_loop<F, Fut>(
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
+        super::spin::SERVING.touch();
         let (stream, peer) = match accepted {
             Ok(pair) => pair,
             Err(error) if out_of_resources(&error) => {

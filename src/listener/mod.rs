@@ -3,9 +3,11 @@
 //! - [`accept`]: accept until shutdown, cap sessions, answer the rest busy.
 //! - [`session`]: one loop for every session: deadlines, shutdown, login
 //!   back-off, transcripts, and the hand-over to TLS, driven by a pure core.
+//! - [`spin`]: the serving thread polls a little before it sleeps.
 
 mod accept;
 mod session;
+pub mod spin;
 
 pub use accept::{accept_loop, Caps};
 pub use session::{run_session, Flow, Limits, Observe, Outbox, Protocol, SessionEnd, TlsMode};

@@ -350,6 +350,7 @@ where
         match read {
             Some(Ok(0)) | Some(Err(_)) => return SessionEnd::Closed,
             Some(Ok(n)) => {
+                super::spin::SERVING.touch();
                 if in_message {
                     deadline.octets += n as u64;
                 }
