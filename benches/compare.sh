@@ -3,6 +3,7 @@
 # back to back in one run (the machine is noisy; only ratios from one run count).
 #
 #   benches/compare.sh [boot|dns|smtp|pop3|pop3-large|relay|all]
+#   (SMTP_ROUNDS=N: rounds of the SMTP loads, 3 by default)
 #
 # Needs (Debian): dnsperf, postfix (smtp-source, smtp-sink), dovecot-pop3d;
 # (PyPI): aiosmtpd, dnslib. Each part says what it skips when a tool is missing.
@@ -55,7 +56,8 @@ bench_dns() {
 }
 
 bench_smtp() {
-  echo "== SMTP: smtp-source -s 20 -m 20000 -l 1024, then with -d (connection reuse)"
+  local rounds=${SMTP_ROUNDS:-3}
+  echo "== SMTP: smtp-source -s 20 -m 20000 -l 1024, then with -d (connection reuse); $rounds rounds, servers alternating"
   command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "skipped: postfix not installed"; return; }
   export PATH=$PATH:/usr/sbin
   start_mailnet
@@ -64,24 +66,37 @@ bench_smtp() {
   if python3 -c 'import aiosmtpd' 2>/dev/null; then
     python3 -m aiosmtpd -n -c aiosmtpd.handlers.Sink -l 127.0.0.1:2598 & wait_port 127.0.0.1 2598 && aiosmtpd_up=1
   fi
+  # Rounds rather than one run each: on a shared VM one run can be 10-25% off
+  # for any server; the median of alternating rounds is compared.
   for flags in "" "-d"; do
-    for target in "mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599" "aiosmtpd 127.0.0.1:2598"; do
-      set -- $target
-      [ "$1" = aiosmtpd ] && [ $aiosmtpd_up = 0 ] && continue
-      start=$(date +%s.%N)
-      smtp-source -s 20 -m 20000 -l 1024 $flags -f usr1@gmail.com -t bob@gmail.com "$2" >/dev/null || { echo "$1: smtp-source failed"; continue; }
-      end=$(date +%s.%N)
-      printf '%-10s %-3s %8.0f msgs/s' "$1" "${flags:-new}" "$(echo "20000 / ($end - $start)" | bc -l)"
-      if [ "$1" = mailnet ]; then
-        # Every message was in mailnet's delivery journal before its 250; its
-        # Maildir file is made once ingest pauses. Wait for that here, so the
-        # next server's run does not share the CPU with it, and say how long.
-        journal=$work/data/gmail.com/mail/.deliveries
-        while [ "$(stat -c %s "$journal" 2>/dev/null || echo 40)" != 40 ]; do sleep 0.01; done
-        printf ', every Maildir file made %.2f s after the last 250' "$(echo "$(date +%s.%N) - $end" | bc -l)"
-      fi
-      echo
+    declare -A rates=()
+    for round in $(seq "$rounds"); do
+      for target in "mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599" "aiosmtpd 127.0.0.1:2598"; do
+        set -- $target
+        [ "$1" = aiosmtpd ] && [ $aiosmtpd_up = 0 ] && continue
+        start=$(date +%s.%N)
+        smtp-source -s 20 -m 20000 -l 1024 $flags -f usr1@gmail.com -t bob@gmail.com "$2" >/dev/null || { echo "$1: smtp-source failed"; continue; }
+        end=$(date +%s.%N)
+        rate=$(printf '%.0f' "$(echo "20000 / ($end - $start)" | bc -l)")
+        rates[$1]="${rates[$1]:-} $rate"
+        printf 'round %s %-10s %-3s %8s msgs/s' "$round" "$1" "${flags:-new}" "$rate"
+        if [ "$1" = mailnet ]; then
+          # Every message was in mailnet's delivery journal before its 250; its
+          # Maildir file is made once ingest pauses. Wait for that here, so the
+          # next server's run does not share the CPU with it, and say how long.
+          journal=$work/data/gmail.com/mail/.deliveries
+          while [ "$(stat -c %s "$journal" 2>/dev/null || echo 40)" != 40 ]; do sleep 0.01; done
+          printf ', every Maildir file made %.2f s after the last 250' "$(echo "$(date +%s.%N) - $end" | bc -l)"
+        fi
+        echo
+      done
     done
+    median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    local m s a
+    m=$(median "${rates[mailnet]:-0}"); s=$(median "${rates[smtp-sink]:-0}"); a=$(median "${rates[aiosmtpd]:-0}")
+    printf 'median %-3s: mailnet %s, smtp-sink %s, aiosmtpd %s msgs/s; mailnet/smtp-sink %.2fx, mailnet/aiosmtpd %.1fx\n' \
+      "${flags:-new}" "$m" "$s" "$a" "$(echo "$m / $s" | bc -l)" "$(echo "$m / ($a + ($a == 0))" | bc -l)"
+    unset rates
   done
   echo "stored by mailnet: $(find "$work/data/gmail.com/mail/bob@gmail.com" -type f | wc -l) messages"
   echo "-- mailnet's own load generator (latency percentiles)"
