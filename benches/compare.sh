@@ -91,11 +91,13 @@ bench_smtp() {
         echo
       done
     done
-    median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+    # The middle rate (the mean of the two middle ones for an even count).
+    median() { printf '%s\n' $1 | sort -n | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+    ratio() { [ "${2:-0}" -gt 0 ] && printf '%.2fx' "$(echo "$1 / $2" | bc -l)" || printf 'n/a'; }
     local m s a
     m=$(median "${rates[mailnet]:-0}"); s=$(median "${rates[smtp-sink]:-0}"); a=$(median "${rates[aiosmtpd]:-0}")
-    printf 'median %-3s: mailnet %s, smtp-sink %s, aiosmtpd %s msgs/s; mailnet/smtp-sink %.2fx, mailnet/aiosmtpd %.1fx\n' \
-      "${flags:-new}" "$m" "$s" "$a" "$(echo "$m / $s" | bc -l)" "$(echo "$m / ($a + ($a == 0))" | bc -l)"
+    printf 'median %-3s: mailnet %s, smtp-sink %s, aiosmtpd %s msgs/s; mailnet/smtp-sink %s, mailnet/aiosmtpd %s\n' \
+      "${flags:-new}" "$m" "$s" "$a" "$(ratio "$m" "$s")" "$(ratio "$m" "$a")"
     unset rates
   done
   echo "stored by mailnet: $(find "$work/data/gmail.com/mail/bob@gmail.com" -type f | wc -l) messages"

@@ -187,10 +187,11 @@ pub struct UpArgs {
     /// least one, so the clients under test keep a core).
     #[arg(long, value_name = "N", env = "MAILNET_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub threads: Option<u16>,
-    /// Microseconds the serving threads keep polling after the last read
-    /// before they sleep (0: sleep at once). Costs at most that much CPU
-    /// after each burst of traffic; saves clients the price of waking an
-    /// idle server, which under load cost up to a fifth of their rate.
+    /// Microseconds the serving thread keeps polling after the last read
+    /// before it sleeps (0: sleep at once; only with one thread). Costs at
+    /// most that much CPU after each burst of traffic; saves clients the
+    /// price of waking an idle server, which under load cost up to a fifth
+    /// of their rate.
     #[arg(long, value_name = "MICROSECONDS", env = "MAILNET_SPIN", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100_000))]
     pub spin: u32,
     /// Every server is a catch-all: mail for any address of its domains is

@@ -244,10 +244,14 @@ pub async fn up(args: &super::UpArgs) -> anyhow::Result<()> {
     let stop = stop_signal();
     let running = RunningNetwork::start(network, options).await?;
     tracing::debug!(elapsed = ?started.elapsed(), "every listener bound and serving");
-    // Polls a little before the serving threads sleep (see the module for
-    // why); ends with this function.
+    // Polls a little before the serving thread sleeps (see the module for
+    // why; with several workers it could not poll); ends with this function.
+    let spin = match tokio::runtime::Handle::current().metrics().num_workers() {
+        1 => std::time::Duration::from_micros(args.spin.into()),
+        _ => std::time::Duration::ZERO,
+    };
     let _spinner = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
-        mailnet::listener::spin::SERVING.spin(std::time::Duration::from_micros(args.spin.into())),
+        mailnet::listener::spin::SERVING.spin(spin),
     ));
     let joined = match (args.join, &key) {
         (Some(hub), Some(key)) => {
