@@ -141,7 +141,10 @@ pub struct Limits {
 struct Deadline {
     /// Set by the last answer.
     since: Instant,
-    /// Message octets received since then.
+    /// The last answer or read, whichever came later: silence is counted
+    /// from it.
+    heard: Instant,
+    /// Message octets received since the last answer.
     octets: u64,
     /// The end of the whole session.
     session_end: Instant,
@@ -152,6 +155,7 @@ impl Deadline {
         let now = Instant::now();
         Deadline {
             since: now,
+            heard: now,
             octets: 0,
             session_end: now.checked_add(limits.session).unwrap_or(now + FAR),
         }
@@ -160,21 +164,32 @@ impl Deadline {
     /// The client was answered: a new command (or message) begins.
     fn answered(&mut self) {
         self.since = Instant::now();
+        self.heard = self.since;
         self.octets = 0;
     }
 
-    /// When the current read must end.
-    fn next(&self, limits: &Limits, in_message: bool) -> Instant {
-        let now = Instant::now();
-        let silence = now.checked_add(limits.idle).unwrap_or(now + FAR);
+    /// `n` octets arrived.
+    fn heard(&mut self, n: usize, in_message: bool) {
+        self.heard = Instant::now();
+        if in_message {
+            self.octets += n as u64;
+        }
+    }
+
+    /// When the current read must end. It only moves later as the
+    /// session goes on (answers and reads move it), but for one case: a
+    /// message ended without an answer yet, where the message's allowance
+    /// no longer counts.
+    fn due(&self, limits: &Limits, in_message: bool) -> Instant {
+        let far = |from: Instant, by: Duration| from.checked_add(by).unwrap_or(from + FAR);
+        let silence = far(self.heard, limits.idle);
         let mut allowed = limits.idle;
         if in_message && limits.min_rate > 0 {
             allowed = allowed.saturating_add(Duration::from_secs_f64(
                 self.octets as f64 / limits.min_rate as f64,
             ));
         }
-        let whole = self.since.checked_add(allowed).unwrap_or(now + FAR);
-        silence.min(whole).min(self.session_end)
+        silence.min(far(self.since, allowed)).min(self.session_end)
     }
 }
 
@@ -309,10 +324,14 @@ where
     // Spare capacity, not zeroed memory: `read_buf` fills it without a memset per session.
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut deadline = Deadline::new(&limits);
-    // One timer and one shutdown watch for the session's reads, moved
-    // rather than made anew for each read: moving a timer's deadline later
-    // is one atomic operation, registering one takes the timer's lock.
-    let timer = tokio::time::sleep_until(deadline.next(&limits, false));
+    // One timer and one shutdown watch for the session's reads. The timer
+    // is not moved at every read (the deadline moves later at each one):
+    // when it fires early, it is moved to the deadline then; it is moved
+    // at once only when the deadline comes earlier than it is set for.
+    // Moving it per read, with the clock and the sums that took, was a
+    // twentieth of a reused SMTP session's instructions.
+    let mut armed = deadline.due(&limits, false);
+    let timer = tokio::time::sleep_until(armed);
     let mut timer = std::pin::pin!(timer);
     let mut cancelled = std::pin::pin!(shutdown.cancelled());
     loop {
@@ -335,30 +354,49 @@ where
             Flow::Read => {}
         }
         let in_message = protocol.receiving_message();
-        timer.as_mut().reset(deadline.next(&limits, in_message));
-        // Shutdown first, then the read, then its deadline (a read that is
-        // ready wins over a deadline just passed, as with `timeout`).
-        let read = tokio::select! {
-            biased;
-            _ = &mut cancelled => {
-                protocol.shutting_down(&mut out);
-                break;
+        let due = deadline.due(&limits, in_message);
+        if due < armed {
+            armed = due;
+            timer.as_mut().reset(armed);
+        }
+        // Shutdown first (asked directly: a client that always has bytes
+        // ready must not keep the session past it), then the read, then
+        // its deadline (a read that is ready wins over a deadline just
+        // passed, as with `timeout`). The shutdown watch is polled only
+        // when the read must wait: polling it costs more than asking.
+        if shutdown.is_cancelled() {
+            protocol.shutting_down(&mut out);
+            break;
+        }
+        let read = loop {
+            tokio::select! {
+                biased;
+                read = stream.read_buf(&mut buf) => break Some(read),
+                _ = &mut cancelled => break None,
+                _ = &mut timer => {
+                    let due = deadline.due(&limits, in_message);
+                    if due <= Instant::now() {
+                        break None;
+                    }
+                    armed = due;
+                    timer.as_mut().reset(armed);
+                }
             }
-            read = stream.read_buf(&mut buf) => Some(read),
-            _ = &mut timer => None,
         };
         match read {
             Some(Ok(0)) | Some(Err(_)) => return SessionEnd::Closed,
             Some(Ok(n)) => {
                 super::spin::SERVING.touch();
-                if in_message {
-                    deadline.octets += n as u64;
-                }
+                deadline.heard(n, in_message);
                 if let Some(recording) = &mut transcript.recording {
                     recording.client(&buf);
                 }
                 protocol.push(&buf);
                 buf.clear();
+            }
+            None if shutdown.is_cancelled() => {
+                protocol.shutting_down(&mut out);
+                break;
             }
             None => {
                 protocol.idle(&mut out);
@@ -546,4 +584,188 @@ fn finish(
         recording.close();
     }
     log.finish(&transcript.name, peer.to_string());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    /// Answers `ok` to each line; says `idle` and `bye` for the deadline
+    /// and shutdown.
+    #[derive(Default)]
+    struct Echo {
+        input: Vec<u8>,
+    }
+
+    impl Protocol for Echo {
+        fn push(&mut self, bytes: &[u8]) {
+            self.input.extend_from_slice(bytes);
+        }
+
+        async fn advance(&mut self, out: &mut Outbox) -> Flow {
+            while let Some(lf) = self.input.iter().position(|&b| b == b'\n') {
+                self.input.drain(..=lf);
+                out.push(b"ok\r\n");
+            }
+            Flow::Read
+        }
+
+        fn idle(&mut self, out: &mut Outbox) {
+            out.push(b"idle\r\n");
+        }
+
+        fn shutting_down(&mut self, out: &mut Outbox) {
+            out.push(b"bye\r\n");
+        }
+
+        fn take_transcript(&mut self) -> Vec<Line> {
+            Vec::new()
+        }
+    }
+
+    const IDLE: Duration = Duration::from_secs(1);
+
+    fn limits() -> Limits {
+        Limits {
+            idle: IDLE,
+            write: IDLE,
+            min_rate: 0,
+            session: Duration::from_secs(3600),
+        }
+    }
+
+    /// Runs [`drive`] over one end of a pipe; the other end is returned.
+    fn session(
+        shutdown: &CancellationToken,
+    ) -> (tokio::io::DuplexStream, tokio::task::JoinHandle<SessionEnd>) {
+        let (client, mut server) = tokio::io::duplex(4096);
+        let shutdown = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let log = TranscriptLog::open("test", None, false);
+            let mut transcript = Transcript {
+                log: &log,
+                name: "t#1".into(),
+                recording: None,
+            };
+            drive(
+                &mut server,
+                &mut Echo::default(),
+                limits(),
+                &shutdown,
+                &mut transcript,
+            )
+            .await
+        });
+        (client, task)
+    }
+
+    /// The read timer is moved only when it fires early: a client that
+    /// speaks every 0.6 × idle is never cut, and once it falls silent it
+    /// is cut one idle time after its last line, not after the first
+    /// deadline the timer was set for.
+    #[tokio::test(start_paused = true)]
+    async fn the_idle_deadline_counts_from_the_last_line() {
+        let shutdown = CancellationToken::new();
+        let (client, task) = session(&shutdown);
+        let (read, mut write) = tokio::io::split(client);
+        let mut read = BufReader::new(read);
+        let mut line = String::new();
+        for _ in 0..5 {
+            // Virtual time: the paused clock jumps, nothing waits.
+            tokio::time::sleep(IDLE * 6 / 10).await;
+            write.write_all(b"x\r\n").await.unwrap();
+            line.clear();
+            read.read_line(&mut line).await.unwrap();
+            assert_eq!(line, "ok\r\n");
+        }
+        let silent = Instant::now();
+        line.clear();
+        read.read_line(&mut line).await.unwrap();
+        assert_eq!(line, "idle\r\n");
+        let waited = silent.elapsed();
+        assert!(
+            waited >= IDLE && waited < IDLE + Duration::from_millis(50),
+            "cut {waited:?} after the last line"
+        );
+        assert_eq!(task.await.unwrap(), SessionEnd::Closed);
+    }
+
+    /// A client whose bytes are always ready: `budget` reads of a line
+    /// each, then silence. What the server sends is kept.
+    struct Eager {
+        budget: usize,
+        sent: Vec<u8>,
+    }
+
+    impl AsyncRead for Eager {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if self.budget == 0 {
+                return std::task::Poll::Pending;
+            }
+            self.budget -= 1;
+            buf.put_slice(b"x\r\n");
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Eager {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            bytes: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.sent.extend_from_slice(bytes);
+            std::task::Poll::Ready(Ok(bytes.len()))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// A client with bytes always ready still meets shutdown: it is asked
+    /// before every read, not only while a read waits.
+    #[tokio::test]
+    async fn shutdown_ends_a_session_whose_client_never_pauses() {
+        const BUDGET: usize = 10_000;
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        let mut client = Eager {
+            budget: BUDGET,
+            sent: Vec::new(),
+        };
+        let log = TranscriptLog::open("test", None, false);
+        let mut transcript = Transcript {
+            log: &log,
+            name: "t#1".into(),
+            recording: None,
+        };
+        let end = drive(
+            &mut client,
+            &mut Echo::default(),
+            limits(),
+            &shutdown,
+            &mut transcript,
+        )
+        .await;
+        assert_eq!(end, SessionEnd::Closed);
+        assert!(client.sent.ends_with(b"bye\r\n"));
+        let read = BUDGET - client.budget;
+        assert!(read <= 1, "{read} reads after shutdown");
+    }
 }
