@@ -74,6 +74,84 @@ impl fmt::Display for Stamped {
     }
 }
 
+/// Transcript lines a protocol core records between two drains, keeping
+/// their memory: a line recorded after [`Lines::clear`] reuses the text
+/// buffer of one recorded before, so a long session records without
+/// allocating (a `String` per line was a third of an SMTP session's
+/// allocations).
+#[derive(Debug, Default)]
+pub struct Lines {
+    /// `lines[..len]` are recorded; the rest are spare buffers.
+    lines: Vec<Line>,
+    len: usize,
+}
+
+/// [`Lines::clear`] keeps at most this many buffers, each of at most
+/// [`KEPT_LINE`] bytes: a burst of pipelined commands or one long line
+/// does not stay in memory for the rest of the session.
+const KEPT_LINES: usize = 64;
+const KEPT_LINE: usize = 512;
+
+impl Lines {
+    /// Records a line of `dir` whose text `write` appends.
+    pub fn push_with<T>(&mut self, dir: Dir, write: impl FnOnce(&mut String) -> T) -> T {
+        if self.len == self.lines.len() {
+            self.lines.push(Line {
+                dir,
+                text: String::new(),
+            });
+        }
+        let line = &mut self.lines[self.len];
+        line.dir = dir;
+        line.text.clear();
+        self.len += 1;
+        write(&mut line.text)
+    }
+
+    /// Records a client line.
+    pub fn client(&mut self, text: &str) {
+        self.push_with(Dir::Client, |buf| buf.push_str(text));
+    }
+
+    /// Records a server line.
+    pub fn server(&mut self, text: &str) {
+        self.push_with(Dir::Server, |buf| buf.push_str(text));
+    }
+
+    /// The lines recorded since the last clear.
+    pub fn as_slice(&self) -> &[Line] {
+        &self.lines[..self.len]
+    }
+
+    /// Forgets the recorded lines, keeping a bounded amount of their memory.
+    pub fn clear(&mut self) {
+        // Only the lines used since the last clear can have grown.
+        for line in &mut self.lines[..self.len] {
+            if line.text.capacity() > KEPT_LINE {
+                line.text = String::new();
+            }
+        }
+        if self.lines.len() > KEPT_LINES {
+            self.lines.truncate(KEPT_LINES);
+            self.lines.shrink_to(KEPT_LINES);
+        }
+        self.len = 0;
+    }
+
+    /// Takes the recorded lines (and none of the spare memory).
+    pub fn take(&mut self) -> Vec<Line> {
+        let mut taken = std::mem::take(&mut self.lines);
+        taken.truncate(self.len);
+        self.len = 0;
+        taken
+    }
+
+    /// Whether no line is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Shortens a message body for a transcript: its size and first header lines.
 pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
     let lines = message.iter().filter(|&&b| b == b'\n').count()
@@ -84,15 +162,22 @@ pub fn abbreviate_message(message: &[u8]) -> Vec<Line> {
 /// The transcript lines for a message of `lines` lines and `size` octets
 /// that begins with `preview`: its first four lines, then a count of the rest.
 pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
+    let mut out = Lines::default();
+    abbreviate_into(&mut out, preview, lines, size);
+    out.take()
+}
+
+/// [`abbreviate`], recorded into `out`.
+pub fn abbreviate_into(out: &mut Lines, preview: &[u8], lines: u64, size: u64) {
     // A preview is nearly always valid UTF-8, then read where it is.
     let text = match std::str::from_utf8(preview) {
         Ok(text) => std::borrow::Cow::Borrowed(text),
         Err(_) => String::from_utf8_lossy(preview),
     };
-    let mut out: Vec<Line> = Vec::with_capacity(6);
     // `text.lines().take(4)`, with the line ends found by memchr.
     let mut rest: &str = &text;
-    while out.len() < 4 && !rest.is_empty() {
+    let mut taken = 0;
+    while taken < 4 && !rest.is_empty() {
         let (line, next) = match memchr::memchr(b'\n', rest.as_bytes()) {
             Some(lf) => {
                 let line = &rest[..lf];
@@ -100,20 +185,20 @@ pub fn abbreviate(preview: &[u8], lines: u64, size: u64) -> Vec<Line> {
             }
             None => (rest, ""),
         };
-        out.push(Line::client(line));
+        out.client(line);
+        taken += 1;
         rest = next;
     }
     if lines > 4 {
-        let mut count = String::with_capacity(64);
-        count.push_str("[... ");
-        crate::text::push_decimal(&mut count, lines - 4, 0);
-        count.push_str(" more lines, ");
-        crate::text::push_decimal(&mut count, size, 0);
-        count.push_str(" octets in all]");
-        out.push(Line::client(count));
+        out.push_with(Dir::Client, |count| {
+            count.push_str("[... ");
+            crate::text::push_decimal(count, lines - 4, 0);
+            count.push_str(" more lines, ");
+            crate::text::push_decimal(count, size, 0);
+            count.push_str(" octets in all]");
+        });
     }
-    out.push(Line::client("."));
-    out
+    out.client(".");
 }
 
 /// Where a server's finished and ongoing transcripts go: a log file per
@@ -222,8 +307,50 @@ impl std::hash::Hasher for NameHasher {
 /// An open session: its latest lines, and how many went to the file.
 #[derive(Debug, Default)]
 struct Active {
-    lines: std::collections::VecDeque<Stamped>,
+    lines: Ring,
     logged: usize,
+}
+
+/// The latest [`SESSION_LINES`] lines of a session. Once full, a line
+/// overwrites the oldest in place, reusing its memory: a long session
+/// keeps its lines without allocating or moving any.
+#[derive(Debug, Default)]
+struct Ring {
+    slots: Vec<Stamped>,
+    /// Where the next line goes once full; the oldest line is there.
+    next: usize,
+}
+
+impl Ring {
+    fn push(&mut self, at: SystemTime, dir: Dir, text: &str) {
+        if self.slots.len() < SESSION_LINES {
+            self.slots.push(Stamped {
+                at,
+                line: Line {
+                    dir,
+                    text: text.to_string(),
+                },
+            });
+            return;
+        }
+        let slot = &mut self.slots[self.next];
+        slot.at = at;
+        slot.line.dir = dir;
+        slot.line.text.clear();
+        slot.line.text.push_str(text);
+        self.next = (self.next + 1) % SESSION_LINES;
+    }
+
+    /// The lines, oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Stamped> {
+        let (newer, older) = self.slots.split_at(self.next);
+        older.iter().chain(newer)
+    }
+
+    fn into_vec(mut self) -> Vec<Stamped> {
+        self.slots.rotate_left(self.next);
+        self.slots
+    }
 }
 
 /// A finished session's lines.
@@ -295,13 +422,21 @@ impl TranscriptLog {
     /// the kept lines (it was 46% of a reused SMTP session's instructions
     /// with a `format!` and a clock per line, a copy of each line for the
     /// caller and a 200-line shift at every call).
-    pub fn write(&self, session: &str, mut lines: Vec<Line>) {
-        self.write_drain(session, &mut lines);
+    pub fn write(&self, session: &str, lines: Vec<Line>) {
+        self.write_lines(session, &lines);
     }
 
-    /// [`TranscriptLog::write`] taking the lines out of `lines`, whose
-    /// memory stays with the caller to record the next ones in.
-    pub fn write_drain(&self, session: &str, lines: &mut Vec<Line>) {
+    /// [`TranscriptLog::write`] for lines recorded into a [`Lines`], which
+    /// is cleared and keeps its memory to record the next ones in.
+    pub fn write_recorded(&self, session: &str, lines: &mut Lines) {
+        self.write_lines(session, lines.as_slice());
+        lines.clear();
+    }
+
+    /// [`TranscriptLog::write`] copying the lines: once a session's ring
+    /// of kept lines is full, each line reuses the memory of the one it
+    /// pushes out.
+    fn write_lines(&self, session: &str, lines: &[Line]) {
         if lines.is_empty() {
             return;
         }
@@ -356,17 +491,8 @@ impl TranscriptLog {
                     .as_bytes(),
                 );
             }
-            for line in lines.drain(..) {
-                if entry.lines.len() == SESSION_LINES {
-                    entry.lines.pop_front();
-                }
-                entry.lines.push_back(Stamped {
-                    at: now,
-                    line: Line {
-                        dir: line.dir,
-                        text: clip(line.text),
-                    },
-                });
+            for line in lines {
+                entry.lines.push(now, line.dir, &clipped(&line.text));
             }
         }
         if text.is_empty() {
@@ -422,7 +548,10 @@ impl TranscriptLog {
         // first, so a reader sees the session open or finished, never
         // neither.
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-        let lines = active.remove(session).map(|a| a.lines).unwrap_or_default();
+        let lines = active
+            .remove(session)
+            .map(|a| a.lines.into_vec())
+            .unwrap_or_default();
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() == RECENT {
             recent.pop_front();
@@ -430,7 +559,7 @@ impl TranscriptLog {
         recent.push_back(SessionTranscript {
             session: session.to_string(),
             peer,
-            lines: lines.into(),
+            lines,
         });
     }
 
@@ -538,6 +667,61 @@ mod tests {
         assert!(clipped.len() < LINE_TEXT + 20, "{}", clipped.len());
         assert!(clipped.ends_with("... [600 octets]"), "{clipped}");
         assert_eq!(clip("short".into()), "short");
+    }
+
+    /// The kept lines are the latest, oldest first, open or finished,
+    /// whether the ring has wrapped or not, and recorded lines reuse
+    /// memory without mixing their texts.
+    #[test]
+    fn the_kept_lines_are_the_latest_in_order() {
+        for total in [3, SESSION_LINES, SESSION_LINES + 1, 3 * SESSION_LINES + 7] {
+            let log = TranscriptLog::open("gmail.com", None, false);
+            let mut recorded = Lines::default();
+            for i in 0..total {
+                // A long line, then short ones in the same buffers.
+                let text = if i % 7 == 0 {
+                    format!("{i} {}", "x".repeat(40))
+                } else {
+                    i.to_string()
+                };
+                recorded.push_with(if i % 2 == 0 { Dir::Client } else { Dir::Server }, |t| {
+                    t.push_str(&text)
+                });
+                if i % 5 == 4 {
+                    log.write_recorded("smtp#1", &mut recorded);
+                }
+            }
+            log.write_recorded("smtp#1", &mut recorded);
+            let want: Vec<String> = (total.saturating_sub(SESSION_LINES)..total)
+                .map(|i| {
+                    if i % 7 == 0 {
+                        format!("{i} {}", "x".repeat(40))
+                    } else {
+                        i.to_string()
+                    }
+                })
+                .collect();
+            let texts = |lines: &[Stamped]| -> Vec<String> {
+                lines.iter().map(|l| l.line.text.clone()).collect()
+            };
+            let open = log.sessions();
+            assert_eq!(texts(&open[0].1), want, "open, {total} lines");
+            let first = total.saturating_sub(SESSION_LINES);
+            assert_eq!(
+                open[0].1[0].line.dir,
+                if first % 2 == 0 {
+                    Dir::Client
+                } else {
+                    Dir::Server
+                }
+            );
+            log.finish("smtp#1", "127.0.0.1:1".into());
+            assert_eq!(
+                texts(&log.recent()[0].lines),
+                want,
+                "finished, {total} lines"
+            );
+        }
     }
 
     #[test]

@@ -58,18 +58,19 @@ impl Reply {
         }
     }
 
-    /// Each line as sent, without its CRLF: what a transcript records,
-    /// built without going through [`fmt::Display`] and a copy to split.
-    pub fn each_line(&self, mut line_out: impl FnMut(String)) {
+    /// Records each line as sent, without its CRLF, as a server line of
+    /// `transcript`: built in place, without going through
+    /// [`fmt::Display`] and a copy to split.
+    pub fn each_line(&self, transcript: &mut crate::transcript::Lines) {
         for (prefix, enhanced, line) in self.parts() {
-            let mut out = String::with_capacity(line.len() + 12);
-            out.extend(prefix.map(char::from));
-            if let Some(enh) = enhanced {
-                out.push_str(enh);
-                out.push(' ');
-            }
-            out.push_str(line);
-            line_out(out);
+            transcript.push_with(crate::transcript::Dir::Server, |out| {
+                out.extend(prefix.map(char::from));
+                if let Some(enh) = enhanced {
+                    out.push_str(enh);
+                    out.push(' ');
+                }
+                out.push_str(line);
+            });
         }
     }
 
@@ -124,8 +125,9 @@ mod tests {
         assert_eq!(ehlo.to_string(), "250-mx Hello\r\n250 PIPELINING\r\n");
         // The transcript's lines are the wire's, without CRLF.
         for reply in [&ehlo, &Reply::new(550, "5.1.1", "No such user")] {
-            let mut lines = Vec::new();
-            reply.each_line(|l| lines.push(l));
+            let mut recorded = crate::transcript::Lines::default();
+            reply.each_line(&mut recorded);
+            let lines: Vec<String> = recorded.take().into_iter().map(|l| l.text).collect();
             assert_eq!(lines.join("\r\n") + "\r\n", reply.to_string());
         }
         let help = Reply {

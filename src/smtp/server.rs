@@ -51,9 +51,6 @@ pub async fn serve(
     .await
 }
 
-/// The transcript buffer a session keeps between replies, in lines.
-const KEPT_TRANSCRIPT_LINES: usize = 64;
-
 /// SMTP as the session loop drives it.
 pub struct SmtpProtocol {
     session: Session,
@@ -177,13 +174,7 @@ impl Protocol for SmtpProtocol {
     }
 
     fn log_transcript(&mut self, log: &crate::transcript::TranscriptLog, name: &str) {
-        let lines = self.session.transcript_mut();
-        log.write_drain(name, lines);
-        // A burst of pipelined commands may have grown it; keep what a
-        // usual exchange needs.
-        if lines.capacity() > KEPT_TRANSCRIPT_LINES {
-            *lines = Vec::new();
-        }
+        log.write_recorded(name, self.session.transcript_mut());
     }
 
     fn receiving_message(&self) -> bool {

@@ -27,7 +27,7 @@ use super::strict::{self, Verdict};
 use crate::fault::{Action, Faults, Injection, Point, Probe, Protocol};
 use crate::id::QueueId;
 use crate::network::ServerConfig;
-use crate::transcript::{abbreviate, Line};
+use crate::transcript::{abbreviate_into, Line, Lines};
 
 /// What the session needs to know about its server.
 #[derive(Debug, Clone)]
@@ -102,7 +102,7 @@ pub struct Session {
     esmtp: bool,
     authenticated: Option<String>,
     tx: Option<Transaction>,
-    transcript: Vec<Line>,
+    transcript: Lines,
     /// The client is on the server's own network (`mynetworks`): it may
     /// relay from a local sender without AUTH.
     trusted: bool,
@@ -137,7 +137,7 @@ impl Session {
             esmtp: false,
             authenticated: None,
             tx: None,
-            transcript: Vec::new(),
+            transcript: Lines::default(),
             trusted: true,
             tls: None,
             relay_from: None,
@@ -153,8 +153,7 @@ impl Session {
     /// PREGREET): call before [`Session::open`].
     pub fn spoke_first(&mut self) {
         self.no_service = true;
-        self.transcript
-            .push(Line::client("[sent before the greeting]"));
+        self.transcript.client("[sent before the greeting]");
     }
 
     /// Marks the session as a relay session from the network's server
@@ -226,19 +225,19 @@ impl Session {
                 let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
                 let rest = text.get(3..).unwrap_or("").trim_start();
                 let reply = self.record(Reply::plain(code, rest));
-                self.transcript.push(Line::server(injection.note()));
+                self.transcript.server(&injection.note());
                 Injected::Event(match discard {
                     Some(()) => Event::Discard(reply),
                     None => Event::Reply(reply),
                 })
             }
             Action::Drop => {
-                self.transcript.push(Line::server(injection.note()));
+                self.transcript.server(&injection.note());
                 self.state = State::Closed;
                 Injected::Drop
             }
             Action::Delay(d) => {
-                self.transcript.push(Line::server(injection.note()));
+                self.transcript.server(&injection.note());
                 Injected::Pause(*d)
             }
         }
@@ -269,7 +268,7 @@ impl Session {
     /// no sender, no login is kept from the clear part).
     pub fn tls_established(&mut self, info: crate::tls::TlsInfo) {
         self.transcript
-            .push(Line::server(format!("[TLS established ({info})]")));
+            .server(&format!("[TLS established ({info})]"));
         self.tls = Some(info);
         self.helo = None;
         self.esmtp = false;
@@ -334,13 +333,13 @@ impl Session {
 
     /// Takes the transcript lines recorded since the last call.
     pub fn take_transcript(&mut self) -> Vec<Line> {
-        std::mem::take(&mut self.transcript)
+        self.transcript.take()
     }
 
     /// The transcript lines recorded since they were last taken or
     /// drained, to be drained in place (the buffer keeps its memory for
     /// the next lines).
-    pub fn transcript_mut(&mut self) -> &mut Vec<Line> {
+    pub fn transcript_mut(&mut self) -> &mut Lines {
         &mut self.transcript
     }
 
@@ -394,7 +393,7 @@ impl Session {
                         Framed::Line(line) => line,
                         Framed::TooLong => {
                             self.transcript
-                                .push(Line::client(format!("[line longer than {limit} octets]")));
+                                .client(&format!("[line longer than {limit} octets]"));
                             self.state = State::Command;
                             return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
                         }
@@ -454,7 +453,7 @@ impl Session {
     }
 
     fn record(&mut self, reply: Reply) -> Reply {
-        reply.each_line(|line| self.transcript.push(Line::server(line)));
+        reply.each_line(&mut self.transcript);
         reply
     }
 
@@ -478,21 +477,17 @@ impl Session {
         let text: &str = &text;
         match std::mem::replace(&mut self.state, State::Command) {
             State::AuthLogin { user } => {
-                self.transcript.push(Line::client(if user.is_some() {
-                    "[password]".into()
-                } else {
-                    text.to_string()
-                }));
+                self.transcript
+                    .client(if user.is_some() { "[password]" } else { text });
                 return Some(self.auth_login_step(user, text));
             }
             State::AuthPlain => {
-                self.transcript.push(Line::client("[credentials]"));
+                self.transcript.client("[credentials]");
                 return Some(self.auth_plain(text));
             }
             _ => {}
         }
-        self.transcript
-            .push(Line::client(without_credentials(text)));
+        self.transcript.client(&without_credentials(text));
         if self.no_service {
             return Some(self.without_service(text));
         }
@@ -871,8 +866,7 @@ impl Session {
         let facts = match reader.finish() {
             Ok(facts) => facts,
             Err(Refusal::TooLarge) => {
-                self.transcript
-                    .push(Line::client("[message over the size limit]"));
+                self.transcript.client("[message over the size limit]");
                 return Event::Discard(self.record(Reply::new(
                     552,
                     "5.3.4",
@@ -880,13 +874,16 @@ impl Session {
                 )));
             }
             Err(Refusal::LineTooLong) => {
-                self.transcript
-                    .push(Line::client("[message with an over-long line]"));
+                self.transcript.client("[message with an over-long line]");
                 return Event::Discard(self.record(Reply::new(500, "5.5.2", "Line too long")));
             }
         };
-        self.transcript
-            .extend(abbreviate(&facts.preview, facts.lines, facts.size));
+        abbreviate_into(
+            &mut self.transcript,
+            &facts.preview,
+            facts.lines,
+            facts.size,
+        );
         self.spare_preview = facts.preview;
         let hops = facts.received;
         if hops > self.ctx.server.policy.max_hops {
@@ -1108,20 +1105,20 @@ fn joined(pieces: &[&str]) -> String {
     text
 }
 
-fn without_credentials(text: &str) -> String {
+fn without_credentials(text: &str) -> std::borrow::Cow<'_, str> {
     let verb = text.trim_start().get(..4);
     if !verb.is_some_and(|verb| verb.eq_ignore_ascii_case("AUTH")) {
         // Not AUTH (every command but one): nothing to hide.
-        return text.to_string();
+        return text.into();
     }
     let mut words = text.split_whitespace();
     match (words.next(), words.next(), words.next()) {
         (Some(verb), Some(mechanism), Some(_))
             if verb.eq_ignore_ascii_case("AUTH") && mechanism.eq_ignore_ascii_case("PLAIN") =>
         {
-            format!("{verb} {mechanism} [credentials]")
+            format!("{verb} {mechanism} [credentials]").into()
         }
-        _ => text.to_string(),
+        _ => text.into(),
     }
 }
 
