@@ -68,6 +68,29 @@ pub fn rfc5322(time: SystemTime) -> String {
     out
 }
 
+/// [`rfc5322`] of now, formatted once a second per thread and shared:
+/// every message's `Received:` line carries it.
+pub fn rfc5322_now() -> std::sync::Arc<str> {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(i64, std::sync::Arc<str>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let now = SystemTime::now();
+    let (days, secs) = split(now);
+    let key = days * 86_400 + secs;
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((at, text)) if *at == key => text.clone(),
+            _ => {
+                let text: std::sync::Arc<str> = rfc5322(now).into();
+                *last = Some((key, text.clone()));
+                text
+            }
+        }
+    })
+}
+
 /// `2026-11-23T08:24:17.123Z` (RFC 3339), for JSON.
 pub fn rfc3339(time: SystemTime) -> String {
     let (days, secs) = split(time);
@@ -126,6 +149,24 @@ pub fn clock_digits(time: SystemTime) -> [u8; 12] {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// The shared date is the one of now, and made once a second.
+    #[test]
+    fn the_date_of_now_is_now_and_made_once_a_second() {
+        let before = SystemTime::now();
+        let first = rfc5322_now();
+        let second = rfc5322_now();
+        let after = SystemTime::now();
+        for got in [&first, &second] {
+            assert!(
+                **got == rfc5322(before) || **got == rfc5322(after),
+                "{got} is not between {before:?} and {after:?}"
+            );
+        }
+        if first == second {
+            assert!(std::sync::Arc::ptr_eq(&first, &second), "formatted twice");
+        }
+    }
 
     #[test]
     fn known_dates() {

@@ -4,8 +4,6 @@
 //! in memory when small, written behind the trace fields in one write;
 //! otherwise on disk, copied file to file behind them.
 
-use std::time::SystemTime;
-
 use super::envelope::{DeliveryError, Envelope};
 use super::trace;
 use crate::id::QueueId;
@@ -55,7 +53,7 @@ pub fn store(
     client_ip: &str,
 ) -> Result<Stored, DeliveryError> {
     let size = spool.size();
-    let date = crate::date::rfc5322(SystemTime::now());
+    let date = crate::date::rfc5322_now();
     let me = &host.config().name;
     let id = QueueId::next();
     for rcpt in &envelope.local {
