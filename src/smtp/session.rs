@@ -224,7 +224,7 @@ impl Session {
             Action::Reply(text) => {
                 let code = text.get(..3).and_then(|c| c.parse().ok()).unwrap_or(451);
                 let rest = text.get(3..).unwrap_or("").trim_start();
-                let reply = self.record(Reply::plain(code, rest));
+                let reply = self.record(Reply::plain(code, rest.to_string()));
                 self.transcript.server(&injection.note());
                 Injected::Event(match discard {
                     Some(()) => Event::Discard(reply),
@@ -579,7 +579,7 @@ impl Session {
             Request::Help { .. } => self.reply(Reply {
                 code: 214,
                 enhanced: Some("2.0.0"),
-                lines: vec![
+                lines: smallvec::smallvec![
                     "Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY AUTH".into(),
                     "See RFC 5321 and https://www.rfc-editor.org/rfc/rfc4954".into(),
                 ],
@@ -667,10 +667,10 @@ impl Session {
             ));
         }
         let policy = &self.ctx.server.policy;
-        let lines = vec![
-            format!("{me} Hello {host}, pleased to meet you"),
+        let lines: crate::smtp::reply::ReplyLines = smallvec::smallvec![
+            format!("{me} Hello {host}, pleased to meet you").into(),
             "PIPELINING".into(),
-            format!("SIZE {}", policy.max_message_size),
+            format!("SIZE {}", policy.max_message_size).into(),
             "8BITMIME".into(),
             "ENHANCEDSTATUSCODES".into(),
             "SMTPUTF8".into(),
