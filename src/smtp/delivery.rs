@@ -28,7 +28,7 @@ pub struct Stored {
 /// file is removed either way.
 pub async fn deliver(
     host: &MailHost,
-    envelope: Envelope,
+    envelope: &Envelope,
     mut spool: Spool,
     client_ip: &str,
 ) -> Result<Stored, DeliveryError> {
@@ -36,8 +36,10 @@ pub async fn deliver(
         // A small write to the page cache takes microseconds; a thread
         // hand-off costs more, and many threads creating files in one
         // Maildir contend for its directory lock.
-        return store(host, &envelope, &mut spool, client_ip);
+        return store(host, envelope, &mut spool, client_ip);
     }
+    // Copied for the thread only here: large or synced messages are few.
+    let envelope = envelope.clone();
     let host = host.clone();
     let ip = client_ip.to_string();
     tokio::task::spawn_blocking(move || store(&host, &envelope, &mut spool, &ip))

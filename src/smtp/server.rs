@@ -124,11 +124,11 @@ impl Protocol for SmtpProtocol {
                     return Flow::UpgradeTls;
                 }
                 Event::Deliver(envelope) => {
-                    let log = MessageLog::of(&envelope);
+                    let log = MessageLog(&envelope);
                     let spool = self.spool.take().unwrap_or_else(|| self.host.spool());
                     let outcome = match spool {
                         Ok(spool) => {
-                            delivery::deliver(&self.host, envelope, spool, &self.client_ip).await
+                            delivery::deliver(&self.host, &envelope, spool, &self.client_ip).await
                         }
                         Err(error) => Err(DeliveryError::Spool(error)),
                     };
@@ -192,29 +192,18 @@ impl Protocol for SmtpProtocol {
 
 /// The one log line per accepted message, like a capture tool's list:
 /// `gmail.com: usr1@gmail.com → bob@gmail.com: delivered (id …)`.
-struct MessageLog {
-    from: String,
-    local: Vec<String>,
-    remote: Vec<String>,
-}
+struct MessageLog<'a>(&'a super::envelope::Envelope);
 
-impl MessageLog {
-    fn of(envelope: &super::envelope::Envelope) -> MessageLog {
-        MessageLog {
-            from: envelope.mail_from.clone(),
-            local: envelope.local.clone(),
-            remote: envelope.remote.clone(),
-        }
-    }
-
+impl MessageLog<'_> {
     /// Tells the network's event bus: `received`, then `delivered` for each
     /// local recipient and `queued` for each remote one.
     fn emit(&self, host: &MailHost, id: &crate::id::QueueId, client: &str) {
         use crate::events::{Event, EventKind};
         let server = &host.config().name;
         let events = host.events();
+        let envelope = self.0;
         // `from [client] for a, b`, built in place: this runs for every message.
-        let all = self.local.iter().chain(&self.remote);
+        let all = envelope.local.iter().chain(&envelope.remote);
         let mut detail = String::with_capacity(
             16 + client.len() + all.clone().map(|r| r.len() + 2).sum::<usize>(),
         );
@@ -229,18 +218,18 @@ impl MessageLog {
         }
         let mut received = Event::new(EventKind::Received, server)
             .message(id.as_str())
-            .from(&self.from);
+            .from(&envelope.mail_from);
         received.detail = Some(detail);
         events.emit(received);
         for (kind, list) in [
-            (EventKind::Delivered, &self.local),
-            (EventKind::Queued, &self.remote),
+            (EventKind::Delivered, &envelope.local),
+            (EventKind::Queued, &envelope.remote),
         ] {
             for rcpt in list {
                 events.emit(
                     Event::new(kind, server)
                         .message(id.as_str())
-                        .from(&self.from)
+                        .from(&envelope.mail_from)
                         .recipient(rcpt),
                 );
             }
@@ -248,21 +237,22 @@ impl MessageLog {
     }
 
     fn write(&self, server: &str, id: &crate::id::QueueId) {
-        let from = if self.from.is_empty() {
+        let envelope = self.0;
+        let from = if envelope.mail_from.is_empty() {
             "<>"
         } else {
-            &self.from
+            &envelope.mail_from
         };
-        if !self.local.is_empty() {
+        if !envelope.local.is_empty() {
             tracing::info!(
                 "{server}: {from} → {}: delivered (id {id})",
-                self.local.join(", ")
+                envelope.local.join(", ")
             );
         }
-        if !self.remote.is_empty() {
+        if !envelope.remote.is_empty() {
             tracing::info!(
                 "{server}: {from} → {}: queued for relay (id {id})",
-                self.remote.join(", ")
+                envelope.remote.join(", ")
             );
         }
     }
