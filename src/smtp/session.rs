@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::wire::{decode_base64, decode_plain, Framed, LineFramer, SaslError};
+use crate::wire::{decode_base64, decode_plain, LineFramer, SaslError};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use smtp_proto::{
@@ -103,6 +103,8 @@ pub struct Session {
     authenticated: Option<String>,
     tx: Option<Transaction>,
     transcript: Lines,
+    /// The command line being handled, its memory kept between commands.
+    command: Vec<u8>,
     /// The client is on the server's own network (`mynetworks`): it may
     /// relay from a local sender without AUTH.
     trusted: bool,
@@ -138,6 +140,7 @@ impl Session {
             authenticated: None,
             tx: None,
             transcript: Lines::default(),
+            command: Vec::new(),
             trusted: true,
             tls: None,
             relay_from: None,
@@ -389,17 +392,29 @@ impl Session {
                 }
                 State::Command | State::AuthLogin { .. } | State::AuthPlain => {
                     let limit = self.ctx.server.policy.max_command_line;
-                    let line = match self.framer.next_line(&mut self.input, limit)? {
-                        Framed::Line(line) => line,
-                        Framed::TooLong => {
+                    // One buffer for every command line of the session.
+                    let mut line = std::mem::take(&mut self.command);
+                    let event = match self
+                        .framer
+                        .next_line_into(&mut self.input, limit, &mut line)
+                    {
+                        None => {
+                            self.command = line;
+                            return None;
+                        }
+                        Some(true) => self.line(&line),
+                        Some(false) => {
                             self.transcript
                                 .client(&format!("[line longer than {limit} octets]"));
                             self.state = State::Command;
-                            return Some(self.reply(Reply::new(500, "5.5.2", "Line too long")));
+                            Some(self.reply(Reply::new(500, "5.5.2", "Line too long")))
                         }
                     };
-                    if let Some(event) = self.line(&line) {
-                        return Some(event);
+                    if line.capacity() <= KEPT_COMMAND {
+                        self.command = line;
+                    }
+                    if event.is_some() {
+                        return event;
                     }
                 }
             }
@@ -1097,6 +1112,10 @@ fn declared_size(text: &str) -> Option<usize> {
 /// The pieces one after the other, in a String of their exact size (what
 /// `concat` makes, without its generic machinery: replies to every
 /// `MAIL`, `RCPT` and message are built so).
+/// The command buffer is kept between commands up to this capacity; one
+/// long line (up to the policy's limit) does not stay in memory.
+const KEPT_COMMAND: usize = 4096;
+
 fn joined(pieces: &[&str]) -> String {
     let mut text = String::with_capacity(pieces.iter().map(|p| p.len()).sum());
     for piece in pieces {

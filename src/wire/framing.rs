@@ -22,6 +22,22 @@ impl LineFramer {
     /// are needed. An unterminated line over `limit` is dropped as it arrives,
     /// so the buffer never holds more than `limit` bytes of one line.
     pub fn next_line(&mut self, input: &mut Vec<u8>, limit: usize) -> Option<Framed> {
+        let mut line = Vec::new();
+        Some(match self.next_line_into(input, limit, &mut line)? {
+            true => Framed::Line(line),
+            false => Framed::TooLong,
+        })
+    }
+
+    /// [`LineFramer::next_line`] into `line` (cleared first), whose memory
+    /// is used again: a session reads its commands into one buffer.
+    /// `Some(true)` for a line, `Some(false)` for a line too long.
+    pub fn next_line_into(
+        &mut self,
+        input: &mut Vec<u8>,
+        limit: usize,
+        line: &mut Vec<u8>,
+    ) -> Option<bool> {
         let Some(lf) = memchr::memchr(b'\n', input) else {
             if input.len() > limit {
                 self.discarding = true;
@@ -29,11 +45,13 @@ impl LineFramer {
             }
             return None;
         };
-        let line: Vec<u8> = input.drain(..=lf).collect();
-        if std::mem::take(&mut self.discarding) || line.len() > limit {
-            return Some(Framed::TooLong);
+        line.clear();
+        let too_long = std::mem::take(&mut self.discarding) || lf + 1 > limit;
+        if !too_long {
+            line.extend_from_slice(&input[..=lf]);
         }
-        Some(Framed::Line(line))
+        input.drain(..=lf);
+        Some(!too_long)
     }
 
     /// Whether part of a line is waiting for its end (the session loop's
@@ -60,5 +78,17 @@ mod tests {
             Some(Framed::Line(b"NOOP\r\n".to_vec()))
         );
         assert_eq!(framer.next_line(&mut input, 8), None);
+
+        // Into a reused buffer, the same.
+        let mut framer = LineFramer::default();
+        let mut input = b"ab".repeat(10);
+        let mut line = b"old".to_vec();
+        assert_eq!(framer.next_line_into(&mut input, 8, &mut line), None);
+        input.extend_from_slice(b"cd\r\nNOOP\r\nQU");
+        assert_eq!(framer.next_line_into(&mut input, 8, &mut line), Some(false));
+        assert_eq!(framer.next_line_into(&mut input, 8, &mut line), Some(true));
+        assert_eq!(line, b"NOOP\r\n");
+        assert_eq!(framer.next_line_into(&mut input, 8, &mut line), None);
+        assert_eq!(input, b"QU");
     }
 }
