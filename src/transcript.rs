@@ -669,6 +669,38 @@ mod tests {
         assert_eq!(clip("short".into()), "short");
     }
 
+    /// A burst of lines or one long line does not stay in a session's
+    /// memory: clearing keeps a bounded number of small buffers.
+    #[test]
+    fn recorded_lines_keep_bounded_memory() {
+        let mut lines = Lines::default();
+        lines.server(&"x".repeat(4096));
+        for i in 0..1000 {
+            lines.client(&i.to_string());
+        }
+        assert_eq!(lines.as_slice().len(), 1001);
+        lines.clear();
+        assert!(lines.is_empty());
+        assert!(
+            lines.lines.len() <= KEPT_LINES,
+            "{} spare",
+            lines.lines.len()
+        );
+        assert!(lines.lines.capacity() <= 2 * KEPT_LINES);
+        assert!(lines.lines.iter().all(|l| l.text.capacity() <= KEPT_LINE));
+        // What is recorded next is whole, in the reused buffers.
+        lines.client("MAIL FROM:<a@b.c>");
+        lines.server("250 2.1.0 Ok");
+        let taken = lines.take();
+        assert_eq!(
+            taken,
+            vec![
+                Line::client("MAIL FROM:<a@b.c>"),
+                Line::server("250 2.1.0 Ok")
+            ]
+        );
+    }
+
     /// The kept lines are the latest, oldest first, open or finished,
     /// whether the ring has wrapped or not, and recorded lines reuse
     /// memory without mixing their texts.
