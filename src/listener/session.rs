@@ -141,8 +141,8 @@ pub struct Limits {
 struct Deadline {
     /// Set by the last answer.
     since: Instant,
-    /// The last answer or read, whichever came later: silence is counted
-    /// from it.
+    /// The last answer, or the last read of a message if later: silence
+    /// is counted from it.
     heard: Instant,
     /// Message octets received since the last answer.
     octets: u64,
@@ -168,10 +168,12 @@ impl Deadline {
         self.octets = 0;
     }
 
-    /// `n` octets arrived.
+    /// `n` octets arrived. Only inside a message does silence count from
+    /// the last read: a command must be whole within `idle` of the answer
+    /// before it, which comes first, so the clock is not read for it.
     fn heard(&mut self, n: usize, in_message: bool) {
-        self.heard = Instant::now();
         if in_message {
+            self.heard = Instant::now();
             self.octets += n as u64;
         }
     }
