@@ -212,7 +212,7 @@ pub struct TranscriptLog {
     recent: std::sync::Mutex<std::collections::VecDeque<SessionTranscript>>,
     /// Lines of the sessions still open, so a grader can read a step's
     /// dialogue while the session goes on.
-    active: std::sync::Mutex<NameMap<Active>>,
+    active: std::sync::Mutex<NameMap<SharedActive>>,
     next_id: std::sync::atomic::AtomicU64,
     /// Rotate the file past this size.
     rotate_at: u64,
@@ -309,6 +309,25 @@ impl std::hash::Hasher for NameHasher {
 struct Active {
     lines: Ring,
     logged: usize,
+}
+
+/// An open session's lines, shared by the log's list of open sessions and
+/// the session's own [`OpenSession`].
+type SharedActive = std::sync::Arc<std::sync::Mutex<Active>>;
+
+/// A session open in a [`TranscriptLog`] ([`TranscriptLog::begin`]): its
+/// lines are written through it, without finding the session by name in
+/// the log's list at every reply.
+pub struct OpenSession {
+    name: String,
+    active: SharedActive,
+}
+
+impl OpenSession {
+    /// The session's name in the log, `smtp#12`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The latest [`SESSION_LINES`] lines of a session. Once full, a line
@@ -426,13 +445,6 @@ impl TranscriptLog {
         self.write_lines(session, &lines);
     }
 
-    /// [`TranscriptLog::write`] for lines recorded into a [`Lines`], which
-    /// is cleared and keeps its memory to record the next ones in.
-    pub fn write_recorded(&self, session: &str, lines: &mut Lines) {
-        self.write_lines(session, lines.as_slice());
-        lines.clear();
-    }
-
     /// [`TranscriptLog::write`] copying the lines: once a session's ring
     /// of kept lines is full, each line reuses the memory of the one it
     /// pushes out.
@@ -440,14 +452,52 @@ impl TranscriptLog {
         if lines.is_empty() {
             return;
         }
+        let shared = {
+            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+            match active.get(session) {
+                Some(shared) => shared.clone(),
+                None => active.entry(session.to_string()).or_default().clone(),
+            }
+        };
+        self.write_entry(session, &shared, lines);
+    }
+
+    /// Opens session `name`: what is written through the handle returned
+    /// is kept and logged as [`TranscriptLog::write`] does, until
+    /// [`TranscriptLog::finish`].
+    pub fn begin(&self, name: String) -> OpenSession {
+        let active = self
+            .active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        OpenSession { name, active }
+    }
+
+    /// Writes lines recorded into a [`Lines`] as
+    /// [`TranscriptLog::write`] does, through an open session's handle;
+    /// `lines` is cleared and keeps its memory to record the next ones in.
+    pub fn write_to(&self, session: &OpenSession, lines: &mut Lines) {
+        if !lines.is_empty() {
+            self.write_entry(&session.name, &session.active, lines.as_slice());
+        }
+        lines.clear();
+    }
+
+    /// [`TranscriptLog::write`] through an open session's handle.
+    pub fn write_session(&self, session: &OpenSession, lines: Vec<Line>) {
+        if !lines.is_empty() {
+            self.write_entry(&session.name, &session.active, &lines);
+        }
+    }
+
+    fn write_entry(&self, session: &str, shared: &SharedActive, lines: &[Line]) {
         let now = SystemTime::now();
         let mut text: Vec<u8> = Vec::new();
         {
-            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = match active.get_mut(session) {
-                Some(entry) => entry,
-                None => active.entry(session.to_string()).or_default(),
-            };
+            let mut entry = shared.lock().unwrap_or_else(|e| e.into_inner());
             let logged_before = entry.logged;
             let count = lines.len();
             let room = SESSION_LOG_LINES.saturating_sub(logged_before).min(count);
@@ -550,7 +600,10 @@ impl TranscriptLog {
         let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
         let lines = active
             .remove(session)
-            .map(|a| a.lines.into_vec())
+            .map(|shared| {
+                let mut entry = shared.lock().unwrap_or_else(|e| e.into_inner());
+                std::mem::take(&mut entry.lines).into_vec()
+            })
             .unwrap_or_default();
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         if recent.len() == RECENT {
@@ -571,7 +624,10 @@ impl TranscriptLog {
             let active = self.active.lock().unwrap_or_else(|e| e.into_inner());
             active
                 .iter()
-                .map(|(s, a)| (s.clone(), a.lines.iter().cloned().collect()))
+                .map(|(s, shared)| {
+                    let entry = shared.lock().unwrap_or_else(|e| e.into_inner());
+                    (s.clone(), entry.lines.iter().cloned().collect())
+                })
                 .collect()
         };
         let mut all: Vec<(String, Vec<Stamped>)> = self
@@ -708,6 +764,7 @@ mod tests {
     fn the_kept_lines_are_the_latest_in_order() {
         for total in [3, SESSION_LINES, SESSION_LINES + 1, 3 * SESSION_LINES + 7] {
             let log = TranscriptLog::open("gmail.com", None, false);
+            let session = log.begin("smtp#1".into());
             let mut recorded = Lines::default();
             for i in 0..total {
                 // A long line, then short ones in the same buffers.
@@ -720,10 +777,10 @@ mod tests {
                     t.push_str(&text)
                 });
                 if i % 5 == 4 {
-                    log.write_recorded("smtp#1", &mut recorded);
+                    log.write_to(&session, &mut recorded);
                 }
             }
-            log.write_recorded("smtp#1", &mut recorded);
+            log.write_to(&session, &mut recorded);
             let want: Vec<String> = (total.saturating_sub(SESSION_LINES)..total)
                 .map(|i| {
                     if i % 7 == 0 {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-use crate::transcript::{Line, TranscriptLog};
+use crate::transcript::{Line, OpenSession, TranscriptLog};
 
 /// What the loop does after sending a protocol's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,11 +96,11 @@ pub trait Protocol: Send {
     fn take_transcript(&mut self) -> Vec<Line>;
 
     /// Writes the transcript lines recorded since the last call to `log`
-    /// as session `name`. A protocol that records into a buffer it keeps
-    /// can hand it over to be drained, rather than give up its memory at
-    /// every reply.
-    fn log_transcript(&mut self, log: &TranscriptLog, name: &str) {
-        log.write(name, self.take_transcript());
+    /// as `session`. A protocol that records into a buffer it keeps can
+    /// hand it over to be drained, rather than give up its memory at every
+    /// reply.
+    fn log_transcript(&mut self, log: &TranscriptLog, session: &OpenSession) {
+        log.write_session(session, self.take_transcript());
     }
 
     /// Whether the client is sending a message, which may take longer
@@ -202,8 +202,8 @@ const FAR: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 pub struct Transcript<'a> {
     /// The server's log for this service.
     pub log: &'a TranscriptLog,
-    /// The session's name in it (the log keeps its latest lines).
-    pub name: String,
+    /// The session in it (the log keeps its latest lines).
+    pub session: OpenSession,
     /// The session's bytes, when the network records sessions.
     pub recording: Option<crate::capture::Recording>,
 }
@@ -338,7 +338,7 @@ where
     let mut cancelled = std::pin::pin!(shutdown.cancelled());
     loop {
         let flow = protocol.advance(&mut out).await;
-        protocol.log_transcript(transcript.log, &transcript.name);
+        protocol.log_transcript(transcript.log, &transcript.session);
         let answered = !out.is_empty();
         if let Some(recording) = &mut transcript.recording {
             recording.server(&out.bytes);
@@ -407,7 +407,7 @@ where
         }
     }
     // The farewell: logged, then sent with a short deadline whatever happens.
-    protocol.log_transcript(transcript.log, &transcript.name);
+    protocol.log_transcript(transcript.log, &transcript.session);
     if let Some(recording) = &mut transcript.recording {
         recording.server(&out.bytes);
     }
@@ -462,7 +462,7 @@ pub async fn run_session<S, P>(
     );
     let mut transcript = Transcript {
         log,
-        name,
+        session: log.begin(name),
         recording,
     };
     let acceptor = match tls {
@@ -585,7 +585,7 @@ fn finish(
     if let Some(recording) = transcript.recording {
         recording.close();
     }
-    log.finish(&transcript.name, peer.to_string());
+    log.finish(transcript.session.name(), peer.to_string());
 }
 
 #[cfg(test)]
@@ -647,7 +647,7 @@ mod tests {
             let log = TranscriptLog::open("test", None, false);
             let mut transcript = Transcript {
                 log: &log,
-                name: "t#1".into(),
+                session: log.begin("t#1".into()),
                 recording: None,
             };
             drive(
@@ -754,7 +754,7 @@ mod tests {
         let log = TranscriptLog::open("test", None, false);
         let mut transcript = Transcript {
             log: &log,
-            name: "t#1".into(),
+            session: log.begin("t#1".into()),
             recording: None,
         };
         let end = drive(

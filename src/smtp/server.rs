@@ -173,8 +173,12 @@ impl Protocol for SmtpProtocol {
         self.session.take_transcript()
     }
 
-    fn log_transcript(&mut self, log: &crate::transcript::TranscriptLog, name: &str) {
-        log.write_recorded(name, self.session.transcript_mut());
+    fn log_transcript(
+        &mut self,
+        log: &crate::transcript::TranscriptLog,
+        session: &crate::transcript::OpenSession,
+    ) {
+        log.write_to(session, self.session.transcript_mut());
     }
 
     fn receiving_message(&self) -> bool {
