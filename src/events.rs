@@ -67,14 +67,16 @@ pub struct Event {
     /// events (every message makes two) are never read.
     #[serde(serialize_with = "rfc3339")]
     pub time: SystemTime,
-    /// The server it happened at.
-    pub server: String,
+    /// The server it happened at. Shared text, as for the message's id,
+    /// sender and recipient: every message makes two events or more, and
+    /// copying each of these for each was eight allocations a message.
+    pub server: Arc<str>,
     /// The message's queue id at that server (as in its `Received:` field).
-    pub message: Option<String>,
+    pub message: Option<Arc<str>>,
     /// The envelope sender.
-    pub from: Option<String>,
+    pub from: Option<Arc<str>>,
     /// The recipient concerned.
-    pub recipient: Option<String>,
+    pub recipient: Option<Arc<str>>,
     /// The reply that decided it (the next server's, for `relayed` and `bounced`).
     pub reply: Option<String>,
     /// The session (see the sessions API).
@@ -88,11 +90,16 @@ pub struct Event {
 impl Event {
     /// An event of `kind` at `server`, now; fill the rest with the builder methods.
     pub fn new(kind: EventKind, server: &str) -> Event {
+        Event::at(kind, server.into())
+    }
+
+    /// [`Event::new`] with the server's name shared.
+    pub fn at(kind: EventKind, server: Arc<str>) -> Event {
         Event {
             seq: 0,
             kind,
             time: SystemTime::now(),
-            server: server.to_string(),
+            server,
             message: None,
             from: None,
             recipient: None,
@@ -105,23 +112,30 @@ impl Event {
 
     /// With the message's queue id.
     pub fn message(mut self, id: impl ToString) -> Event {
-        self.message = Some(id.to_string());
+        self.message = Some(id.to_string().into());
         self
     }
 
     /// With the envelope sender (`<>` for none).
-    pub fn from(mut self, from: &str) -> Event {
-        self.from = Some(if from.is_empty() {
-            "<>".into()
-        } else {
-            from.to_string()
-        });
+    pub fn from(self, from: &str) -> Event {
+        self.with_sender(from.into())
+    }
+
+    /// With the message's queue id and envelope sender, shared with other
+    /// events of the message.
+    pub fn of_message(mut self, id: &Arc<str>, from: &Arc<str>) -> Event {
+        self.message = Some(id.clone());
+        self.with_sender(from.clone())
+    }
+
+    fn with_sender(mut self, from: Arc<str>) -> Event {
+        self.from = Some(if from.is_empty() { "<>".into() } else { from });
         self
     }
 
     /// With the recipient.
     pub fn recipient(mut self, rcpt: &str) -> Event {
-        self.recipient = Some(rcpt.to_string());
+        self.recipient = Some(rcpt.into());
         self
     }
 
@@ -247,6 +261,48 @@ mod tests {
         assert!(
             time.len() == 24 && time.as_bytes()[10] == b'T' && time.ends_with('Z'),
             "{time}"
+        );
+    }
+
+    /// A message's events share its id and sender, and the null sender
+    /// shows as `<>` whichever way it is given.
+    #[test]
+    fn a_messages_events_share_their_text() {
+        let (id, from, server): (Arc<str>, Arc<str>, Arc<str>) =
+            ("q1".into(), "usr1@gmail.com".into(), "gmail.com".into());
+        let received = Event::at(EventKind::Received, server.clone()).of_message(&id, &from);
+        let delivered = Event::at(EventKind::Delivered, server.clone())
+            .of_message(&id, &from)
+            .recipient("bob@gmail.com");
+        for event in [&received, &delivered] {
+            assert!(Arc::ptr_eq(event.message.as_ref().unwrap(), &id));
+            assert!(Arc::ptr_eq(event.from.as_ref().unwrap(), &from));
+            assert!(Arc::ptr_eq(&event.server, &server));
+        }
+        let json = serde_json::to_value(&delivered).unwrap();
+        assert_eq!(
+            (
+                &json["server"],
+                &json["message"],
+                &json["from"],
+                &json["recipient"]
+            ),
+            (
+                &serde_json::json!("gmail.com"),
+                &serde_json::json!("q1"),
+                &serde_json::json!("usr1@gmail.com"),
+                &serde_json::json!("bob@gmail.com")
+            )
+        );
+        let null: Arc<str> = "".into();
+        let bounce = Event::at(EventKind::Received, server).of_message(&id, &null);
+        assert_eq!(bounce.from.as_deref(), Some("<>"));
+        assert_eq!(
+            Event::new(EventKind::Received, "a")
+                .from("")
+                .from
+                .as_deref(),
+            Some("<>")
         );
     }
 

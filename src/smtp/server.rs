@@ -27,6 +27,7 @@ pub async fn serve(
 ) {
     let tls = crate::listener::tls_mode(&host, service);
     let ctx = Arc::new(SmtpContext {
+        name: host.config().name.as_str().into(),
         hostname: host.config().name.clone(),
         server: host.config().clone(),
         starttls: !matches!(tls, crate::listener::TlsMode::Off),
@@ -55,6 +56,8 @@ pub async fn serve(
 pub struct SmtpProtocol {
     session: Session,
     host: MailHost,
+    /// The server's name, shared by the events of its messages.
+    server: Arc<str>,
     client_ip: String,
     greeted: bool,
     /// The message being received, on disk; `Err` when the spool could not
@@ -74,6 +77,7 @@ impl SmtpProtocol {
             .any(|net| net.contains(&ip));
         let relay_from = host.faults().relay_from(peer.port());
         SmtpProtocol {
+            server: ctx.name.clone(),
             session: Session::new(ctx).trusting(trusted).relayed_from(relay_from),
             host,
             client_ip: peer.ip().to_string(),
@@ -134,7 +138,7 @@ impl Protocol for SmtpProtocol {
                     };
                     let outcome = outcome.map(|stored| {
                         log.write(&self.host.config().name, &stored.id);
-                        log.emit(&self.host, &stored.id, &self.client_ip);
+                        log.emit(&self.host, &self.server, &stored.id, &self.client_ip);
                         // Only now may the relay take it: `queued` is
                         // announced before anything it does.
                         if let Some(held) = stored.queued {
@@ -201,9 +205,8 @@ struct MessageLog<'a>(&'a super::envelope::Envelope);
 impl MessageLog<'_> {
     /// Tells the network's event bus: `received`, then `delivered` for each
     /// local recipient and `queued` for each remote one.
-    fn emit(&self, host: &MailHost, id: &crate::id::QueueId, client: &str) {
+    fn emit(&self, host: &MailHost, server: &Arc<str>, id: &crate::id::QueueId, client: &str) {
         use crate::events::{Event, EventKind};
-        let server = &host.config().name;
         let events = host.events();
         let envelope = self.0;
         // `from [client] for a, b`, built in place: this runs for every message.
@@ -220,9 +223,10 @@ impl MessageLog<'_> {
             }
             detail.push_str(rcpt);
         }
-        let mut received = Event::new(EventKind::Received, server)
-            .message(id.as_str())
-            .from(&envelope.mail_from);
+        // The id and sender once, shared by the message's events.
+        let id: Arc<str> = id.as_str().into();
+        let from: Arc<str> = envelope.mail_from.as_str().into();
+        let mut received = Event::at(EventKind::Received, server.clone()).of_message(&id, &from);
         received.detail = Some(detail);
         events.emit(received);
         for (kind, list) in [
@@ -231,9 +235,8 @@ impl MessageLog<'_> {
         ] {
             for rcpt in list {
                 events.emit(
-                    Event::new(kind, server)
-                        .message(id.as_str())
-                        .from(&envelope.mail_from)
+                    Event::at(kind, server.clone())
+                        .of_message(&id, &from)
                         .recipient(rcpt),
                 );
             }

@@ -32,6 +32,9 @@ use crate::transcript::{abbreviate_into, Line, Lines};
 /// What the session needs to know about its server.
 #[derive(Debug, Clone)]
 pub struct SmtpContext {
+    /// The server's name, shared by what the server tells about it
+    /// (events are made for every message).
+    pub name: std::sync::Arc<str>,
     /// The name in the greeting and in `Received:` headers.
     pub hostname: String,
     /// The server's domains, users and policy.

@@ -206,7 +206,9 @@ pub fn attachment(raw: &[u8], index: usize) -> Option<(String, Option<String>, V
 /// `mailbox`. Events about other recipients of the same message are left out.
 pub fn path(ids: &[String], mailbox: &str, events: &Events) -> Vec<Hop> {
     let mut kept = events.history(|e| {
-        e.message.as_ref().is_some_and(|m| ids.contains(m))
+        e.message
+            .as_deref()
+            .is_some_and(|m| ids.iter().any(|id| id == m))
             && !matches!(e.kind, EventKind::SessionOpened | EventKind::SessionClosed)
     });
     // Per recipient events (queued, relayed, delivered) are the ones about
@@ -236,14 +238,14 @@ pub fn path(ids: &[String], mailbox: &str, events: &Events) -> Vec<Hop> {
 
 fn hop(e: Event) -> Hop {
     Hop {
-        server: e.server,
+        server: e.server.to_string(),
         event: e.kind.name().to_string(),
         time: crate::date::rfc3339(e.time),
         reply: e.reply,
-        recipient: e.recipient,
+        recipient: e.recipient.as_deref().map(str::to_string),
         to: e.to,
         detail: e.detail,
-        message: e.message,
+        message: e.message.as_deref().map(str::to_string),
     }
 }
 
