@@ -94,7 +94,7 @@ const KEPT_LINE: usize = 512;
 
 impl Lines {
     /// Records a line of `dir` whose text `write` appends.
-    pub fn push_with<T>(&mut self, dir: Dir, write: impl FnOnce(&mut String) -> T) -> T {
+    pub fn push_with(&mut self, dir: Dir, write: impl FnOnce(&mut String)) {
         if self.len == self.lines.len() {
             self.lines.push(Line {
                 dir,
