@@ -432,34 +432,12 @@ impl TranscriptLog {
         format!("{protocol}#{n}")
     }
 
-    /// Stamps and writes lines of an ongoing session, and keeps its latest
-    /// [`SESSION_LINES`] for the grader and the end-of-session record.
-    ///
-    /// Called before every reply, so it is on the hot path of every
-    /// session: one clock reading and one formatted time for all the lines
-    /// of a call, the text built in one buffer sized once, and a ring for
-    /// the kept lines (it was 46% of a reused SMTP session's instructions
-    /// with a `format!` and a clock per line, a copy of each line for the
-    /// caller and a 200-line shift at every call).
+    /// Stamps and writes lines of an ongoing session, found by its name,
+    /// and keeps its latest [`SESSION_LINES`] for the grader and the
+    /// end-of-session record. Sessions the listener runs write through the
+    /// handle [`TranscriptLog::begin`] gives instead.
     pub fn write(&self, session: &str, lines: Vec<Line>) {
-        self.write_lines(session, &lines);
-    }
-
-    /// [`TranscriptLog::write`] copying the lines: once a session's ring
-    /// of kept lines is full, each line reuses the memory of the one it
-    /// pushes out.
-    fn write_lines(&self, session: &str, lines: &[Line]) {
-        if lines.is_empty() {
-            return;
-        }
-        let shared = {
-            let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
-            match active.get(session) {
-                Some(shared) => shared.clone(),
-                None => active.entry(session.to_string()).or_default().clone(),
-            }
-        };
-        self.write_entry(session, &shared, lines);
+        self.write_session(&self.begin(session.to_string()), lines);
     }
 
     /// Opens session `name`: what is written through the handle returned
@@ -493,6 +471,13 @@ impl TranscriptLog {
         }
     }
 
+    /// Called before every reply, so it is on the hot path of every
+    /// session: one clock reading and one formatted time for all the lines
+    /// of a call, the text built in one buffer sized once, and a ring for
+    /// the kept lines whose memory each new line reuses (it was 46% of a
+    /// reused SMTP session's instructions with a `format!` and a clock per
+    /// line, a copy of each line for the caller and a 200-line shift at
+    /// every call).
     fn write_entry(&self, session: &str, shared: &SharedActive, lines: &[Line]) {
         let now = SystemTime::now();
         let mut text: Vec<u8> = Vec::new();
