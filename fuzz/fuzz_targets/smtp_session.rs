@@ -50,7 +50,6 @@ fn context(flags: u8) -> Arc<SmtpContext> {
                     policy.max_hops = 1;
                 }
                 Arc::new(SmtpContext {
-                    name: "gmail.com".into(),
                     hostname: "gmail.com".into(),
                     server,
                     starttls: true,

@@ -27,8 +27,7 @@ pub async fn serve(
 ) {
     let tls = crate::listener::tls_mode(&host, service);
     let ctx = Arc::new(SmtpContext {
-        name: host.config().name.as_str().into(),
-        hostname: host.config().name.clone(),
+        hostname: host.config().name.as_str().into(),
         server: host.config().clone(),
         starttls: !matches!(tls, crate::listener::TlsMode::Off),
         faults: host.faults().clone(),
@@ -77,7 +76,7 @@ impl SmtpProtocol {
             .any(|net| net.contains(&ip));
         let relay_from = host.faults().relay_from(peer.port());
         SmtpProtocol {
-            server: ctx.name.clone(),
+            server: ctx.hostname.clone(),
             session: Session::new(ctx).trusting(trusted).relayed_from(relay_from),
             host,
             client_ip: peer.ip().to_string(),

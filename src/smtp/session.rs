@@ -32,11 +32,9 @@ use crate::transcript::{abbreviate_into, Line, Lines};
 /// What the session needs to know about its server.
 #[derive(Debug, Clone)]
 pub struct SmtpContext {
-    /// The server's name, shared by what the server tells about it
-    /// (events are made for every message).
-    pub name: std::sync::Arc<str>,
-    /// The name in the greeting and in `Received:` headers.
-    pub hostname: String,
+    /// The name in the greeting and in `Received:` headers; shared, as
+    /// the server's name in the events made for every message.
+    pub hostname: std::sync::Arc<str>,
     /// The server's domains, users and policy.
     pub server: ServerConfig,
     /// STARTTLS is offered (the server has a certificate and TLS is not off).

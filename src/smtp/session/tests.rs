@@ -6,7 +6,6 @@ fn ctx_with(edit: impl FnOnce(&mut ServerConfig)) -> Arc<SmtpContext> {
     let mut server = net.server("gmail.com").unwrap().clone();
     edit(&mut server);
     Arc::new(SmtpContext {
-        name: "gmail.com".into(),
         hostname: "gmail.com".into(),
         server,
         starttls: true,
