@@ -89,9 +89,17 @@ struct Journal {
     /// what a reader lists has its placement committed (a message deleted
     /// after it was listed is never placed again after a crash).
     head: Mutex<journal::Head>,
-    /// Records appended so far: the placing thread waits for it to stand
-    /// still for [`QUIET`] before it starts.
+    /// Records appended so far (the placing thread's check before it
+    /// sleeps until the next append).
     appended: AtomicU64,
+    /// When the latest record was appended, in nanoseconds after `epoch`:
+    /// the placing thread waits for [`QUIET`] after it before it places.
+    last_append: AtomicU64,
+    epoch: std::time::Instant,
+    /// Readers waiting for `head` (in [`Mailstore::settle`]): the placing
+    /// thread leaves the journal to them, since they place everything it
+    /// holds anyway.
+    settling: std::sync::atomic::AtomicUsize,
     /// Whether the placing thread sleeps until the next append.
     sleeping: AtomicBool,
     /// The placing thread, once started (`None`: it could not be).
@@ -101,9 +109,50 @@ struct Journal {
     worker_tid: std::sync::atomic::AtomicI32,
 }
 
+impl Journal {
+    fn since_epoch(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// How long ago the latest record was appended.
+    fn quiet_for(&self) -> Duration {
+        let last = self.last_append.load(Ordering::Relaxed);
+        Duration::from_nanos(self.since_epoch().saturating_sub(last))
+    }
+}
+
+/// What the placing thread does next while records wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Place a batch now.
+    Place,
+    /// Ingest goes on: look again after this long.
+    Wait(Duration),
+}
+
+/// Places once ingest has paused for [`QUIET`] (or the journal holds
+/// [`BACKLOG`]); otherwise waits, twice as long as the last wait, up to
+/// [`MAX_BACKOFF`]. `backoff` is the next wait, [`QUIET`] again once it
+/// places. After a burst, placing starts within [`MAX_BACKOFF`] and goes on
+/// batch after batch with no wait between them.
+fn pace(quiet_for: Duration, backlogged: bool, backoff: &mut Duration) -> Pace {
+    if backlogged || quiet_for >= QUIET {
+        *backoff = QUIET;
+        return Pace::Place;
+    }
+    let wait = *backoff;
+    *backoff = (wait * 2).min(MAX_BACKOFF);
+    Pace::Wait(wait)
+}
+
 /// How long ingest must pause before records are placed in the background:
 /// while messages arrive, the CPU goes to the sessions.
 const QUIET: Duration = Duration::from_millis(2);
+/// While ingest goes on, the placing thread looks again after twice as long
+/// each time, up to this: waking every [`QUIET`] through a long run of
+/// messages took a core from the sessions or their clients ~500 times a
+/// second.
+const MAX_BACKOFF: Duration = Duration::from_millis(64);
 /// Past this many octets waiting in the journal, records are placed even
 /// while ingest goes on, so the journal cannot grow without bound.
 const BACKLOG: u64 = 256 * 1024 * 1024;
@@ -152,6 +201,9 @@ impl Mailstore {
                 tail: Mutex::new(tail),
                 head: Mutex::new(head),
                 appended: AtomicU64::new(0),
+                last_append: AtomicU64::new(0),
+                epoch: std::time::Instant::now(),
+                settling: std::sync::atomic::AtomicUsize::new(0),
                 sleeping: AtomicBool::new(false),
                 worker: std::sync::OnceLock::new(),
                 worker_tid: std::sync::atomic::AtomicI32::new(0),
@@ -255,6 +307,9 @@ impl Mailstore {
             mailbox: address.to_string(),
             source,
         })?;
+        journal
+            .last_append
+            .store(journal.since_epoch(), Ordering::Relaxed);
         journal.appended.fetch_add(1, Ordering::SeqCst);
         self.wake_placer(journal);
         self.inner.changes.send_modify(|n| *n += 1);
@@ -346,7 +401,9 @@ impl Mailstore {
         let Some(journal) = &self.inner.journal else {
             return Ok(None);
         };
+        journal.settling.fetch_add(1, Ordering::SeqCst);
         let mut head = lock(&journal.head);
+        journal.settling.fetch_sub(1, Ordering::SeqCst);
         self.place_pending(journal, &mut head, usize::MAX)?;
         Ok(Some(head))
     }
@@ -709,7 +766,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The placing thread: sleeps until records wait, lets ingest pause for
 /// [`QUIET`] (or the backlog pass [`BACKLOG`]), then places them a batch at
-/// a time. It ends when the store is dropped.
+/// a time (see [`pace`]). It ends when the store is dropped.
 fn place_in_background(weak: std::sync::Weak<Inner>) {
     // Few records at a time: readers wait for `head` while a batch is
     // placed, and at low priority a batch can take long on a busy machine.
@@ -723,6 +780,7 @@ fn place_in_background(weak: std::sync::Weak<Inner>) {
         }
     }
     let upgrade = || weak.upgrade().map(|inner| Mailstore { inner });
+    let mut backoff = QUIET;
     loop {
         let Some(store) = upgrade() else {
             return;
@@ -741,15 +799,18 @@ fn place_in_background(weak: std::sync::Weak<Inner>) {
             } else {
                 journal.sleeping.store(false, Ordering::SeqCst);
             }
+            backoff = QUIET;
             continue;
         }
-        drop(store);
-        std::thread::park_timeout(QUIET);
-        let Some(store) = upgrade() else {
-            return;
+        let next = if journal.settling.load(Ordering::SeqCst) > 0 {
+            // A reader is about to place all of it.
+            Pace::Wait(QUIET)
+        } else {
+            pace(journal.quiet_for(), end - done >= BACKLOG, &mut backoff)
         };
-        let journal = store.journal();
-        if journal.appended.load(Ordering::SeqCst) != seen && end - done < BACKLOG {
+        if let Pace::Wait(wait) = next {
+            drop(store);
+            std::thread::park_timeout(wait);
             continue;
         }
         let placed = store.place_pending(journal, &mut lock(&journal.head), BATCH);
@@ -1236,6 +1297,85 @@ mod tests {
         let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
         let nice: i32 = after_comm.split(' ').nth(19 - 3).unwrap().parse().unwrap();
         assert_eq!(nice, 19);
+    }
+
+    #[test]
+    fn the_placing_thread_backs_off_while_ingest_goes_on_and_places_at_once_after() {
+        let mut backoff = QUIET;
+        let busy = Duration::from_micros(100);
+        let waits: Vec<Pace> = (0..8).map(|_| pace(busy, false, &mut backoff)).collect();
+        let ms = |n| Pace::Wait(Duration::from_millis(n));
+        assert_eq!(
+            waits,
+            [ms(2), ms(4), ms(8), ms(16), ms(32), ms(64), ms(64), ms(64)]
+        );
+        // A pause of QUIET, or a backlog, places, and the next wait is short again.
+        assert_eq!(pace(QUIET, false, &mut backoff), Pace::Place);
+        assert_eq!(backoff, QUIET);
+        let _ = pace(busy, false, &mut backoff);
+        assert_eq!(pace(busy, true, &mut backoff), Pace::Place);
+        assert_eq!(backoff, QUIET);
+    }
+
+    /// The placing thread's voluntary context switches so far: each is a
+    /// sleep it woke from.
+    #[cfg(target_os = "linux")]
+    fn placer_sleeps(store: &Mailstore) -> u64 {
+        let tid = store.journal().worker_tid.load(Ordering::SeqCst);
+        let status = fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_placing_thread_wakes_rarely_during_ingest_and_places_a_burst_without_pauses() {
+        let (_d, store) = store();
+        store.deliver("a@b.c", b"Subject: 0\r\n\r\nx\r\n").unwrap();
+        within_10s("the placing thread never started", || {
+            store.journal().worker_tid.load(Ordering::SeqCst) > 0
+        });
+        // A message every 0.5 ms for 300 ms: ingest never pauses for QUIET.
+        let before = placer_sleeps(&store);
+        let start = std::time::Instant::now();
+        let mut sent = 0u32;
+        while start.elapsed() < Duration::from_millis(300) {
+            let due = start + Duration::from_micros(500) * sent;
+            while std::time::Instant::now() < due {
+                std::hint::spin_loop();
+            }
+            store.deliver("a@b.c", b"Subject: x\r\n\r\nx\r\n").unwrap();
+            sent += 1;
+        }
+        let during = placer_sleeps(&store) - before;
+        // Looking every QUIET, it woke ~150 times in these 300 ms.
+        assert!(
+            during < 40,
+            "woke {during} times while {sent} messages came"
+        );
+        // Then it places the backlog batch after batch, not a pause of QUIET
+        // between two (there were ~40 batches of 16).
+        let journal = journal::path_for(store.root());
+        let before = placer_sleeps(&store);
+        within_10s("journal never emptied", || {
+            fs::metadata(&journal).unwrap().len() == journal::HEADER_LEN
+        });
+        let placing = placer_sleeps(&store) - before;
+        assert!(
+            placing < 12,
+            "slept {placing} times placing {sent} messages"
+        );
+        assert_eq!(
+            fs::read_dir(store.mailbox_path("a@b.c").join("new"))
+                .unwrap()
+                .count(),
+            sent as usize + 1
+        );
     }
 
     #[test]
