@@ -3,7 +3,8 @@
 # back to back in one run (the machine is noisy; only ratios from one run count).
 #
 #   benches/compare.sh [boot|dns|smtp|pop3|pop3-large|relay|all]
-#   (SMTP_ROUNDS=N: rounds of the SMTP loads, 5 by default)
+#   (SMTP_ROUNDS=N: rounds of the SMTP loads, 6 by default: even, so that
+#   mailnet and smtp-sink each go first in half of them)
 #
 # Needs (Debian): dnsperf, postfix (smtp-source, smtp-sink), dovecot-pop3d;
 # (PyPI): aiosmtpd, dnslib. Each part says what it skips when a tool is missing.
@@ -56,7 +57,7 @@ bench_dns() {
 }
 
 bench_smtp() {
-  local rounds=${SMTP_ROUNDS:-5}
+  local rounds=${SMTP_ROUNDS:-6}
   echo "== SMTP: smtp-source -s 20 -m 20000 -l 1024, then with -d (connection reuse); $rounds rounds, servers alternating"
   command -v smtp-source >/dev/null || [ -x /usr/sbin/smtp-source ] || { echo "skipped: postfix not installed"; return; }
   export PATH=$PATH:/usr/sbin
@@ -67,16 +68,19 @@ bench_smtp() {
     python3 -m aiosmtpd -n -c aiosmtpd.handlers.Sink -l 127.0.0.1:2598 & wait_port 127.0.0.1 2598 && aiosmtpd_up=1
   fi
   # Rounds rather than one run each: on a shared VM one run can be 10-25% off
-  # for any server; the median of alternating rounds is compared. Each round
-  # starts with the next server, so none always runs right after the same
-  # one (after aiosmtpd's slow run, or while mailnet's Maildir files are
-  # written back).
-  local targets=("mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599" "aiosmtpd 127.0.0.1:2598")
+  # for any server; the median of alternating rounds is compared. mailnet
+  # and smtp-sink swap places every round and aiosmtpd ends each one, so
+  # each of the two runs right after aiosmtpd's long run in half of the
+  # rounds and right after the other in the other half (with three servers
+  # in a fixed or rotated order, one of them followed aiosmtpd more often).
+  local first=("mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599")
   for flags in "" "-d"; do
     declare -A rates=()
     for round in $(seq "$rounds"); do
-      for turn in 0 1 2; do
-        set -- ${targets[$(( (round - 1 + turn) % 3 ))]}
+      local order=("${first[@]}" "aiosmtpd 127.0.0.1:2598")
+      [ $((round % 2)) = 0 ] && order=("${first[1]}" "${first[0]}" "aiosmtpd 127.0.0.1:2598")
+      for target in "${order[@]}"; do
+        set -- $target
         [ "$1" = aiosmtpd ] && [ $aiosmtpd_up = 0 ] && continue
         start=$(date +%s.%N)
         smtp-source -s 20 -m 20000 -l 1024 $flags -f usr1@gmail.com -t bob@gmail.com "$2" >/dev/null || { echo "$1: smtp-source failed"; continue; }
