@@ -18,7 +18,7 @@ use smtp_proto::{
     MAIL_BODY_8BITMIME, MAIL_SMTPUTF8,
 };
 
-use super::address::{domain_of, split_address};
+use super::address::split_address;
 pub use super::data::MessageFacts;
 use super::data::{DataReader, Refusal};
 pub use super::envelope::{Body, DeliveryError, Envelope};
@@ -749,10 +749,12 @@ impl Session {
             // The null sender: a bounce from a peer.
             self.authenticated.is_some()
         } else {
-            let Some(domain) = domain_of(from) else {
+            // `hosts_domain` ignores case and a final dot itself: no
+            // lower-cased copy of the domain for every message.
+            let Some((_, domain)) = split_address(from) else {
                 return self.reply(Reply::new(501, "5.1.7", "Bad sender address syntax"));
             };
-            let local_domain = self.ctx.server.hosts_domain(&domain);
+            let local_domain = self.ctx.server.hosts_domain(domain);
             if local_domain {
                 if policy.require_auth && self.authenticated.is_none() {
                     return self.reply(Reply::new(530, "5.7.0", "Authentication required"));

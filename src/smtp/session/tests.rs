@@ -223,6 +223,19 @@ fn local_sender_must_exist_and_open_relay_is_refused() {
 }
 
 #[test]
+fn a_local_sender_domain_is_matched_whatever_its_case_or_final_dot() {
+    // Not a user: refused, as for `error@gmail.com`.
+    let (replies, _) = run(ctx(), b"HELO x\r\nMAIL FROM:<error@GMail.COM.>\r\n");
+    assert!(replies[2].starts_with("550 5.7.1 "), "{}", replies[2]);
+    // A user (compared without case): a local sender, who may relay.
+    let (replies, _) = run(
+        ctx(),
+        b"HELO x\r\nMAIL FROM:<USR1@Gmail.Com>\r\nRCPT TO:<b@qq.com>\r\n",
+    );
+    assert_eq!(codes(&replies), vec![220, 250, 250, 250]);
+}
+
+#[test]
 fn null_sender_is_accepted_for_local_recipients() {
     let (replies, _) = run(
         ctx(),
