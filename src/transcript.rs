@@ -123,6 +123,11 @@ impl Lines {
         &self.lines[..self.len]
     }
 
+    /// The lines recorded since the last clear, to take their text from.
+    fn as_mut_slice(&mut self) -> &mut [Line] {
+        &mut self.lines[..self.len]
+    }
+
     /// Forgets the recorded lines, keeping a bounded amount of their memory.
     pub fn clear(&mut self) {
         // Only the lines used since the last clear can have grown.
@@ -341,22 +346,23 @@ struct Ring {
 }
 
 impl Ring {
-    fn push(&mut self, at: SystemTime, dir: Dir, text: &str) {
+    /// Keeps `line`, handing back in its place the text buffer of the
+    /// line it overwrites (an empty one while the ring fills).
+    fn swap_in(&mut self, at: SystemTime, line: &mut Line) {
         if self.slots.len() < SESSION_LINES {
             self.slots.push(Stamped {
                 at,
                 line: Line {
-                    dir,
-                    text: text.to_string(),
+                    dir: line.dir,
+                    text: std::mem::take(&mut line.text),
                 },
             });
             return;
         }
         let slot = &mut self.slots[self.next];
         slot.at = at;
-        slot.line.dir = dir;
-        slot.line.text.clear();
-        slot.line.text.push_str(text);
+        slot.line.dir = line.dir;
+        std::mem::swap(&mut slot.line.text, &mut line.text);
         self.next = (self.next + 1) % SESSION_LINES;
     }
 
@@ -459,15 +465,15 @@ impl TranscriptLog {
     /// `lines` is cleared and keeps its memory to record the next ones in.
     pub fn write_to(&self, session: &OpenSession, lines: &mut Lines) {
         if !lines.is_empty() {
-            self.write_entry(&session.name, &session.active, lines.as_slice());
+            self.write_entry(&session.name, &session.active, lines.as_mut_slice());
         }
         lines.clear();
     }
 
     /// [`TranscriptLog::write`] through an open session's handle.
-    pub fn write_session(&self, session: &OpenSession, lines: Vec<Line>) {
+    pub fn write_session(&self, session: &OpenSession, mut lines: Vec<Line>) {
         if !lines.is_empty() {
-            self.write_entry(&session.name, &session.active, &lines);
+            self.write_entry(&session.name, &session.active, &mut lines);
         }
     }
 
@@ -478,7 +484,11 @@ impl TranscriptLog {
     /// reused SMTP session's instructions with a `format!` and a clock per
     /// line, a copy of each line for the caller and a 200-line shift at
     /// every call).
-    fn write_entry(&self, session: &str, shared: &SharedActive, lines: &[Line]) {
+    ///
+    /// The kept lines take the callers' text buffers and give theirs back
+    /// (a [`Lines`] records the next reply's lines into them): each line
+    /// is copied once, when it is recorded, not a second time here.
+    fn write_entry(&self, session: &str, shared: &SharedActive, lines: &mut [Line]) {
         let now = SystemTime::now();
         let mut text: Vec<u8> = Vec::new();
         {
@@ -527,7 +537,10 @@ impl TranscriptLog {
                 );
             }
             for line in lines {
-                entry.lines.push(now, line.dir, &clipped(&line.text));
+                if line.text.len() > LINE_TEXT {
+                    line.text = clip(std::mem::take(&mut line.text));
+                }
+                entry.lines.swap_in(now, line);
             }
         }
         if text.is_empty() {
@@ -796,6 +809,26 @@ mod tests {
                 "finished, {total} lines"
             );
         }
+    }
+
+    /// A long line is kept clipped, and the buffer it came in does not
+    /// carry its text into the next line recorded.
+    #[test]
+    fn a_long_recorded_line_is_kept_clipped() {
+        let log = TranscriptLog::open("gmail.com", None, false);
+        let session = log.begin("smtp#1".into());
+        let mut recorded = Lines::default();
+        let long = "é".repeat(300);
+        recorded.client(&long);
+        log.write_to(&session, &mut recorded);
+        recorded.server("250 ok");
+        log.write_to(&session, &mut recorded);
+        let texts: Vec<String> = log.sessions()[0]
+            .1
+            .iter()
+            .map(|l| l.line.text.clone())
+            .collect();
+        assert_eq!(texts, [clip(long), "250 ok".to_string()]);
     }
 
     #[test]
