@@ -347,8 +347,14 @@ struct Ring {
 
 impl Ring {
     /// Keeps `line`, handing back in its place the text buffer of the
-    /// line it overwrites (an empty one while the ring fills).
+    /// line it overwrites (an empty one while the ring fills). A buffer
+    /// that once held a long line is cut down to [`KEPT_LINE`] first: the
+    /// text is clipped already, and 200 kept lines must not each hold the
+    /// memory of the longest line the client ever sent.
     fn swap_in(&mut self, at: SystemTime, line: &mut Line) {
+        if line.text.capacity() > KEPT_LINE {
+            line.text.shrink_to(KEPT_LINE);
+        }
         if self.slots.len() < SESSION_LINES {
             self.slots.push(Stamped {
                 at,
@@ -829,6 +835,19 @@ mod tests {
             .map(|l| l.line.text.clone())
             .collect();
         assert_eq!(texts, [clip(long), "250 ok".to_string()]);
+        // The kept line holds its clipped text, not the long line's memory.
+        let mut huge = Lines::default();
+        huge.client(&"x".repeat(64 * 1024));
+        log.write_to(&session, &mut huge);
+        let kept = log.sessions()[0].1.last().unwrap().line.text.clone();
+        assert_eq!(kept, clip("x".repeat(64 * 1024)));
+        let active = session.active.lock().unwrap();
+        let slot = &active.lines.slots[active.lines.slots.len() - 1];
+        assert!(
+            slot.line.text.capacity() <= KEPT_LINE,
+            "{}",
+            slot.line.text.capacity()
+        );
     }
 
     #[test]
