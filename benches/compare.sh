@@ -73,12 +73,12 @@ bench_smtp() {
   # each of the two runs right after aiosmtpd's long run in half of the
   # rounds and right after the other in the other half (with three servers
   # in a fixed or rotated order, one of them followed aiosmtpd more often).
-  local first=("mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599")
+  local pair=("mailnet 127.0.0.1:$GMAIL_SMTP" "smtp-sink 127.0.0.1:2599")
   for flags in "" "-d"; do
     declare -A rates=()
     for round in $(seq "$rounds"); do
-      local order=("${first[@]}" "aiosmtpd 127.0.0.1:2598")
-      [ $((round % 2)) = 0 ] && order=("${first[1]}" "${first[0]}" "aiosmtpd 127.0.0.1:2598")
+      local order=("${pair[@]}" "aiosmtpd 127.0.0.1:2598")
+      [ $((round % 2)) = 0 ] && order=("${pair[1]}" "${pair[0]}" "aiosmtpd 127.0.0.1:2598")
       for target in "${order[@]}"; do
         set -- $target
         [ "$1" = aiosmtpd ] && [ $aiosmtpd_up = 0 ] && continue
