@@ -38,7 +38,8 @@ async fn until(what: &str, mut check: impl FnMut() -> bool) {
     let end = Instant::now() + DEADLINE;
     while !check() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
-        // A poll within the deadline: mailboxes and transcripts send no notice.
+        // A poll within the deadline: transcripts and the relay queue send
+        // no notice (mailboxes do: see `Mailstore::wait_until`).
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -90,10 +91,14 @@ async fn a_link_fault_touches_the_relay_it_names_and_nothing_else() {
     // Cleared, the next attempt goes through.
     net.faults.clear();
     net.clock.advance(Duration::from_secs(120));
-    until("delivery after clearing", || {
-        store.messages("usr1@gmail.com").unwrap().len() == 1
-    })
-    .await;
+    // The store wakes its waiters on every delivery: no polling here.
+    assert!(
+        store
+            .wait_until(DEADLINE, |s| s.messages("usr1@gmail.com").unwrap().len()
+                == 1)
+            .await,
+        "no delivery after clearing within {DEADLINE:?}"
+    );
     net.stop().await;
 }
 
